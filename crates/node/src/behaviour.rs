@@ -1,0 +1,143 @@
+//! The node's composed libp2p behaviour.
+
+use std::time::Duration;
+
+use libp2p::{
+    allow_block_list, autonat, connection_limits, dcutr, gossipsub, identify,
+    identity::Keypair,
+    kad, mdns, memory_connection_limits, ping, relay,
+    request_response::{self, ProtocolSupport},
+    swarm::{behaviour::toggle::Toggle, NetworkBehaviour},
+    StreamProtocol,
+};
+
+use crate::{
+    config::{KadMode, NodeConfig},
+    gossip,
+    protocol::{DirectRequest, DirectResponse, DIRECT_PROTOCOL},
+};
+
+/// Identify protocol version; peers with another major version are foreign.
+pub const IDENTIFY_PROTOCOL: &str = "/conclave/1.0.0";
+
+/// Direct-message codec: CBOR with size limits derived from the config.
+pub type DirectBehaviour = request_response::cbor::Behaviour<DirectRequest, DirectResponse>;
+
+/// Every protocol the node speaks. Gates come first so that a refused
+/// connection never reaches the others.
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    /// Deny list by peer id.
+    pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    /// Connection count limits.
+    pub limits: connection_limits::Behaviour,
+    /// Refuse connections when the machine is short of memory.
+    pub memory_limits: memory_connection_limits::Behaviour,
+    /// Peer agent, protocols and addresses.
+    pub identify: identify::Behaviour,
+    /// Liveness and round-trip time.
+    pub ping: ping::Behaviour,
+    /// The DHT.
+    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    /// Publish/subscribe.
+    pub gossipsub: gossipsub::Behaviour,
+    /// Local-network discovery (off when configured so).
+    pub mdns: Toggle<mdns::tokio::Behaviour>,
+    /// Direct messages to protocol handlers.
+    pub direct: DirectBehaviour,
+    /// Reservations and circuits on relays.
+    pub relay_client: relay::client::Behaviour,
+    /// Relay service for others (only with `relay_server`).
+    pub relay_server: Toggle<relay::Behaviour>,
+    /// Learns which of our addresses are publicly reachable.
+    pub autonat_client: autonat::v2::client::Behaviour,
+    /// Tests other peers' addresses for them.
+    pub autonat_server: autonat::v2::server::Behaviour,
+    /// Hole punching over relayed connections.
+    pub dcutr: dcutr::Behaviour,
+    /// Raw streams for protocol handlers that want them.
+    pub streams: libp2p_stream::Behaviour,
+}
+
+impl Behaviour {
+    /// Builds the behaviour for `keypair` under `config`.
+    pub fn new(
+        keypair: &Keypair,
+        relay_client: relay::client::Behaviour,
+        config: &NodeConfig,
+    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        let peer_id = keypair.public().to_peer_id();
+
+        let limits = connection_limits::ConnectionLimits::default()
+            .with_max_established(Some(config.max_connections))
+            .with_max_established_per_peer(Some(config.max_connections_per_peer))
+            .with_max_pending_incoming(Some(config.max_pending_connections))
+            .with_max_pending_outgoing(Some(config.max_pending_connections));
+
+        let identify = identify::Behaviour::new(
+            identify::Config::new(IDENTIFY_PROTOCOL.to_string(), keypair.public())
+                .with_agent_version(format!("conclave/{}", env!("CARGO_PKG_VERSION")))
+                .with_push_listen_addr_updates(true),
+        );
+
+        let kad_protocol = StreamProtocol::try_from_owned(config.kad_protocol.clone())?;
+        let mut kad_config = kad::Config::new(kad_protocol);
+        kad_config.set_query_timeout(Duration::from_secs(30));
+        let store = kad::store::MemoryStore::new(peer_id);
+        let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config);
+        kad.set_mode(match config.kad_mode {
+            KadMode::Server => Some(kad::Mode::Server),
+            KadMode::Client => Some(kad::Mode::Client),
+            KadMode::Auto => None,
+        });
+
+        let gossipsub = gossip::behaviour(
+            keypair,
+            Duration::from_millis(config.gossip_heartbeat_ms),
+            config.max_message_size,
+        )?;
+
+        let mdns = if config.mdns {
+            Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id)?)
+        } else {
+            None
+        };
+
+        // Room for the CBOR framing and the protocol id around the payload.
+        let frame_limit = (config.max_message_size + 4096) as u64;
+        let codec = request_response::cbor::codec::Codec::default()
+            .set_request_size_maximum(frame_limit)
+            .set_response_size_maximum(frame_limit);
+        let direct = request_response::Behaviour::with_codec(
+            codec,
+            [(StreamProtocol::new(DIRECT_PROTOCOL), ProtocolSupport::Full)],
+            request_response::Config::default()
+                .with_request_timeout(Duration::from_secs(30))
+                .with_max_concurrent_streams(128),
+        );
+
+        let relay_server = config
+            .relay_server
+            .then(|| relay::Behaviour::new(peer_id, relay::Config::default()));
+
+        Ok(Self {
+            blocked: allow_block_list::Behaviour::default(),
+            limits: connection_limits::Behaviour::new(limits),
+            memory_limits: memory_connection_limits::Behaviour::with_max_percentage(
+                config.max_memory_fraction,
+            ),
+            identify,
+            ping: ping::Behaviour::new(ping::Config::new()),
+            kad,
+            gossipsub,
+            mdns: mdns.into(),
+            direct,
+            relay_client,
+            relay_server: relay_server.into(),
+            autonat_client: autonat::v2::client::Behaviour::default(),
+            autonat_server: autonat::v2::server::Behaviour::default(),
+            dcutr: dcutr::Behaviour::new(peer_id),
+            streams: libp2p_stream::Behaviour::new(),
+        })
+    }
+}

@@ -1,0 +1,354 @@
+//! Node configuration: defaults, then a TOML file, then environment variables,
+//! then command-line flags (applied by the binaries). No file is needed to start.
+
+use std::{path::Path, time::Duration};
+
+use libp2p::Multiaddr;
+use serde::{Deserialize, Serialize};
+
+/// Errors reading or validating configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// File that failed.
+        path: String,
+        /// Underlying I/O error.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML for this schema.
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        /// File that failed.
+        path: String,
+        /// Parser error, with line and column.
+        source: Box<toml::de::Error>,
+    },
+    /// The config could not be written back.
+    #[error("cannot write config file {path}: {source}")]
+    Write {
+        /// File that failed.
+        path: String,
+        /// Underlying I/O error.
+        source: std::io::Error,
+    },
+    /// An environment variable holds a value of the wrong form.
+    #[error("environment variable {name}={value:?} is invalid: {reason}")]
+    Env {
+        /// Variable name.
+        name: &'static str,
+        /// Its value.
+        value: String,
+        /// What was expected.
+        reason: String,
+    },
+    /// Values contradict each other.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// When the Kademlia DHT serves records to others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum KadMode {
+    /// Always answer DHT queries (daemons, and local or loopback networks where
+    /// AutoNAT cannot confirm reachability).
+    #[default]
+    Server,
+    /// Never answer DHT queries.
+    Client,
+    /// Answer once an external address is confirmed (libp2p's automatic mode).
+    Auto,
+}
+
+/// Which transports the node listens and dials on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportMode {
+    /// QUIC, TCP, WebSocket, DNS and relay circuits.
+    #[default]
+    Network,
+    /// libp2p's in-memory transport (simulations); no sockets at all.
+    Memory,
+}
+
+/// Full node configuration. Every field has a default.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Addresses to listen on.
+    pub listen: Vec<Multiaddr>,
+    /// Peers dialled at start and whenever the node is below `min_connections`.
+    pub bootstrap: Vec<Multiaddr>,
+    /// Upper bound of established connections (`P2P_MAX_CONNECTIONS`).
+    pub max_connections: u32,
+    /// The node dials known peers while it has fewer (`P2P_MIN_CONNECTIONS`).
+    pub min_connections: u32,
+    /// Established connections allowed per peer.
+    pub max_connections_per_peer: u32,
+    /// Pending (half-open) connections allowed in each direction.
+    pub max_pending_connections: u32,
+    /// Refuse new connections above this fraction of system memory in use.
+    pub max_memory_fraction: f64,
+    /// Kademlia protocol id.
+    pub kad_protocol: String,
+    /// Kademlia server/client behaviour.
+    pub kad_mode: KadMode,
+    /// Discover peers on the local network by mDNS.
+    pub mdns: bool,
+    /// Serve circuit relay v2 reservations and circuits to others.
+    pub relay_server: bool,
+    /// Largest application payload for `send_to` and `broadcast`, in bytes.
+    pub max_message_size: usize,
+    /// Seconds a connection without active streams is kept open.
+    pub idle_timeout_secs: u64,
+    /// Seconds `connect` waits for a connection before giving up.
+    pub dial_timeout_secs: u64,
+    /// Transport stack.
+    pub transport: TransportMode,
+    /// Gossipsub heartbeat interval in milliseconds.
+    pub gossip_heartbeat_ms: u64,
+    /// Peers whose addresses are remembered for reconnection.
+    pub address_book_size: usize,
+    /// Capacity of the event broadcast channel; slower subscribers get `Lagged`.
+    pub event_buffer: usize,
+}
+
+/// Default cap of established connections.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 50;
+/// Default floor below which known peers are dialled.
+pub const DEFAULT_MIN_CONNECTIONS: u32 = 10;
+/// Default Kademlia protocol id.
+pub const DEFAULT_KAD_PROTOCOL: &str = "/conclave/kad/1.0.0";
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            listen: vec![
+                "/ip4/0.0.0.0/udp/0/quic-v1".parse().expect("valid literal"),
+                "/ip4/0.0.0.0/tcp/0".parse().expect("valid literal"),
+            ],
+            bootstrap: Vec::new(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            min_connections: DEFAULT_MIN_CONNECTIONS,
+            max_connections_per_peer: 2,
+            max_pending_connections: 32,
+            max_memory_fraction: 0.9,
+            kad_protocol: DEFAULT_KAD_PROTOCOL.to_string(),
+            kad_mode: KadMode::Server,
+            mdns: true,
+            relay_server: false,
+            max_message_size: 1024 * 1024,
+            idle_timeout_secs: 60,
+            dial_timeout_secs: 20,
+            transport: TransportMode::Network,
+            gossip_heartbeat_ms: 1000,
+            address_book_size: 1024,
+            event_buffer: 1024,
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Reads a TOML file; fields it leaves out keep their defaults.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.display().to_string(),
+            source: Box::new(source),
+        })
+    }
+
+    /// Reads `path` if it exists, else returns the defaults.
+    pub fn from_optional_file(path: &Path) -> Result<Self, ConfigError> {
+        if path.exists() {
+            Self::from_file(path)
+        } else {
+            Ok(Self::default())
+        }
+    }
+
+    /// Writes the config as TOML, atomically (temporary file, then rename).
+    pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
+        let write_err = |source| ConfigError::Write {
+            path: path.display().to_string(),
+            source,
+        };
+        let text = toml::to_string_pretty(self).map_err(|e| {
+            ConfigError::Invalid(format!("cannot serialise configuration: {e}"))
+        })?;
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(write_err)?;
+        }
+        let tmp = path.with_extension("toml.tmp");
+        std::fs::write(&tmp, text).map_err(write_err)?;
+        std::fs::rename(&tmp, path).map_err(write_err)
+    }
+
+    /// Applies `P2P_*` environment variables over the current values.
+    pub fn apply_env(&mut self) -> Result<(), ConfigError> {
+        self.apply_env_from(|name| std::env::var(name).ok())
+    }
+
+    /// Applies `P2P_*` variables read through `lookup` (testable without the
+    /// process environment).
+    pub fn apply_env_from(
+        &mut self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        fn number<T: std::str::FromStr>(
+            name: &'static str,
+            value: String,
+        ) -> Result<T, ConfigError> {
+            value.trim().parse().map_err(|_| ConfigError::Env {
+                name,
+                value,
+                reason: "expected a non-negative whole number".into(),
+            })
+        }
+        fn addrs(name: &'static str, value: String) -> Result<Vec<Multiaddr>, ConfigError> {
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    s.parse().map_err(|e| ConfigError::Env {
+                        name,
+                        value: value.clone(),
+                        reason: format!("{s:?} is not a multiaddr: {e}"),
+                    })
+                })
+                .collect()
+        }
+        if let Some(v) = lookup("P2P_MAX_CONNECTIONS") {
+            self.max_connections = number("P2P_MAX_CONNECTIONS", v)?;
+        }
+        if let Some(v) = lookup("P2P_MIN_CONNECTIONS") {
+            self.min_connections = number("P2P_MIN_CONNECTIONS", v)?;
+        }
+        if let Some(v) = lookup("P2P_LISTEN") {
+            self.listen = addrs("P2P_LISTEN", v)?;
+        }
+        if let Some(v) = lookup("P2P_BOOTSTRAP") {
+            self.bootstrap = addrs("P2P_BOOTSTRAP", v)?;
+        }
+        if let Some(v) = lookup("P2P_MAX_MESSAGE_SIZE") {
+            self.max_message_size = number("P2P_MAX_MESSAGE_SIZE", v)?;
+        }
+        if let Some(v) = lookup("P2P_MDNS") {
+            self.mdns = matches!(v.trim(), "1" | "true" | "yes" | "on");
+        }
+        Ok(())
+    }
+
+    /// Checks that values are usable together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_connections == 0 {
+            return Err(ConfigError::Invalid("max_connections must be at least 1".into()));
+        }
+        if self.min_connections > self.max_connections {
+            return Err(ConfigError::Invalid(format!(
+                "min_connections ({}) is above max_connections ({})",
+                self.min_connections, self.max_connections
+            )));
+        }
+        if self.max_message_size == 0 || self.max_message_size > 16 * 1024 * 1024 {
+            return Err(ConfigError::Invalid(
+                "max_message_size must be between 1 byte and 16 MiB".into(),
+            ));
+        }
+        if !(0.1..=1.0).contains(&self.max_memory_fraction) {
+            return Err(ConfigError::Invalid(
+                "max_memory_fraction must be between 0.1 and 1.0".into(),
+            ));
+        }
+        if !self.kad_protocol.starts_with('/') {
+            return Err(ConfigError::Invalid(format!(
+                "kad_protocol {:?} must start with '/'",
+                self.kad_protocol
+            )));
+        }
+        if self.event_buffer == 0 || self.address_book_size == 0 {
+            return Err(ConfigError::Invalid(
+                "event_buffer and address_book_size must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Idle connection timeout.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
+
+    /// Timeout for `connect`.
+    pub fn dial_timeout(&self) -> Duration {
+        Duration::from_secs(self.dial_timeout_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_need_no_file_and_validate() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = NodeConfig::from_optional_file(&dir.path().join("missing.toml")).unwrap();
+        assert_eq!(cfg.max_connections, 50);
+        assert_eq!(cfg.min_connections, 10);
+        assert_eq!(cfg.kad_protocol, "/conclave/kad/1.0.0");
+        cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn file_then_environment_override() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "max_connections = 20\nmin_connections = 2\nmdns = false\n").unwrap();
+        let mut cfg = NodeConfig::from_file(&path).unwrap();
+        assert_eq!((cfg.max_connections, cfg.min_connections, cfg.mdns), (20, 2, false));
+        cfg.apply_env_from(|k| (k == "P2P_MAX_CONNECTIONS").then(|| "7".to_string()))
+            .unwrap();
+        assert_eq!(cfg.max_connections, 7);
+        assert_eq!(cfg.min_connections, 2);
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let mut cfg = NodeConfig::default();
+        let err = cfg
+            .apply_env_from(|k| (k == "P2P_MIN_CONNECTIONS").then(|| "ten".to_string()))
+            .unwrap_err();
+        assert!(err.to_string().contains("P2P_MIN_CONNECTIONS"), "{err}");
+        assert_eq!(cfg.min_connections, 10, "a rejected value changes nothing");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "max_conections = 3\n").unwrap();
+        let err = NodeConfig::from_file(&path).unwrap_err();
+        assert!(err.to_string().contains("max_conections"), "{err}");
+
+        let cfg = NodeConfig { min_connections: 60, ..NodeConfig::default() };
+        assert!(cfg.validate().unwrap_err().to_string().contains("min_connections"));
+    }
+
+    #[test]
+    fn save_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/config.toml");
+        let cfg = NodeConfig {
+            bootstrap: vec!["/ip4/127.0.0.1/tcp/4001".parse().unwrap()],
+            relay_server: true,
+            ..NodeConfig::default()
+        };
+        cfg.save(&path).unwrap();
+        let back = NodeConfig::from_file(&path).unwrap();
+        assert_eq!(back.bootstrap, cfg.bootstrap);
+        assert!(back.relay_server);
+    }
+}

@@ -1,0 +1,50 @@
+//! Gossipsub: configuration and peer-scoring parameters.
+
+pub mod scoring;
+
+use std::time::Duration;
+
+use libp2p::{gossipsub, identity::Keypair};
+
+/// Bytes of gossipsub framing allowed on top of the application payload.
+const FRAME_OVERHEAD: usize = 64 * 1024;
+
+/// Builds the gossipsub behaviour with Conclave's mesh, history and scoring.
+///
+/// Message ids are the BLAKE3 hash of the data, so the same content from two
+/// publishers is one message. Messages are validated by the node before they
+/// are forwarded (`validate_messages`), so invalid ones can be rejected and
+/// their senders penalised.
+pub fn behaviour(
+    keypair: &Keypair,
+    heartbeat: Duration,
+    max_message_size: usize,
+) -> Result<gossipsub::Behaviour, String> {
+    let config = gossipsub::ConfigBuilder::default()
+        .mesh_n(6)
+        .mesh_n_low(4)
+        .mesh_n_high(12)
+        .mesh_outbound_min(2)
+        .history_length(5)
+        .history_gossip(3)
+        .duplicate_cache_time(Duration::from_secs(120))
+        .heartbeat_interval(heartbeat)
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .validate_messages()
+        .max_transmit_size(max_message_size + FRAME_OVERHEAD)
+        .message_id_fn(message_id)
+        .build()
+        .map_err(|e| format!("gossipsub config: {e}"))?;
+    let mut behaviour =
+        gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(keypair.clone()), config)
+            .map_err(|e| format!("gossipsub: {e}"))?;
+    behaviour
+        .with_peer_score(scoring::peer_score_params(), scoring::thresholds())
+        .map_err(|e| format!("gossipsub scoring: {e}"))?;
+    Ok(behaviour)
+}
+
+/// The message id of gossip data: its 32-byte BLAKE3 hash (shown as hex).
+pub fn message_id(message: &gossipsub::Message) -> gossipsub::MessageId {
+    gossipsub::MessageId::new(blake3::hash(&message.data).as_bytes())
+}

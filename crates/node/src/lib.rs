@@ -1,0 +1,38 @@
+//! `conclave-node`: the Conclave peer as a library.
+//!
+//! [`Node::start`] builds a libp2p swarm (QUIC, TCP, WebSocket, relay;
+//! identify, ping, Kademlia, gossipsub with peer scoring, mDNS, direct
+//! messages, AutoNAT, DCUtR, connection limits) owned by one event-loop task,
+//! and returns a cloneable [`NodeHandle`] for everything else. Nothing here
+//! depends on a GUI.
+#![deny(missing_docs)]
+
+// The derive generates an event enum whose variants cannot carry docs.
+#[allow(missing_docs)]
+pub mod behaviour;
+pub mod config;
+pub mod control;
+pub mod error;
+mod event_loop;
+pub mod events;
+pub mod gossip;
+mod handle;
+pub mod identity;
+pub mod logging;
+pub mod metrics;
+mod node;
+pub mod peers;
+pub mod profile;
+pub mod protocol;
+pub mod resources;
+pub mod transport;
+
+pub use config::NodeConfig;
+pub use error::NodeError;
+pub use events::{EventSubscription, GossipMessage, NodeEvent};
+pub use handle::{NodeHandle, NodeStats, TopicStats};
+pub use libp2p::{identity::Keypair, Multiaddr, PeerId};
+pub use node::Node;
+pub use peers::PeerInfo;
+pub use protocol::{HandlerError, ProtocolHandler};
+pub use resources::ResourceRecord;

@@ -1,0 +1,50 @@
+//! Logging: `tracing` to stderr and to daily rolling files in the profile's
+//! log folder.
+
+use std::path::Path;
+
+use tracing_appender::non_blocking::WorkerGuard;
+use tracing_subscriber::{fmt, layer::SubscriberExt, util::SubscriberInitExt, EnvFilter};
+
+/// Default filter when `RUST_LOG` is unset.
+pub const DEFAULT_FILTER: &str = "info,libp2p_kad=warn,libp2p_gossipsub=warn,libp2p_mdns=warn";
+
+/// Errors setting up logging.
+#[derive(Debug, thiserror::Error)]
+pub enum LoggingError {
+    /// The log folder could not be used.
+    #[error("cannot write logs to {path}: {reason}")]
+    Folder {
+        /// Folder.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// A global subscriber was already installed.
+    #[error("logging already initialised: {0}")]
+    Init(String),
+}
+
+/// Installs the global subscriber. Keep the guard alive for the life of the
+/// program: dropping it flushes and stops the file writer.
+pub fn init(log_dir: &Path, file_prefix: &str) -> Result<WorkerGuard, LoggingError> {
+    let appender = tracing_appender::rolling::Builder::new()
+        .rotation(tracing_appender::rolling::Rotation::DAILY)
+        .filename_prefix(file_prefix)
+        .filename_suffix("log")
+        .max_log_files(14)
+        .build(log_dir)
+        .map_err(|e| LoggingError::Folder {
+            path: log_dir.display().to_string(),
+            reason: e.to_string(),
+        })?;
+    let (file_writer, guard) = tracing_appender::non_blocking(appender);
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt::layer().with_writer(std::io::stderr))
+        .with(fmt::layer().with_ansi(false).with_writer(file_writer))
+        .try_init()
+        .map_err(|e| LoggingError::Init(e.to_string()))?;
+    Ok(guard)
+}

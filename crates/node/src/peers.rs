@@ -1,0 +1,216 @@
+//! What the node knows about each connected peer.
+
+use std::{
+    collections::HashMap,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use libp2p::{
+    core::ConnectedPoint, multiaddr::Protocol, swarm::ConnectionId, Multiaddr, PeerId,
+};
+use serde::Serialize;
+
+/// Transport a connection runs over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    /// QUIC v1 (TLS 1.3).
+    Quic,
+    /// TCP with Noise and Yamux.
+    Tcp,
+    /// WebSocket over TCP.
+    Websocket,
+    /// libp2p's in-memory transport.
+    Memory,
+    /// Anything else.
+    Other,
+}
+
+impl TransportKind {
+    /// Classifies an address by its innermost transport (the hop to the relay
+    /// for relayed addresses).
+    pub fn of(addr: &Multiaddr) -> Self {
+        let mut kind = TransportKind::Other;
+        for proto in addr.iter() {
+            kind = match proto {
+                Protocol::QuicV1 => TransportKind::Quic,
+                Protocol::Ws(_) | Protocol::Wss(_) => TransportKind::Websocket,
+                Protocol::Tcp(_) if kind != TransportKind::Websocket => TransportKind::Tcp,
+                Protocol::Memory(_) => TransportKind::Memory,
+                Protocol::P2pCircuit => break,
+                _ => kind,
+            };
+        }
+        kind
+    }
+
+    /// Lower-case name, as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransportKind::Quic => "quic",
+            TransportKind::Tcp => "tcp",
+            TransportKind::Websocket => "websocket",
+            TransportKind::Memory => "memory",
+            TransportKind::Other => "other",
+        }
+    }
+}
+
+/// Who opened a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// We dialled.
+    Outbound,
+    /// They dialled.
+    Inbound,
+}
+
+/// Whether a connection goes straight to the peer or through a relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PathKind {
+    /// A direct connection.
+    Direct,
+    /// A circuit relay v2 connection.
+    Relayed,
+}
+
+/// One open connection to a peer.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectionInfo {
+    /// The peer's address on this connection.
+    pub remote_addr: Multiaddr,
+    /// Transport.
+    pub transport: TransportKind,
+    /// Who dialled.
+    pub direction: Direction,
+    /// Direct or relayed.
+    pub path: PathKind,
+    /// Unix time (seconds) the connection was established.
+    pub established_at: u64,
+}
+
+impl ConnectionInfo {
+    /// Describes a newly established connection.
+    pub fn new(endpoint: &ConnectedPoint) -> Self {
+        let (remote_addr, direction) = match endpoint {
+            ConnectedPoint::Dialer { address, .. } => (address.clone(), Direction::Outbound),
+            ConnectedPoint::Listener { send_back_addr, .. } => {
+                (send_back_addr.clone(), Direction::Inbound)
+            }
+        };
+        let path = if endpoint.is_relayed() { PathKind::Relayed } else { PathKind::Direct };
+        Self {
+            transport: TransportKind::of(&remote_addr),
+            remote_addr,
+            direction,
+            path,
+            established_at: unix_now(),
+        }
+    }
+}
+
+/// A connected peer as shown to users and tools.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerInfo {
+    /// The peer's id.
+    pub peer_id: PeerId,
+    /// Addresses of its open connections, then the addresses it listens on.
+    pub addrs: Vec<Multiaddr>,
+    /// Transport of the primary (first) connection.
+    pub transport: TransportKind,
+    /// Direction of the primary connection.
+    pub direction: Direction,
+    /// Path of the primary connection.
+    pub path: PathKind,
+    /// Last ping round trip, in milliseconds.
+    pub rtt_ms: Option<f64>,
+    /// Agent version from identify.
+    pub agent_version: Option<String>,
+    /// Protocols the peer supports, from identify.
+    pub protocols: Vec<String>,
+    /// Gossipsub score, where scoring knows the peer.
+    pub score: Option<f64>,
+    /// Every open connection.
+    pub connections: Vec<ConnectionInfo>,
+}
+
+/// Per-peer state kept by the event loop. Bounded by the connection limits:
+/// an entry exists only while the peer has a connection.
+#[derive(Debug, Default)]
+pub(crate) struct PeerState {
+    pub connections: Vec<(ConnectionId, ConnectionInfo)>,
+    pub rtt: Option<Duration>,
+    pub agent_version: Option<String>,
+    pub protocols: Vec<String>,
+    pub listen_addrs: Vec<Multiaddr>,
+}
+
+/// Listen addresses kept per peer (identify can report many).
+const MAX_LISTEN_ADDRS: usize = 16;
+/// Protocols kept per peer.
+const MAX_PROTOCOLS: usize = 64;
+
+impl PeerState {
+    pub fn set_identify(
+        &mut self,
+        agent: String,
+        protocols: Vec<String>,
+        mut listen_addrs: Vec<Multiaddr>,
+    ) {
+        self.agent_version = Some(agent);
+        self.protocols = protocols.into_iter().take(MAX_PROTOCOLS).collect();
+        listen_addrs.truncate(MAX_LISTEN_ADDRS);
+        self.listen_addrs = listen_addrs;
+    }
+
+    pub fn info(&self, peer_id: PeerId, score: Option<f64>) -> Option<PeerInfo> {
+        let primary = &self.connections.first()?.1;
+        let mut addrs: Vec<Multiaddr> =
+            self.connections.iter().map(|(_, c)| c.remote_addr.clone()).collect();
+        for a in &self.listen_addrs {
+            if !addrs.contains(a) {
+                addrs.push(a.clone());
+            }
+        }
+        Some(PeerInfo {
+            peer_id,
+            addrs,
+            transport: primary.transport,
+            direction: primary.direction,
+            path: primary.path,
+            rtt_ms: self.rtt.map(|d| d.as_secs_f64() * 1000.0),
+            agent_version: self.agent_version.clone(),
+            protocols: self.protocols.clone(),
+            score,
+            connections: self.connections.iter().map(|(_, c)| c.clone()).collect(),
+        })
+    }
+}
+
+/// The table of connected peers.
+pub(crate) type PeerTable = HashMap<PeerId, PeerState>;
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transports_are_classified() {
+        let of = |s: &str| TransportKind::of(&s.parse().unwrap());
+        assert_eq!(of("/ip4/127.0.0.1/udp/1/quic-v1"), TransportKind::Quic);
+        assert_eq!(of("/ip4/127.0.0.1/tcp/1"), TransportKind::Tcp);
+        assert_eq!(of("/ip4/127.0.0.1/tcp/1/ws"), TransportKind::Websocket);
+        assert_eq!(of("/memory/5"), TransportKind::Memory);
+        assert_eq!(
+            of("/ip4/1.2.3.4/udp/1/quic-v1/p2p/12D3KooWGBfK8wqydXUoqdmdB5vUuVuj6hsuFFDcW1jfsZqTmF3k/p2p-circuit"),
+            TransportKind::Quic
+        );
+    }
+}

@@ -1,0 +1,74 @@
+//! Building the swarm: transports, bandwidth metrics and the behaviour.
+
+use libp2p::{
+    core::{muxing::StreamMuxerBox, transport::MemoryTransport, upgrade::Version},
+    identity::Keypair,
+    noise, tcp, yamux, Swarm, SwarmBuilder, Transport,
+};
+use prometheus_client::registry::Registry;
+
+use crate::{
+    behaviour::Behaviour,
+    config::{NodeConfig, TransportMode},
+    error::NodeError,
+};
+
+fn startup(what: &str) -> impl Fn(&dyn std::fmt::Display) -> NodeError + '_ {
+    move |e| NodeError::Startup(format!("{what}: {e}"))
+}
+
+/// Builds the swarm with the configured transport stack.
+///
+/// Network mode: QUIC v1 (tried first when both are known), TCP with Noise and
+/// Yamux, DNS resolution, WebSocket, and relay circuits on top of all of them.
+/// Memory mode: libp2p's in-memory transport with Noise and Yamux, plus relay
+/// circuits, for simulations with many nodes.
+pub async fn build_swarm(
+    keypair: Keypair,
+    config: &NodeConfig,
+    registry: &mut Registry,
+) -> Result<Swarm<Behaviour>, NodeError> {
+    let idle = config.idle_timeout();
+    match config.transport {
+        TransportMode::Network => Ok(SwarmBuilder::with_existing_identity(keypair)
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(|e| startup("tcp")(&e))?
+            .with_quic()
+            .with_dns()
+            .map_err(|e| startup("dns")(&e))?
+            .with_websocket(noise::Config::new, yamux::Config::default)
+            .await
+            .map_err(|e| startup("websocket")(&e))?
+            .with_relay_client(noise::Config::new, yamux::Config::default)
+            .map_err(|e| startup("relay client")(&e))?
+            .with_bandwidth_metrics(registry)
+            .with_behaviour(|key, relay| Behaviour::new(key, relay, config))
+            .map_err(|e| startup("behaviour")(&e))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+            .build()),
+        TransportMode::Memory => Ok(SwarmBuilder::with_existing_identity(keypair)
+            .with_tokio()
+            .with_other_transport(|key| {
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                    MemoryTransport::default()
+                        .upgrade(Version::V1)
+                        .authenticate(noise::Config::new(key)?)
+                        .multiplex(yamux::Config::default())
+                        .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer))),
+                )
+            })
+            .map_err(|e| startup("memory transport")(&e))?
+            .with_relay_client(noise::Config::new, yamux::Config::default)
+            .map_err(|e| startup("relay client")(&e))?
+            .with_bandwidth_metrics(registry)
+            .with_behaviour(|key, relay| Behaviour::new(key, relay, config))
+            .map_err(|e| startup("behaviour")(&e))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+            .build()),
+    }
+}
