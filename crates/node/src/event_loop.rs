@@ -190,7 +190,11 @@ impl EventLoop {
 
     fn local_listen_addrs(&self) -> Vec<Multiaddr> {
         let me = *self.swarm.local_peer_id();
-        self.swarm.listeners().map(|a| a.clone().with_p2p(me).unwrap_or_else(|a| a)).collect()
+        let mut addrs: Vec<Multiaddr> =
+            self.swarm.listeners().map(|a| a.clone().with_p2p(me).unwrap_or_else(|a| a)).collect();
+        // QUIC first: it is the transport dialled first.
+        addrs.sort_by_key(|a| crate::peers::TransportKind::of(a) != crate::peers::TransportKind::Quic);
+        addrs
     }
 
     // ----- commands -------------------------------------------------------

@@ -320,6 +320,11 @@ impl NodeHandle {
         rx.await.map_err(|_| NodeError::Stopped)
     }
 
+    /// Resolves once the event loop has ended (stopped by any handle).
+    pub async fn wait_stopped(&self) {
+        self.shared.commands.closed().await
+    }
+
     /// Whether the event loop still runs.
     pub fn is_running(&self) -> bool {
         !self.shared.commands.is_closed()

@@ -7,7 +7,7 @@ use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::{fmt, layer::SubscriberExt, util::SubscriberInitExt, EnvFilter};
 
 /// Default filter when `RUST_LOG` is unset.
-pub const DEFAULT_FILTER: &str = "info,libp2p_kad=warn,libp2p_gossipsub=warn,libp2p_mdns=warn";
+pub const DEFAULT_FILTER: &str = "info,libp2p_kad=error,libp2p_gossipsub=warn,libp2p_mdns=warn";
 
 /// Errors setting up logging.
 #[derive(Debug, thiserror::Error)]

@@ -1,1 +1,132 @@
-fn main() {}
+//! `conclaved`: the headless Conclave node (relay, bootstrap or agent server).
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use conclave_node::{
+    config::{KadMode, NodeConfig},
+    control, identity, logging, metrics,
+    profile::{Profile, DEFAULT_PROFILE},
+    Multiaddr, Node,
+};
+
+/// Runs a Conclave node without a GUI, controlled through `conclavectl`.
+#[derive(Parser, Debug)]
+#[command(name = "conclaved", version, about)]
+struct Args {
+    /// Profile: separate keys, config, data and logs.
+    #[arg(long, env = "CONCLAVE_PROFILE", default_value = DEFAULT_PROFILE)]
+    profile: String,
+    /// Put all of the profile's files (key, socket, logs, config) under DIR.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on (repeatable; replaces the configured ones).
+    #[arg(long, value_name = "MULTIADDR")]
+    listen: Vec<Multiaddr>,
+    /// Peer to dial at start and when short of connections (repeatable;
+    /// replaces the configured ones).
+    #[arg(long, value_name = "MULTIADDR")]
+    bootstrap: Vec<Multiaddr>,
+    /// Ed25519 key file (created 0600 if missing).
+    #[arg(long, value_name = "PATH")]
+    key_file: Option<PathBuf>,
+    /// Control socket path.
+    #[arg(long, value_name = "PATH")]
+    control: Option<PathBuf>,
+    /// Serve Prometheus metrics on HOST:PORT at /metrics.
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics: Option<SocketAddr>,
+    /// Serve circuit relay v2 to other peers.
+    #[arg(long)]
+    relay_server: bool,
+    /// Config file (default: the profile's config.toml, if present).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Disable mDNS discovery on the local network.
+    #[arg(long)]
+    no_mdns: bool,
+    /// DHT mode: server (default for the daemon), client or auto.
+    #[arg(long, value_parser = ["server", "client", "auto"])]
+    kad_mode: Option<String>,
+}
+
+fn load_config(args: &Args, profile: &Profile) -> Result<NodeConfig> {
+    let mut config = match &args.config {
+        Some(path) => NodeConfig::from_file(path)?,
+        None => NodeConfig::from_optional_file(&profile.config_file())?,
+    };
+    config.apply_env()?;
+    if !args.listen.is_empty() {
+        config.listen = args.listen.clone();
+    }
+    if !args.bootstrap.is_empty() {
+        config.bootstrap = args.bootstrap.clone();
+    }
+    if args.relay_server {
+        config.relay_server = true;
+    }
+    if args.no_mdns {
+        config.mdns = false;
+    }
+    if let Some(mode) = &args.kad_mode {
+        config.kad_mode = match mode.as_str() {
+            "client" => KadMode::Client,
+            "auto" => KadMode::Auto,
+            _ => KadMode::Server,
+        };
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let profile = Profile::resolve(&args.profile, args.data_dir.as_deref())?;
+    profile.create_dirs()?;
+    let _log_guard = logging::init(profile.log_dir(), "conclaved")?;
+    let config = load_config(&args, &profile)?;
+
+    let key_path = args.key_file.clone().unwrap_or_else(|| profile.key_file());
+    let keypair = identity::load_or_create_key_file(&key_path)?;
+    let node = Node::start(config, keypair).await.context("starting the node")?;
+
+    let control_path = args.control.clone().unwrap_or_else(|| profile.control_socket());
+    let control_task = control::server::serve(node.clone(), &control_path).await?;
+    let metrics_addr = match args.metrics {
+        Some(addr) => {
+            let (bound, _task) = metrics::serve(addr, node.registry())
+                .await
+                .with_context(|| format!("serving metrics on {addr}"))?;
+            Some(bound)
+        }
+        None => None,
+    };
+
+    let listen_addrs = node.listen_addrs().await?;
+    // One JSON line on stdout tells scripts the daemon is ready and where.
+    println!(
+        "{}",
+        serde_json::json!({
+            "event": "ready",
+            "peer_id": node.peer_id().to_string(),
+            "listen_addrs": listen_addrs,
+            "control": control_path,
+            "metrics": metrics_addr.map(|a| format!("http://{a}/metrics")),
+            "profile": profile.name(),
+        })
+    );
+    tracing::info!(peer_id = %node.peer_id(), control = %control_path.display(), "conclaved ready");
+
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted"),
+        _ = terminate.recv() => tracing::info!("terminated"),
+        _ = node.wait_stopped() => tracing::info!("stopped through the control socket"),
+    }
+    control_task.abort();
+    let _ = node.stop().await;
+    let _ = std::fs::remove_file(&control_path);
+    Ok(())
+}

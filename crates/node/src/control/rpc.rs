@@ -1,0 +1,101 @@
+//! JSON-RPC 2.0 messages of the control socket.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Longest accepted line (one message), in bytes.
+pub const MAX_LINE: usize = 4 * 1024 * 1024;
+
+/// Invalid JSON.
+pub const PARSE_ERROR: i64 = -32700;
+/// Not a valid request object.
+pub const INVALID_REQUEST: i64 = -32600;
+/// Unknown method.
+pub const METHOD_NOT_FOUND: i64 = -32601;
+/// Bad parameters.
+pub const INVALID_PARAMS: i64 = -32602;
+/// The node refused or failed the operation.
+pub const NODE_ERROR: i64 = -32000;
+
+/// A request from a client.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Request {
+    /// Always "2.0".
+    pub jsonrpc: String,
+    /// Correlates the response.
+    pub id: Value,
+    /// Method name.
+    pub method: String,
+    /// Named parameters.
+    #[serde(default)]
+    pub params: Value,
+}
+
+impl Request {
+    /// A request with id `id`.
+    pub fn new(id: u64, method: &str, params: Value) -> Self {
+        Self { jsonrpc: "2.0".into(), id: Value::from(id), method: method.into(), params }
+    }
+}
+
+/// An error object.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RpcError {
+    /// Error code.
+    pub code: i64,
+    /// Explanation for people.
+    pub message: String,
+}
+
+/// A response, or a notification when `id` is absent and `method` present.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Message {
+    /// Always "2.0".
+    pub jsonrpc: String,
+    /// Request id (responses only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<Value>,
+    /// Notification method (notifications only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// Notification parameters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<Value>,
+    /// Success value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    /// Failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<RpcError>,
+}
+
+impl Message {
+    /// A success response.
+    pub fn result(id: Value, result: Value) -> Self {
+        Self { jsonrpc: "2.0".into(), id: Some(id), method: None, params: None, result: Some(result), error: None }
+    }
+
+    /// An error response.
+    pub fn error(id: Value, code: i64, message: impl Into<String>) -> Self {
+        Self {
+            jsonrpc: "2.0".into(),
+            id: Some(id),
+            method: None,
+            params: None,
+            result: None,
+            error: Some(RpcError { code, message: message.into() }),
+        }
+    }
+
+    /// A notification (streamed data during a call).
+    pub fn notification(method: &str, params: Value) -> Self {
+        Self {
+            jsonrpc: "2.0".into(),
+            id: None,
+            method: Some(method.into()),
+            params: Some(params),
+            result: None,
+            error: None,
+        }
+    }
+}

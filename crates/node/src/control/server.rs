@@ -1,0 +1,294 @@
+//! Serving the control socket for a running node.
+
+use std::{os::unix::fs::PermissionsExt, path::Path, sync::Arc, time::Duration};
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    net::{unix::OwnedWriteHalf, UnixListener, UnixStream},
+    sync::Semaphore,
+    task::JoinHandle,
+};
+
+use super::{
+    rpc::{self, Message, Request},
+    ControlError,
+};
+use crate::{events::NodeEvent, NodeError, NodeHandle};
+
+/// Clients served at once; more wait for a slot.
+const MAX_CLIENTS: usize = 32;
+/// Longest `subscribe --timeout` and `publish --timeout`, in seconds.
+const MAX_WAIT_SECS: u64 = 24 * 3600;
+
+/// Binds `path` (mode 0600) and serves `node` on it until the returned task
+/// is aborted. A stale socket file from a crashed daemon is replaced; a live
+/// one is an error.
+pub async fn serve(node: NodeHandle, path: &Path) -> Result<JoinHandle<()>, ControlError> {
+    let display = path.display().to_string();
+    if path.exists() {
+        if UnixStream::connect(path).await.is_ok() {
+            return Err(ControlError::InUse(display));
+        }
+        std::fs::remove_file(path).map_err(|source| ControlError::Io { path: display.clone(), source })?;
+    }
+    let listener =
+        UnixListener::bind(path).map_err(|source| ControlError::Io { path: display.clone(), source })?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|source| ControlError::Io { path: display.clone(), source })?;
+    let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
+    Ok(tokio::spawn(async move {
+        loop {
+            let Ok(permit) = slots.clone().acquire_owned().await else { return };
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(%e, "control socket accept failed");
+                    continue;
+                }
+            };
+            let node = node.clone();
+            tokio::spawn(async move {
+                if let Err(e) = serve_client(node, stream).await {
+                    tracing::debug!(%e, "control client ended");
+                }
+                drop(permit);
+            });
+        }
+    }))
+}
+
+async fn write(out: &mut OwnedWriteHalf, message: &Message) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(message).expect("messages serialise");
+    line.push(b'\n');
+    out.write_all(&line).await
+}
+
+async fn serve_client(node: NodeHandle, stream: UnixStream) -> std::io::Result<()> {
+    let (read, mut out) = stream.into_split();
+    let mut lines = BufReader::new(read);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = (&mut lines).take(rpc::MAX_LINE as u64 + 1).read_until(b'\n', &mut line).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        if line.len() > rpc::MAX_LINE {
+            write(&mut out, &Message::error(Value::Null, rpc::INVALID_REQUEST, "request too large"))
+                .await?;
+            return Ok(());
+        }
+        let request: Request = match serde_json::from_slice(&line) {
+            Ok(r) => r,
+            Err(e) => {
+                let msg = Message::error(Value::Null, rpc::PARSE_ERROR, format!("invalid JSON-RPC: {e}"));
+                write(&mut out, &msg).await?;
+                continue;
+            }
+        };
+        if request.jsonrpc != "2.0" {
+            let msg = Message::error(request.id, rpc::INVALID_REQUEST, "jsonrpc must be \"2.0\"");
+            write(&mut out, &msg).await?;
+            continue;
+        }
+        let id = request.id.clone();
+        let response = match request.method.as_str() {
+            "subscribe" => subscribe(&node, request.params, &mut out).await,
+            _ => dispatch(&node, &request.method, request.params).await,
+        };
+        let message = match response {
+            Ok(result) => Message::result(id, result),
+            Err((code, text)) => Message::error(id, code, text),
+        };
+        write(&mut out, &message).await?;
+    }
+}
+
+type CallResult = Result<Value, (i64, String)>;
+
+fn node_err(e: NodeError) -> (i64, String) {
+    (rpc::NODE_ERROR, e.to_string())
+}
+
+fn params<T: for<'de> Deserialize<'de>>(value: Value) -> Result<T, (i64, String)> {
+    let value = if value.is_null() { json!({}) } else { value };
+    serde_json::from_value(value).map_err(|e| (rpc::INVALID_PARAMS, format!("invalid parameters: {e}")))
+}
+
+fn to_json<T: serde::Serialize>(value: T) -> CallResult {
+    serde_json::to_value(value).map_err(|e| (rpc::NODE_ERROR, e.to_string()))
+}
+
+#[derive(Deserialize)]
+struct AddrParams {
+    addr: String,
+}
+#[derive(Deserialize)]
+struct PeerParams {
+    peer_id: String,
+}
+#[derive(Deserialize)]
+struct TopicParams {
+    topic: String,
+}
+#[derive(Deserialize)]
+struct PublishParams {
+    topic: String,
+    text: String,
+    #[serde(default)]
+    wait_peers: usize,
+    #[serde(default = "default_wait")]
+    timeout: u64,
+}
+#[derive(Deserialize)]
+struct WaitTopicParams {
+    topic: String,
+    peers: usize,
+    #[serde(default = "default_wait")]
+    timeout: u64,
+}
+#[derive(Deserialize)]
+struct SubscribeParams {
+    topic: String,
+    count: Option<u64>,
+    timeout: Option<u64>,
+}
+#[derive(Deserialize)]
+struct AnnounceParams {
+    #[serde(rename = "type")]
+    kind: String,
+    id: String,
+    data: Value,
+    #[serde(default = "default_ttl")]
+    ttl: u64,
+}
+#[derive(Deserialize)]
+struct TypeParams {
+    #[serde(rename = "type")]
+    kind: String,
+}
+#[derive(Deserialize)]
+struct ResourceParams {
+    #[serde(rename = "type")]
+    kind: String,
+    id: String,
+}
+
+fn default_wait() -> u64 {
+    30
+}
+fn default_ttl() -> u64 {
+    3600
+}
+
+async fn dispatch(node: &NodeHandle, method: &str, raw: Value) -> CallResult {
+    match method {
+        "id" => {
+            let addrs = node.listen_addrs().await.map_err(node_err)?;
+            Ok(json!({ "peer_id": node.peer_id().to_string(), "listen_addrs": addrs }))
+        }
+        "peers" => to_json(node.peers().await.map_err(node_err)?),
+        "connect" => {
+            let p: AddrParams = params(raw)?;
+            let addr = NodeError::parse_multiaddr(&p.addr).map_err(node_err)?;
+            let peer = node.connect(addr).await.map_err(node_err)?;
+            Ok(json!({ "peer_id": peer.to_string() }))
+        }
+        "disconnect" => {
+            let p: PeerParams = params(raw)?;
+            let peer = NodeError::parse_peer_id(&p.peer_id).map_err(node_err)?;
+            node.disconnect(peer).await.map_err(node_err)?;
+            Ok(json!({ "peer_id": peer.to_string(), "disconnected": true }))
+        }
+        "unsubscribe" => {
+            let p: TopicParams = params(raw)?;
+            let was = node.unsubscribe(&p.topic).await.map_err(node_err)?;
+            Ok(json!({ "topic": p.topic, "was_subscribed": was }))
+        }
+        "publish" => {
+            let p: PublishParams = params(raw)?;
+            if p.wait_peers > 0 {
+                let wait = Duration::from_secs(p.timeout.min(MAX_WAIT_SECS));
+                node.wait_for_topic_peers(&p.topic, p.wait_peers, wait).await.map_err(node_err)?;
+            }
+            let id = node.broadcast(&p.topic, p.text.into_bytes()).await.map_err(node_err)?;
+            Ok(json!({ "message_id": id }))
+        }
+        "wait_topic" => {
+            let p: WaitTopicParams = params(raw)?;
+            let wait = Duration::from_secs(p.timeout.min(MAX_WAIT_SECS));
+            node.wait_for_topic_peers(&p.topic, p.peers, wait).await.map_err(node_err)?;
+            Ok(json!({ "topic": p.topic, "peers": p.peers }))
+        }
+        "announce" => {
+            let p: AnnounceParams = params(raw)?;
+            let record = node
+                .announce_resource(&p.kind, &p.id, p.data, Duration::from_secs(p.ttl))
+                .await
+                .map_err(node_err)?;
+            to_json(record)
+        }
+        "discover" => {
+            let p: TypeParams = params(raw)?;
+            to_json(node.discover_resources(&p.kind).await.map_err(node_err)?)
+        }
+        "get" => {
+            let p: ResourceParams = params(raw)?;
+            to_json(node.get_resource(&p.kind, &p.id).await.map_err(node_err)?)
+        }
+        "stats" => to_json(node.stats().await.map_err(node_err)?),
+        "shutdown" => {
+            let node = node.clone();
+            // Answer first, then stop: the client gets its reply.
+            tokio::spawn(async move {
+                tokio::task::yield_now().await;
+                let _ = node.stop().await;
+            });
+            Ok(json!({ "stopping": true }))
+        }
+        other => Err((rpc::METHOD_NOT_FOUND, format!("unknown method {other:?}"))),
+    }
+}
+
+/// Subscribes the node to a topic and streams its messages to the client as
+/// `message` notifications, until `count` messages or `timeout` seconds.
+async fn subscribe(node: &NodeHandle, raw: Value, out: &mut OwnedWriteHalf) -> CallResult {
+    let p: SubscribeParams = params(raw)?;
+    // Listen before subscribing so that no early message is missed.
+    let mut events = node.subscribe_events();
+    node.subscribe(&p.topic).await.map_err(node_err)?;
+    let deadline = p
+        .timeout
+        .map(|t| tokio::time::Instant::now() + Duration::from_secs(t.min(MAX_WAIT_SECS)));
+    let mut received = 0u64;
+    let mut lagged = 0u64;
+    while p.count.is_none_or(|c| received < c) {
+        let next = match deadline {
+            Some(d) => match tokio::time::timeout_at(d, events.recv()).await {
+                Ok(e) => e,
+                Err(_) => break,
+            },
+            None => events.recv().await,
+        };
+        match next {
+            None => return Err(node_err(NodeError::Stopped)),
+            Some(NodeEvent::Message(m)) if m.topic == p.topic => {
+                received += 1;
+                let params = json!({
+                    "topic": m.topic,
+                    "from": m.from.map(|p| p.to_string()),
+                    "data": String::from_utf8_lossy(&m.data),
+                    "id": m.id,
+                });
+                write(out, &Message::notification("message", params))
+                    .await
+                    .map_err(|e| (rpc::NODE_ERROR, e.to_string()))?;
+            }
+            Some(NodeEvent::Lagged { missed }) => lagged += missed,
+            Some(_) => {}
+        }
+    }
+    Ok(json!({ "topic": p.topic, "received": received, "lagged_events": lagged }))
+}
