@@ -178,9 +178,8 @@ impl NodeConfig {
             path: path.display().to_string(),
             source,
         };
-        let text = toml::to_string_pretty(self).map_err(|e| {
-            ConfigError::Invalid(format!("cannot serialise configuration: {e}"))
-        })?;
+        let text = toml::to_string_pretty(self)
+            .map_err(|e| ConfigError::Invalid(format!("cannot serialise configuration: {e}")))?;
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(write_err)?;
         }
@@ -248,7 +247,9 @@ impl NodeConfig {
     /// Checks that values are usable together.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.max_connections == 0 {
-            return Err(ConfigError::Invalid("max_connections must be at least 1".into()));
+            return Err(ConfigError::Invalid(
+                "max_connections must be at least 1".into(),
+            ));
         }
         if self.min_connections > self.max_connections {
             return Err(ConfigError::Invalid(format!(
@@ -309,9 +310,16 @@ mod tests {
     fn file_then_environment_override() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
-        std::fs::write(&path, "max_connections = 20\nmin_connections = 2\nmdns = false\n").unwrap();
+        std::fs::write(
+            &path,
+            "max_connections = 20\nmin_connections = 2\nmdns = false\n",
+        )
+        .unwrap();
         let mut cfg = NodeConfig::from_file(&path).unwrap();
-        assert_eq!((cfg.max_connections, cfg.min_connections, cfg.mdns), (20, 2, false));
+        assert_eq!(
+            (cfg.max_connections, cfg.min_connections, cfg.mdns),
+            (20, 2, false)
+        );
         cfg.apply_env_from(|k| (k == "P2P_MAX_CONNECTIONS").then(|| "7".to_string()))
             .unwrap();
         assert_eq!(cfg.max_connections, 7);
@@ -333,8 +341,15 @@ mod tests {
         let err = NodeConfig::from_file(&path).unwrap_err();
         assert!(err.to_string().contains("max_conections"), "{err}");
 
-        let cfg = NodeConfig { min_connections: 60, ..NodeConfig::default() };
-        assert!(cfg.validate().unwrap_err().to_string().contains("min_connections"));
+        let cfg = NodeConfig {
+            min_connections: 60,
+            ..NodeConfig::default()
+        };
+        assert!(cfg
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("min_connections"));
     }
 
     #[test]

@@ -136,14 +136,20 @@ pub enum NodeError {
 impl NodeError {
     /// Parses a multiaddr, naming the input on failure.
     pub fn parse_multiaddr(input: &str) -> Result<Multiaddr, NodeError> {
-        input.trim().parse().map_err(|e: libp2p::multiaddr::Error| NodeError::InvalidMultiaddr {
-            input: input.to_string(),
-            reason: e.to_string(),
-        })
+        input
+            .trim()
+            .parse()
+            .map_err(|e: libp2p::multiaddr::Error| NodeError::InvalidMultiaddr {
+                input: input.to_string(),
+                reason: e.to_string(),
+            })
     }
 
     /// Parses a peer id, naming the input on failure.
     pub fn parse_peer_id(input: &str) -> Result<PeerId, NodeError> {
-        input.trim().parse().map_err(|_| NodeError::InvalidPeerId(input.to_string()))
+        input
+            .trim()
+            .parse()
+            .map_err(|_| NodeError::InvalidPeerId(input.to_string()))
     }
 }

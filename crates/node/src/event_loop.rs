@@ -16,15 +16,14 @@ use futures::StreamExt;
 use libp2p::{
     core::transport::ListenerId,
     gossipsub::{self, IdentTopic, TopicHash},
-    identify, kad,
+    identify, kad, mdns,
+    metrics::Recorder,
     multiaddr::Protocol,
     ping, request_response,
     swarm::{
         dial_opts::{DialOpts, PeerCondition},
         ConnectionId, DialError, SwarmEvent,
     },
-    mdns,
-    metrics::Recorder,
     Multiaddr, PeerId, StreamProtocol, Swarm,
 };
 use lru::LruCache;
@@ -119,8 +118,15 @@ pub(crate) struct EventLoop {
 
 impl EventLoop {
     pub fn new(parts: LoopParts) -> Self {
-        let LoopParts { mut swarm, commands, events, config, metrics, libp2p_metrics, listeners } =
-            parts;
+        let LoopParts {
+            mut swarm,
+            commands,
+            events,
+            config,
+            metrics,
+            libp2p_metrics,
+            listeners,
+        } = parts;
         let (internal_tx, internal_rx) = mpsc::channel(MAX_INBOUND_HANDLING);
         let streams = swarm.behaviour_mut().streams.new_control();
         let book_size = NonZeroUsize::new(config.address_book_size).unwrap_or(NonZeroUsize::MIN);
@@ -190,10 +196,15 @@ impl EventLoop {
 
     fn local_listen_addrs(&self) -> Vec<Multiaddr> {
         let me = *self.swarm.local_peer_id();
-        let mut addrs: Vec<Multiaddr> =
-            self.swarm.listeners().map(|a| a.clone().with_p2p(me).unwrap_or_else(|a| a)).collect();
+        let mut addrs: Vec<Multiaddr> = self
+            .swarm
+            .listeners()
+            .map(|a| a.clone().with_p2p(me).unwrap_or_else(|a| a))
+            .collect();
         // QUIC first: it is the transport dialled first.
-        addrs.sort_by_key(|a| crate::peers::TransportKind::of(a) != crate::peers::TransportKind::Quic);
+        addrs.sort_by_key(|a| {
+            crate::peers::TransportKind::of(a) != crate::peers::TransportKind::Quic
+        });
         addrs
     }
 
@@ -215,17 +226,26 @@ impl EventLoop {
                     return;
                 }
                 let _ = self.swarm.disconnect_peer_id(peer);
-                self.pending_disconnects.entry(peer).or_default().push(reply);
+                self.pending_disconnects
+                    .entry(peer)
+                    .or_default()
+                    .push(reply);
             }
             Command::Peers { reply } => {
-                let mut peers: Vec<PeerInfo> =
-                    self.peers.keys().filter_map(|p| self.peer_info(p)).collect();
+                let mut peers: Vec<PeerInfo> = self
+                    .peers
+                    .keys()
+                    .filter_map(|p| self.peer_info(p))
+                    .collect();
                 peers.sort_by_key(|p| p.peer_id.to_string());
                 let _ = reply.send(Ok(peers));
             }
-            Command::SendTo { peer, protocol, payload, reply } => {
-                self.send_direct(peer, protocol, payload, reply)
-            }
+            Command::SendTo {
+                peer,
+                protocol,
+                payload,
+                reply,
+            } => self.send_direct(peer, protocol, payload, reply),
             Command::Broadcast { topic, data, reply } => {
                 let _ = reply.send(self.publish(&topic, data));
             }
@@ -233,11 +253,19 @@ impl EventLoop {
                 let _ = reply.send(self.subscribe(&topic));
             }
             Command::Unsubscribe { topic, reply } => {
-                let removed = self.swarm.behaviour_mut().gossipsub.unsubscribe(&IdentTopic::new(&topic));
+                let removed = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .unsubscribe(&IdentTopic::new(&topic));
                 self.subscribed.remove(&topic);
                 let _ = reply.send(Ok(removed));
             }
-            Command::WaitTopicPeers { topic, count, reply } => {
+            Command::WaitTopicPeers {
+                topic,
+                count,
+                reply,
+            } => {
                 let hash = IdentTopic::new(topic).hash();
                 if self.topic_peer_count(&hash) >= count {
                     let _ = reply.send(Ok(()));
@@ -264,12 +292,20 @@ impl EventLoop {
                 if self.queries_full(&reply) {
                     return;
                 }
-                match self.swarm.behaviour_mut().kad.put_record(record, kad::Quorum::One) {
+                match self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .put_record(record, kad::Quorum::One)
+                {
                     Ok(id) => {
                         self.pending_puts.insert(id, reply);
                     }
                     Err(e) => {
-                        let _ = reply.send(Err(NodeError::Dht { op: "put", reason: e.to_string() }));
+                        let _ = reply.send(Err(NodeError::Dht {
+                            op: "put",
+                            reason: e.to_string(),
+                        }));
                     }
                 }
             }
@@ -356,12 +392,21 @@ impl EventLoop {
                 self.pending_dials.insert(id, (addr, reply));
             }
             Err(e) => {
-                let _ = reply.send(Err(NodeError::Dial { addr, reason: dial_error_text(&e) }));
+                let _ = reply.send(Err(NodeError::Dial {
+                    addr,
+                    reason: dial_error_text(&e),
+                }));
             }
         }
     }
 
-    fn send_direct(&mut self, peer: PeerId, protocol: String, payload: Vec<u8>, reply: Reply<Vec<u8>>) {
+    fn send_direct(
+        &mut self,
+        peer: PeerId,
+        protocol: String,
+        payload: Vec<u8>,
+        reply: Reply<Vec<u8>>,
+    ) {
         if !self.swarm.is_connected(&peer) {
             let _ = reply.send(Err(NodeError::NotConnected(peer)));
             return;
@@ -390,7 +435,10 @@ impl EventLoop {
     }
 
     fn publish(&mut self, topic: &str, data: Vec<u8>) -> Result<String, NodeError> {
-        let err = |reason: String| NodeError::Publish { topic: topic.to_string(), reason };
+        let err = |reason: String| NodeError::Publish {
+            topic: topic.to_string(),
+            reason,
+        };
         Self::check_topic(topic).map_err(err)?;
         match self.swarm.behaviour_mut().gossipsub.publish(IdentTopic::new(topic), data) {
             Ok(id) => {
@@ -412,11 +460,16 @@ impl EventLoop {
     }
 
     fn subscribe(&mut self, topic: &str) -> Result<bool, NodeError> {
-        let err = |reason: String| NodeError::Subscribe { topic: topic.to_string(), reason };
+        let err = |reason: String| NodeError::Subscribe {
+            topic: topic.to_string(),
+            reason,
+        };
         Self::check_topic(topic).map_err(err)?;
         let ident = IdentTopic::new(topic);
         let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
-        let new = gossipsub.subscribe(&ident).map_err(|e| err(e.to_string()))?;
+        let new = gossipsub
+            .subscribe(&ident)
+            .map_err(|e| err(e.to_string()))?;
         if new {
             gossipsub
                 .set_topic_params(ident, scoring::topic_params())
@@ -466,13 +519,24 @@ impl EventLoop {
             None
         };
         tracing::info!(protocol = %id, name = handler.name(), "protocol handler registered");
-        self.handlers.insert(id, RegisteredHandler { handler, stream_task });
+        self.handlers.insert(
+            id,
+            RegisteredHandler {
+                handler,
+                stream_task,
+            },
+        );
         Ok(())
     }
 
     fn stats(&mut self) -> NodeStats {
-        let routing_table_size: usize =
-            self.swarm.behaviour_mut().kad.kbuckets().map(|b| b.num_entries()).sum();
+        let routing_table_size: usize = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .kbuckets()
+            .map(|b| b.num_entries())
+            .sum();
         let behaviour = self.swarm.behaviour();
         let mut by_transport = BTreeMap::new();
         let mut by_path = BTreeMap::new();
@@ -480,7 +544,9 @@ impl EventLoop {
         for state in self.peers.values() {
             for (_, c) in &state.connections {
                 connections += 1;
-                *by_transport.entry(c.transport.as_str().to_string()).or_insert(0) += 1;
+                *by_transport
+                    .entry(c.transport.as_str().to_string())
+                    .or_insert(0) += 1;
                 let path = match c.path {
                     crate::peers::PathKind::Direct => "direct",
                     crate::peers::PathKind::Relayed => "relayed",
@@ -543,7 +609,13 @@ impl EventLoop {
     fn on_internal(&mut self, internal: Internal) {
         match internal {
             Internal::Respond { channel, response } => {
-                if self.swarm.behaviour_mut().direct.send_response(channel, response).is_err() {
+                if self
+                    .swarm
+                    .behaviour_mut()
+                    .direct
+                    .send_response(channel, response)
+                    .is_err()
+                {
                     tracing::debug!("reply dropped: the requester went away");
                 }
             }
@@ -583,7 +655,9 @@ impl EventLoop {
             let usable: Vec<Multiaddr> = addrs
                 .into_iter()
                 .filter(|a| {
-                    self.failed_addrs.peek(a).is_none_or(|t| now.duration_since(*t) > DIAL_BACKOFF)
+                    self.failed_addrs
+                        .peek(a)
+                        .is_none_or(|t| now.duration_since(*t) > DIAL_BACKOFF)
                 })
                 .collect();
             if usable.is_empty() {
@@ -605,7 +679,10 @@ impl EventLoop {
         self.libp2p_metrics.record(&event);
         match event {
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
-            SwarmEvent::NewListenAddr { listener_id, address } => {
+            SwarmEvent::NewListenAddr {
+                listener_id,
+                address,
+            } => {
                 tracing::info!(%address, "listening");
                 self.pending_listeners.remove(&listener_id);
                 self.answer_listening_waiters();
@@ -614,7 +691,11 @@ impl EventLoop {
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 self.emit(NodeEvent::ListenAddrRemoved { addr: address });
             }
-            SwarmEvent::ListenerClosed { listener_id, reason, .. } => {
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
+                ..
+            } => {
                 if let Some(addr) = self.pending_listeners.remove(&listener_id) {
                     let reason = match reason {
                         Ok(()) => "listener closed".to_string(),
@@ -627,23 +708,38 @@ impl EventLoop {
             SwarmEvent::ListenerError { listener_id, error } => {
                 tracing::warn!(%error, "listener error");
                 if let Some(addr) = self.pending_listeners.remove(&listener_id) {
-                    self.listen_failure = Some(NodeError::Listen { addr, reason: error.to_string() });
+                    self.listen_failure = Some(NodeError::Listen {
+                        addr,
+                        reason: error.to_string(),
+                    });
                     self.answer_listening_waiters();
                 }
             }
-            SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, num_established, .. } => {
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
                 let info = ConnectionInfo::new(&endpoint);
                 tracing::debug!(%peer_id, addr = %info.remote_addr, "connection established");
                 if endpoint.is_dialer() && !endpoint.is_relayed() {
                     self.remember_address(peer_id, info.remote_addr.clone());
                     self.failed_addrs.pop(&info.remote_addr);
                 }
-                self.peers.entry(peer_id).or_default().connections.push((connection_id, info));
+                self.peers
+                    .entry(peer_id)
+                    .or_default()
+                    .connections
+                    .push((connection_id, info));
                 self.metrics.connections.inc();
                 if let Some((_, reply)) = self.pending_dials.remove(&connection_id) {
                     let _ = reply.send(Ok(peer_id));
                 }
-                let Some(peer) = self.peer_info(&peer_id) else { return };
+                let Some(peer) = self.peer_info(&peer_id) else {
+                    return;
+                };
                 if num_established.get() == 1 {
                     self.metrics.connected_peers.set(self.peers.len() as i64);
                     for h in self.handlers.values() {
@@ -654,7 +750,13 @@ impl EventLoop {
                     self.peer_updated(peer);
                 }
             }
-            SwarmEvent::ConnectionClosed { peer_id, connection_id, num_established, cause, .. } => {
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                connection_id,
+                num_established,
+                cause,
+                ..
+            } => {
                 tracing::debug!(%peer_id, ?cause, "connection closed");
                 self.metrics.connections.dec();
                 if let Some(state) = self.peers.get_mut(&peer_id) {
@@ -663,7 +765,11 @@ impl EventLoop {
                 if num_established == 0 {
                     self.peers.remove(&peer_id);
                     self.metrics.connected_peers.set(self.peers.len() as i64);
-                    for reply in self.pending_disconnects.remove(&peer_id).unwrap_or_default() {
+                    for reply in self
+                        .pending_disconnects
+                        .remove(&peer_id)
+                        .unwrap_or_default()
+                    {
                         let _ = reply.send(Ok(()));
                     }
                     for h in self.handlers.values() {
@@ -674,7 +780,11 @@ impl EventLoop {
                     self.peer_updated(peer);
                 }
             }
-            SwarmEvent::OutgoingConnectionError { connection_id, peer_id, error } => {
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                peer_id,
+                error,
+            } => {
                 self.metrics.dial_failures.inc();
                 if let DialError::Transport(attempts) = &error {
                     let now = Instant::now();
@@ -685,11 +795,21 @@ impl EventLoop {
                 let text = dial_error_text(&error);
                 tracing::debug!(?peer_id, error = %text, "dial failed");
                 if let Some((addr, reply)) = self.pending_dials.remove(&connection_id) {
-                    let _ = reply.send(Err(NodeError::Dial { addr, reason: text.clone() }));
+                    let _ = reply.send(Err(NodeError::Dial {
+                        addr,
+                        reason: text.clone(),
+                    }));
                 }
-                self.emit(NodeEvent::DialFailed { peer_id, error: text });
+                self.emit(NodeEvent::DialFailed {
+                    peer_id,
+                    error: text,
+                });
             }
-            SwarmEvent::IncomingConnectionError { send_back_addr, error, .. } => {
+            SwarmEvent::IncomingConnectionError {
+                send_back_addr,
+                error,
+                ..
+            } => {
                 tracing::debug!(%send_back_addr, %error, "incoming connection refused");
             }
             SwarmEvent::ExternalAddrConfirmed { address } => {
@@ -740,7 +860,11 @@ impl EventLoop {
         for h in self.handlers.values() {
             h.handler.on_peer_discovered(peer, &addrs);
         }
-        self.emit(NodeEvent::PeerDiscovered { peer_id: peer, addrs, source });
+        self.emit(NodeEvent::PeerDiscovered {
+            peer_id: peer,
+            addrs,
+            source,
+        });
     }
 
     fn on_behaviour_event(&mut self, event: BehaviourEvent) {
@@ -752,10 +876,17 @@ impl EventLoop {
                     let speaks_kad = info.protocols.iter().any(|p| p.as_ref() == kad_protocol);
                     if speaks_kad {
                         for addr in &info.listen_addrs {
-                            self.swarm.behaviour_mut().kad.add_address(&peer_id, addr.clone());
+                            self.swarm
+                                .behaviour_mut()
+                                .kad
+                                .add_address(&peer_id, addr.clone());
                         }
                     }
-                    self.discovered(peer_id, info.listen_addrs.clone(), DiscoverySource::Identify);
+                    self.discovered(
+                        peer_id,
+                        info.listen_addrs.clone(),
+                        DiscoverySource::Identify,
+                    );
                     if let Some(state) = self.peers.get_mut(&peer_id) {
                         state.set_identify(
                             info.agent_version,
@@ -770,7 +901,12 @@ impl EventLoop {
             }
             BehaviourEvent::Ping(event) => {
                 self.libp2p_metrics.record(&event);
-                if let ping::Event { peer, result: Ok(rtt), .. } = event {
+                if let ping::Event {
+                    peer,
+                    result: Ok(rtt),
+                    ..
+                } = event
+                {
                     if let Some(state) = self.peers.get_mut(&peer) {
                         state.rtt = Some(rtt);
                     }
@@ -830,14 +966,21 @@ impl EventLoop {
 
     fn on_gossip_event(&mut self, event: gossipsub::Event) {
         match event {
-            gossipsub::Event::Message { propagation_source, message_id, message } => {
+            gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            } => {
                 // Validation hook: envelopes are checked here before the
                 // message is forwarded to the mesh.
-                self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
-                    &message_id,
-                    &propagation_source,
-                    gossipsub::MessageAcceptance::Accept,
-                );
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(
+                        &message_id,
+                        &propagation_source,
+                        gossipsub::MessageAcceptance::Accept,
+                    );
                 self.metrics.gossip_received.inc();
                 self.emit(NodeEvent::Message(GossipMessage {
                     topic: message.topic.into_string(),
@@ -871,7 +1014,14 @@ impl EventLoop {
     fn on_direct_event(&mut self, event: request_response::Event<DirectRequest, DirectResponse>) {
         use request_response::{Event, Message};
         match event {
-            Event::Message { peer, message: Message::Request { request, channel, .. }, .. } => {
+            Event::Message {
+                peer,
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
                 self.metrics.direct_received.inc();
                 let refuse = |this: &mut Self, channel, reason: String| {
                     this.metrics.direct_refused.inc();
@@ -881,7 +1031,10 @@ impl EventLoop {
                         .direct
                         .send_response(channel, DirectResponse::Err(reason));
                 };
-                let Some(handler) = self.handlers.get(&request.protocol).map(|h| h.handler.clone())
+                let Some(handler) = self
+                    .handlers
+                    .get(&request.protocol)
+                    .map(|h| h.handler.clone())
                 else {
                     let reason = format!("no handler for protocol {}", request.protocol);
                     refuse(self, channel, reason);
@@ -902,7 +1055,14 @@ impl EventLoop {
                     drop(permit);
                 });
             }
-            Event::Message { message: Message::Response { request_id, response }, .. } => {
+            Event::Message {
+                message:
+                    Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
                 if let Some((peer, reply)) = self.pending_requests.remove(&request_id) {
                     let result = match response {
                         DirectResponse::Ok(bytes) => Ok(bytes),
@@ -911,9 +1071,17 @@ impl EventLoop {
                     let _ = reply.send(result);
                 }
             }
-            Event::OutboundFailure { peer, request_id, error, .. } => {
+            Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
                 if let Some((_, reply)) = self.pending_requests.remove(&request_id) {
-                    let _ = reply.send(Err(NodeError::SendFailed { peer, reason: error.to_string() }));
+                    let _ = reply.send(Err(NodeError::SendFailed {
+                        peer,
+                        reason: error.to_string(),
+                    }));
                 }
             }
             Event::InboundFailure { peer, error, .. } => {
@@ -925,7 +1093,9 @@ impl EventLoop {
 
     fn on_kad_event(&mut self, event: kad::Event) {
         match event {
-            kad::Event::OutboundQueryProgressed { id, result, step, .. } => match result {
+            kad::Event::OutboundQueryProgressed {
+                id, result, step, ..
+            } => match result {
                 kad::QueryResult::PutRecord(result) => {
                     if let Some(reply) = self.pending_puts.remove(&id) {
                         let _ = reply.send(result.map(|_| ()).map_err(|e| NodeError::Dht {
@@ -943,7 +1113,10 @@ impl EventLoop {
                         Err(kad::GetRecordError::NotFound { .. }) => {
                             Some(Err(NodeError::NotFound("record".into())))
                         }
-                        Err(e) => Some(Err(NodeError::Dht { op: "get", reason: e.to_string() })),
+                        Err(e) => Some(Err(NodeError::Dht {
+                            op: "get",
+                            reason: e.to_string(),
+                        })),
                     };
                     if let (Some(outcome), Some(reply)) = (outcome, self.pending_gets.remove(&id)) {
                         let found = outcome.is_ok();
@@ -986,10 +1159,13 @@ impl EventLoop {
                 }
                 _ => {}
             },
-            kad::Event::RoutingUpdated { peer, addresses, is_new_peer, .. } => {
-                if is_new_peer {
-                    self.discovered(peer, addresses.into_vec(), DiscoverySource::Kad);
-                }
+            kad::Event::RoutingUpdated {
+                peer,
+                addresses,
+                is_new_peer: true,
+                ..
+            } => {
+                self.discovered(peer, addresses.into_vec(), DiscoverySource::Kad);
             }
             _ => {}
         }

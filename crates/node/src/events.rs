@@ -112,10 +112,15 @@ mod tests {
         let (tx, rx) = broadcast::channel(2);
         let mut sub = EventSubscription::new(rx);
         for i in 0..5u16 {
-            tx.send(NodeEvent::ListenAddrAdded { addr: format!("/memory/{i}").parse().unwrap() })
-                .unwrap();
+            tx.send(NodeEvent::ListenAddrAdded {
+                addr: format!("/memory/{i}").parse().unwrap(),
+            })
+            .unwrap();
         }
-        assert!(matches!(sub.recv().await, Some(NodeEvent::Lagged { missed: 3 })));
+        assert!(matches!(
+            sub.recv().await,
+            Some(NodeEvent::Lagged { missed: 3 })
+        ));
         match sub.recv().await {
             Some(NodeEvent::ListenAddrAdded { addr }) => assert_eq!(addr.to_string(), "/memory/3"),
             other => panic!("unexpected {other:?}"),

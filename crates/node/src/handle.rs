@@ -31,31 +31,93 @@ type Reply<T> = oneshot::Sender<Result<T, NodeError>>;
 
 /// Requests to the event loop.
 pub(crate) enum Command {
-    WaitListening { reply: Reply<Vec<Multiaddr>> },
-    ListenAddrs { reply: Reply<Vec<Multiaddr>> },
-    Connect { addr: Multiaddr, reply: Reply<PeerId> },
-    Disconnect { peer: PeerId, reply: Reply<()> },
-    Peers { reply: Reply<Vec<PeerInfo>> },
-    SendTo { peer: PeerId, protocol: String, payload: Vec<u8>, reply: Reply<Vec<u8>> },
-    Broadcast { topic: String, data: Vec<u8>, reply: Reply<String> },
-    Subscribe { topic: String, reply: Reply<bool> },
-    Unsubscribe { topic: String, reply: Reply<bool> },
-    WaitTopicPeers { topic: String, count: usize, reply: Reply<()> },
-    RegisterHandler { handler: Arc<dyn ProtocolHandler>, reply: Reply<()> },
-    UnregisterHandler { protocol: String, reply: Reply<()> },
-    PutRecord { record: kad::Record, reply: Reply<()> },
-    GetRecord { key: kad::RecordKey, reply: Reply<kad::Record> },
-    StartProviding { key: kad::RecordKey, reply: Reply<()> },
-    GetProviders { key: kad::RecordKey, reply: Reply<HashSet<PeerId>> },
-    Block { peer: PeerId, reply: Reply<()> },
-    Unblock { peer: PeerId, reply: Reply<()> },
-    Stats { reply: Reply<NodeStats> },
-    Shutdown { reply: oneshot::Sender<()> },
+    WaitListening {
+        reply: Reply<Vec<Multiaddr>>,
+    },
+    ListenAddrs {
+        reply: Reply<Vec<Multiaddr>>,
+    },
+    Connect {
+        addr: Multiaddr,
+        reply: Reply<PeerId>,
+    },
+    Disconnect {
+        peer: PeerId,
+        reply: Reply<()>,
+    },
+    Peers {
+        reply: Reply<Vec<PeerInfo>>,
+    },
+    SendTo {
+        peer: PeerId,
+        protocol: String,
+        payload: Vec<u8>,
+        reply: Reply<Vec<u8>>,
+    },
+    Broadcast {
+        topic: String,
+        data: Vec<u8>,
+        reply: Reply<String>,
+    },
+    Subscribe {
+        topic: String,
+        reply: Reply<bool>,
+    },
+    Unsubscribe {
+        topic: String,
+        reply: Reply<bool>,
+    },
+    WaitTopicPeers {
+        topic: String,
+        count: usize,
+        reply: Reply<()>,
+    },
+    RegisterHandler {
+        handler: Arc<dyn ProtocolHandler>,
+        reply: Reply<()>,
+    },
+    UnregisterHandler {
+        protocol: String,
+        reply: Reply<()>,
+    },
+    PutRecord {
+        record: kad::Record,
+        reply: Reply<()>,
+    },
+    GetRecord {
+        key: kad::RecordKey,
+        reply: Reply<kad::Record>,
+    },
+    StartProviding {
+        key: kad::RecordKey,
+        reply: Reply<()>,
+    },
+    GetProviders {
+        key: kad::RecordKey,
+        reply: Reply<HashSet<PeerId>>,
+    },
+    Block {
+        peer: PeerId,
+        reply: Reply<()>,
+    },
+    Unblock {
+        peer: PeerId,
+        reply: Reply<()>,
+    },
+    Stats {
+        reply: Reply<NodeStats>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// Replies from handler tasks back to the event loop.
 pub(crate) enum Internal {
-    Respond { channel: ResponseChannel<DirectResponse>, response: DirectResponse },
+    Respond {
+        channel: ResponseChannel<DirectResponse>,
+        response: DirectResponse,
+    },
 }
 
 /// Gossip figures for one subscribed topic.
@@ -127,12 +189,13 @@ pub struct NodeHandle {
 }
 
 impl NodeHandle {
-    async fn request<T>(
-        &self,
-        make: impl FnOnce(Reply<T>) -> Command,
-    ) -> Result<T, NodeError> {
+    async fn request<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, NodeError> {
         let (reply, rx) = oneshot::channel();
-        self.shared.commands.send(make(reply)).await.map_err(|_| NodeError::Stopped)?;
+        self.shared
+            .commands
+            .send(make(reply))
+            .await
+            .map_err(|_| NodeError::Stopped)?;
         rx.await.map_err(|_| NodeError::Stopped)?
     }
 
@@ -169,15 +232,22 @@ impl NodeHandle {
     /// Dials `addr` and waits for the connection; returns the peer's id.
     pub async fn connect(&self, addr: Multiaddr) -> Result<PeerId, NodeError> {
         let timeout = self.shared.config.dial_timeout();
-        let fut = self.request(|reply| Command::Connect { addr: addr.clone(), reply });
+        let fut = self.request(|reply| Command::Connect {
+            addr: addr.clone(),
+            reply,
+        });
         tokio::time::timeout(timeout, fut)
             .await
-            .map_err(|_| NodeError::DialTimeout { addr, secs: timeout.as_secs() })?
+            .map_err(|_| NodeError::DialTimeout {
+                addr,
+                secs: timeout.as_secs(),
+            })?
     }
 
     /// Closes every connection to `peer`; returns once they are closed.
     pub async fn disconnect(&self, peer: PeerId) -> Result<(), NodeError> {
-        self.request(|reply| Command::Disconnect { peer, reply }).await
+        self.request(|reply| Command::Disconnect { peer, reply })
+            .await
     }
 
     /// Connected peers with their details.
@@ -208,26 +278,35 @@ impl NodeHandle {
     ) -> Result<Vec<u8>, NodeError> {
         self.check_size(payload.len())?;
         let protocol = protocol.to_string();
-        self.request(|reply| Command::SendTo { peer, protocol, payload, reply }).await
+        self.request(|reply| Command::SendTo {
+            peer,
+            protocol,
+            payload,
+            reply,
+        })
+        .await
     }
 
     /// Publishes `data` on `topic`; returns the message id.
     pub async fn broadcast(&self, topic: &str, data: Vec<u8>) -> Result<String, NodeError> {
         self.check_size(data.len())?;
         let topic = topic.to_string();
-        self.request(|reply| Command::Broadcast { topic, data, reply }).await
+        self.request(|reply| Command::Broadcast { topic, data, reply })
+            .await
     }
 
     /// Subscribes to `topic`; `false` if already subscribed.
     pub async fn subscribe(&self, topic: &str) -> Result<bool, NodeError> {
         let topic = topic.to_string();
-        self.request(|reply| Command::Subscribe { topic, reply }).await
+        self.request(|reply| Command::Subscribe { topic, reply })
+            .await
     }
 
     /// Unsubscribes from `topic`; `false` if not subscribed.
     pub async fn unsubscribe(&self, topic: &str) -> Result<bool, NodeError> {
         let topic = topic.to_string();
-        self.request(|reply| Command::Unsubscribe { topic, reply }).await
+        self.request(|reply| Command::Unsubscribe { topic, reply })
+            .await
     }
 
     /// Waits until at least `count` connected peers are subscribed to `topic`.
@@ -238,25 +317,38 @@ impl NodeHandle {
         timeout: Duration,
     ) -> Result<(), NodeError> {
         let topic_name = topic.to_string();
-        let fut = self.request(|reply| Command::WaitTopicPeers { topic: topic_name, count, reply });
-        tokio::time::timeout(timeout, fut).await.map_err(|_| NodeError::Timeout {
-            what: format!("{count} peers on topic {topic:?}"),
-            secs: timeout.as_secs(),
-        })?
+        let fut = self.request(|reply| Command::WaitTopicPeers {
+            topic: topic_name,
+            count,
+            reply,
+        });
+        tokio::time::timeout(timeout, fut)
+            .await
+            .map_err(|_| NodeError::Timeout {
+                what: format!("{count} peers on topic {topic:?}"),
+                secs: timeout.as_secs(),
+            })?
     }
 
     /// Registers a protocol handler.
-    pub async fn register_handler(&self, handler: Arc<dyn ProtocolHandler>) -> Result<(), NodeError> {
+    pub async fn register_handler(
+        &self,
+        handler: Arc<dyn ProtocolHandler>,
+    ) -> Result<(), NodeError> {
         if !handler.protocol_id().starts_with('/') {
-            return Err(NodeError::InvalidProtocol(handler.protocol_id().to_string()));
+            return Err(NodeError::InvalidProtocol(
+                handler.protocol_id().to_string(),
+            ));
         }
-        self.request(|reply| Command::RegisterHandler { handler, reply }).await
+        self.request(|reply| Command::RegisterHandler { handler, reply })
+            .await
     }
 
     /// Removes the handler of `protocol`.
     pub async fn unregister_handler(&self, protocol: &str) -> Result<(), NodeError> {
         let protocol = protocol.to_string();
-        self.request(|reply| Command::UnregisterHandler { protocol, reply }).await
+        self.request(|reply| Command::UnregisterHandler { protocol, reply })
+            .await
     }
 
     /// Opens a raw stream to `peer` on `protocol` (the peer's handler must
@@ -264,31 +356,43 @@ impl NodeHandle {
     pub async fn open_stream(&self, peer: PeerId, protocol: &str) -> Result<Stream, NodeError> {
         let proto = StreamProtocol::try_from_owned(protocol.to_string())
             .map_err(|_| NodeError::InvalidProtocol(protocol.to_string()))?;
-        let mut control = self.shared.streams.lock().expect("stream control lock").clone();
+        let mut control = self
+            .shared
+            .streams
+            .lock()
+            .expect("stream control lock")
+            .clone();
         control
             .open_stream(peer, proto)
             .await
-            .map_err(|e| NodeError::Stream { peer, reason: e.to_string() })
+            .map_err(|e| NodeError::Stream {
+                peer,
+                reason: e.to_string(),
+            })
     }
 
     /// Stores a record in the DHT.
     pub async fn put_record(&self, record: kad::Record) -> Result<(), NodeError> {
-        self.request(|reply| Command::PutRecord { record, reply }).await
+        self.request(|reply| Command::PutRecord { record, reply })
+            .await
     }
 
     /// Fetches a record from the DHT (the local store included).
     pub async fn get_record(&self, key: kad::RecordKey) -> Result<kad::Record, NodeError> {
-        self.request(|reply| Command::GetRecord { key, reply }).await
+        self.request(|reply| Command::GetRecord { key, reply })
+            .await
     }
 
     /// Announces that we provide `key`.
     pub async fn start_providing(&self, key: kad::RecordKey) -> Result<(), NodeError> {
-        self.request(|reply| Command::StartProviding { key, reply }).await
+        self.request(|reply| Command::StartProviding { key, reply })
+            .await
     }
 
     /// Finds the providers of `key`.
     pub async fn get_providers(&self, key: kad::RecordKey) -> Result<HashSet<PeerId>, NodeError> {
-        self.request(|reply| Command::GetProviders { key, reply }).await
+        self.request(|reply| Command::GetProviders { key, reply })
+            .await
     }
 
     /// Refuses and closes connections with `peer`.

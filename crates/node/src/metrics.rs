@@ -41,14 +41,42 @@ impl NodeMetrics {
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self::default();
         let r = registry.sub_registry_with_prefix("conclave");
-        r.register("gossip_published", "Gossip messages published", m.gossip_published.clone());
-        r.register("gossip_received", "Gossip messages accepted", m.gossip_received.clone());
-        r.register("gossip_rejected", "Gossip messages rejected", m.gossip_rejected.clone());
+        r.register(
+            "gossip_published",
+            "Gossip messages published",
+            m.gossip_published.clone(),
+        );
+        r.register(
+            "gossip_received",
+            "Gossip messages accepted",
+            m.gossip_received.clone(),
+        );
+        r.register(
+            "gossip_rejected",
+            "Gossip messages rejected",
+            m.gossip_rejected.clone(),
+        );
         r.register("direct_sent", "Direct messages sent", m.direct_sent.clone());
-        r.register("direct_received", "Direct messages received", m.direct_received.clone());
-        r.register("direct_refused", "Direct messages refused", m.direct_refused.clone());
-        r.register("dial_failures", "Outgoing dials that failed", m.dial_failures.clone());
-        r.register("connected_peers", "Peers with an open connection", m.connected_peers.clone());
+        r.register(
+            "direct_received",
+            "Direct messages received",
+            m.direct_received.clone(),
+        );
+        r.register(
+            "direct_refused",
+            "Direct messages refused",
+            m.direct_refused.clone(),
+        );
+        r.register(
+            "dial_failures",
+            "Outgoing dials that failed",
+            m.dial_failures.clone(),
+        );
+        r.register(
+            "connected_peers",
+            "Peers with an open connection",
+            m.connected_peers.clone(),
+        );
         r.register("connections", "Open connections", m.connections.clone());
         m
     }
@@ -66,7 +94,10 @@ pub fn render(registry: &Registry) -> String {
 pub fn bandwidth_totals(registry: &Registry) -> (u64, u64) {
     let text = render(registry);
     let (mut inbound, mut outbound) = (0u64, 0u64);
-    for line in text.lines().filter(|l| l.starts_with("libp2p_bandwidth_bytes_total{")) {
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("libp2p_bandwidth_bytes_total{"))
+    {
         let Some(value) = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) else {
             continue;
         };
@@ -89,7 +120,9 @@ pub async fn serve(
     let bound = listener.local_addr()?;
     let task = tokio::spawn(async move {
         loop {
-            let Ok((mut socket, _)) = listener.accept().await else { continue };
+            let Ok((mut socket, _)) = listener.accept().await else {
+                continue;
+            };
             let registry = registry.clone();
             tokio::spawn(async move {
                 let mut buf = [0u8; 1024];

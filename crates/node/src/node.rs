@@ -39,10 +39,12 @@ impl Node {
 
         let mut listeners = HashMap::new();
         for addr in &config.listen {
-            let id = swarm.listen_on(addr.clone()).map_err(|e| NodeError::Listen {
-                addr: addr.clone(),
-                reason: e.to_string(),
-            })?;
+            let id = swarm
+                .listen_on(addr.clone())
+                .map_err(|e| NodeError::Listen {
+                    addr: addr.clone(),
+                    reason: e.to_string(),
+                })?;
             listeners.insert(id, addr.clone());
         }
         for addr in &config.bootstrap {

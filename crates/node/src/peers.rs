@@ -5,9 +5,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use libp2p::{
-    core::ConnectedPoint, multiaddr::Protocol, swarm::ConnectionId, Multiaddr, PeerId,
-};
+use libp2p::{core::ConnectedPoint, multiaddr::Protocol, swarm::ConnectionId, Multiaddr, PeerId};
 use serde::Serialize;
 
 /// Transport a connection runs over.
@@ -100,7 +98,11 @@ impl ConnectionInfo {
                 (send_back_addr.clone(), Direction::Inbound)
             }
         };
-        let path = if endpoint.is_relayed() { PathKind::Relayed } else { PathKind::Direct };
+        let path = if endpoint.is_relayed() {
+            PathKind::Relayed
+        } else {
+            PathKind::Direct
+        };
         Self {
             transport: TransportKind::of(&remote_addr),
             remote_addr,
@@ -167,8 +169,11 @@ impl PeerState {
 
     pub fn info(&self, peer_id: PeerId, score: Option<f64>) -> Option<PeerInfo> {
         let primary = &self.connections.first()?.1;
-        let mut addrs: Vec<Multiaddr> =
-            self.connections.iter().map(|(_, c)| c.remote_addr.clone()).collect();
+        let mut addrs: Vec<Multiaddr> = self
+            .connections
+            .iter()
+            .map(|(_, c)| c.remote_addr.clone())
+            .collect();
         for a in &self.listen_addrs {
             if !addrs.contains(a) {
                 addrs.push(a.clone());
@@ -194,7 +199,10 @@ pub(crate) type PeerTable = HashMap<PeerId, PeerState>;
 
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -42,7 +42,9 @@ impl Profile {
     pub fn resolve(name: &str, data_dir: Option<&Path>) -> Result<Self, ProfileError> {
         let valid = !name.is_empty()
             && name.len() <= 64
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if !valid {
             return Err(ProfileError::InvalidName(name.to_string()));
         }

@@ -141,8 +141,17 @@ impl NodeHandle {
                 value.len()
             )));
         }
-        let live = self.shared.resources.lock().expect("resource index lock").insert(record.clone())?;
-        let index_expiry = live.iter().map(|r| r.expires_at).max().unwrap_or(record.expires_at);
+        let live = self
+            .shared
+            .resources
+            .lock()
+            .expect("resource index lock")
+            .insert(record.clone())?;
+        let index_expiry = live
+            .iter()
+            .map(|r| r.expires_at)
+            .max()
+            .unwrap_or(record.expires_at);
 
         let mut dht_record = kad::Record::new(record_key(kind, id), value);
         dht_record.expires = Some(expiry_instant(record.expires_at));
@@ -184,9 +193,10 @@ impl NodeHandle {
                 tracing::debug!(%provider, "malformed resource index ignored");
                 continue;
             };
-            found.extend(list.into_iter().filter(|r| {
-                r.kind == kind && r.provider == provider && !r.is_expired(now)
-            }));
+            found.extend(
+                list.into_iter()
+                    .filter(|r| r.kind == kind && r.provider == provider && !r.is_expired(now)),
+            );
         }
         found.sort_by(|a, b| (&a.id, a.provider).cmp(&(&b.id, b.provider)));
         Ok(found)
@@ -204,7 +214,9 @@ impl NodeHandle {
         };
         let parsed = parse_record(&record.value)?;
         if parsed.kind != kind || parsed.id != id {
-            return Err(NodeError::InvalidResource("record stored under the wrong key".into()));
+            return Err(NodeError::InvalidResource(
+                "record stored under the wrong key".into(),
+            ));
         }
         if parsed.is_expired(unix_now()) {
             return Err(not_found());
@@ -240,9 +252,14 @@ mod tests {
         let live = index.insert(rec("new", unix_now() + 60)).unwrap();
         assert_eq!(live.len(), 1, "expired record pruned");
         for i in 0..MAX_PER_TYPE - 1 {
-            index.insert(rec(&format!("r{i}"), unix_now() + 60)).unwrap();
+            index
+                .insert(rec(&format!("r{i}"), unix_now() + 60))
+                .unwrap();
         }
         assert!(index.insert(rec("one-too-many", unix_now() + 60)).is_err());
-        assert!(index.insert(rec("new", unix_now() + 90)).is_ok(), "replacing is allowed");
+        assert!(
+            index.insert(rec("new", unix_now() + 90)).is_ok(),
+            "replacing is allowed"
+        );
     }
 }

@@ -141,22 +141,45 @@ fn request(command: &Command) -> Result<(&'static str, Value)> {
             NodeError::parse_peer_id(peer_id)?;
             ("disconnect", json!({ "peer_id": peer_id }))
         }
-        Command::Subscribe { topic, count, timeout } => {
-            ("subscribe", json!({ "topic": topic, "count": count, "timeout": timeout }))
-        }
+        Command::Subscribe {
+            topic,
+            count,
+            timeout,
+        } => (
+            "subscribe",
+            json!({ "topic": topic, "count": count, "timeout": timeout }),
+        ),
         Command::Unsubscribe { topic } => ("unsubscribe", json!({ "topic": topic })),
-        Command::Publish { topic, text, wait_peers, timeout } => (
+        Command::Publish {
+            topic,
+            text,
+            wait_peers,
+            timeout,
+        } => (
             "publish",
             json!({ "topic": topic, "text": text, "wait_peers": wait_peers, "timeout": timeout }),
         ),
-        Command::Announce { kind, id, data, ttl } => {
+        Command::Announce {
+            kind,
+            id,
+            data,
+            ttl,
+        } => {
             let data: Value = serde_json::from_str(data)
                 .with_context(|| format!("resource data {data:?} is not valid JSON"))?;
-            ("announce", json!({ "type": kind, "id": id, "data": data, "ttl": ttl }))
+            (
+                "announce",
+                json!({ "type": kind, "id": id, "data": data, "ttl": ttl }),
+            )
         }
-        Command::WaitTopic { topic, peers, timeout } => {
-            ("wait_topic", json!({ "topic": topic, "peers": peers, "timeout": timeout }))
-        }
+        Command::WaitTopic {
+            topic,
+            peers,
+            timeout,
+        } => (
+            "wait_topic",
+            json!({ "topic": topic, "peers": peers, "timeout": timeout }),
+        ),
         Command::Discover { kind } => ("discover", json!({ "type": kind })),
         Command::Get { kind, id } => ("get", json!({ "type": kind, "id": id })),
         Command::Stats => ("stats", json!({})),
@@ -165,7 +188,11 @@ fn request(command: &Command) -> Result<(&'static str, Value)> {
 }
 
 fn print_text(command: &Command, result: &Value) {
-    let s = |v: &Value| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+    let s = |v: &Value| {
+        v.as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| v.to_string())
+    };
     match command {
         Command::Id => {
             println!("peer id: {}", s(&result["peer_id"]));
@@ -179,7 +206,10 @@ fn print_text(command: &Command, result: &Value) {
                 println!("no peers connected (connect one with: conclavectl connect MULTIADDR)");
             }
             for p in peers {
-                let rtt = p["rtt_ms"].as_f64().map(|r| format!("{r:.1} ms")).unwrap_or("-".into());
+                let rtt = p["rtt_ms"]
+                    .as_f64()
+                    .map(|r| format!("{r:.1} ms"))
+                    .unwrap_or("-".into());
                 println!(
                     "{}  {} {} {}  rtt {}  {}",
                     s(&p["peer_id"]),
@@ -200,10 +230,19 @@ fn print_text(command: &Command, result: &Value) {
                 println!("nothing found");
             }
             for r in list {
-                println!("{}/{} from {}: {}", s(&r["type"]), s(&r["id"]), s(&r["provider"]), r["data"]);
+                println!(
+                    "{}/{} from {}: {}",
+                    s(&r["type"]),
+                    s(&r["id"]),
+                    s(&r["provider"]),
+                    r["data"]
+                );
             }
         }
-        _ => println!("{}", serde_json::to_string_pretty(result).unwrap_or_default()),
+        _ => println!(
+            "{}",
+            serde_json::to_string_pretty(result).unwrap_or_default()
+        ),
     }
 }
 

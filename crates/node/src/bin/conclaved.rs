@@ -90,9 +90,14 @@ async fn main() -> Result<()> {
 
     let key_path = args.key_file.clone().unwrap_or_else(|| profile.key_file());
     let keypair = identity::load_or_create_key_file(&key_path)?;
-    let node = Node::start(config, keypair).await.context("starting the node")?;
+    let node = Node::start(config, keypair)
+        .await
+        .context("starting the node")?;
 
-    let control_path = args.control.clone().unwrap_or_else(|| profile.control_socket());
+    let control_path = args
+        .control
+        .clone()
+        .unwrap_or_else(|| profile.control_socket());
     let control_task = control::server::serve(node.clone(), &control_path).await?;
     let metrics_addr = match args.metrics {
         Some(addr) => {

@@ -25,16 +25,26 @@ impl ControlClient {
     /// Connects to the socket at `path`.
     pub async fn connect(path: &Path) -> Result<Self, ControlError> {
         let display = path.display().to_string();
-        let stream = UnixStream::connect(path).await.map_err(|e| ControlError::Connect {
-            path: display.clone(),
-            reason: e.to_string(),
-        })?;
+        let stream = UnixStream::connect(path)
+            .await
+            .map_err(|e| ControlError::Connect {
+                path: display.clone(),
+                reason: e.to_string(),
+            })?;
         let (read, writer) = stream.into_split();
-        Ok(Self { path: display, reader: BufReader::new(read), writer, next_id: 1 })
+        Ok(Self {
+            path: display,
+            reader: BufReader::new(read),
+            writer,
+            next_id: 1,
+        })
     }
 
     fn io(&self, source: std::io::Error) -> ControlError {
-        ControlError::Io { path: self.path.clone(), source }
+        ControlError::Io {
+            path: self.path.clone(),
+            source,
+        }
     }
 
     /// Calls `method` and returns its result.
@@ -59,9 +69,15 @@ impl ControlClient {
         let mut buf = String::new();
         loop {
             buf.clear();
-            let n = self.reader.read_line(&mut buf).await.map_err(|e| self.io(e))?;
+            let n = self
+                .reader
+                .read_line(&mut buf)
+                .await
+                .map_err(|e| self.io(e))?;
             if n == 0 {
-                return Err(ControlError::Protocol("the daemon closed the connection".into()));
+                return Err(ControlError::Protocol(
+                    "the daemon closed the connection".into(),
+                ));
             }
             let message: Message = serde_json::from_str(&buf)
                 .map_err(|e| ControlError::Protocol(format!("{e}: {buf}")))?;
@@ -72,7 +88,10 @@ impl ControlClient {
                 continue;
             }
             if let Some(error) = message.error {
-                return Err(ControlError::Remote { code: error.code, message: error.message });
+                return Err(ControlError::Remote {
+                    code: error.code,
+                    message: error.message,
+                });
             }
             return Ok(message.result.unwrap_or(Value::Null));
         }

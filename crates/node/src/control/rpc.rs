@@ -34,7 +34,12 @@ pub struct Request {
 impl Request {
     /// A request with id `id`.
     pub fn new(id: u64, method: &str, params: Value) -> Self {
-        Self { jsonrpc: "2.0".into(), id: Value::from(id), method: method.into(), params }
+        Self {
+            jsonrpc: "2.0".into(),
+            id: Value::from(id),
+            method: method.into(),
+            params,
+        }
     }
 }
 
@@ -72,7 +77,14 @@ pub struct Message {
 impl Message {
     /// A success response.
     pub fn result(id: Value, result: Value) -> Self {
-        Self { jsonrpc: "2.0".into(), id: Some(id), method: None, params: None, result: Some(result), error: None }
+        Self {
+            jsonrpc: "2.0".into(),
+            id: Some(id),
+            method: None,
+            params: None,
+            result: Some(result),
+            error: None,
+        }
     }
 
     /// An error response.
@@ -83,7 +95,10 @@ impl Message {
             method: None,
             params: None,
             result: None,
-            error: Some(RpcError { code, message: message.into() }),
+            error: Some(RpcError {
+                code,
+                message: message.into(),
+            }),
         }
     }
 

@@ -31,16 +31,27 @@ pub async fn serve(node: NodeHandle, path: &Path) -> Result<JoinHandle<()>, Cont
         if UnixStream::connect(path).await.is_ok() {
             return Err(ControlError::InUse(display));
         }
-        std::fs::remove_file(path).map_err(|source| ControlError::Io { path: display.clone(), source })?;
+        std::fs::remove_file(path).map_err(|source| ControlError::Io {
+            path: display.clone(),
+            source,
+        })?;
     }
-    let listener =
-        UnixListener::bind(path).map_err(|source| ControlError::Io { path: display.clone(), source })?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|source| ControlError::Io { path: display.clone(), source })?;
+    let listener = UnixListener::bind(path).map_err(|source| ControlError::Io {
+        path: display.clone(),
+        source,
+    })?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|source| {
+        ControlError::Io {
+            path: display.clone(),
+            source,
+        }
+    })?;
     let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
     Ok(tokio::spawn(async move {
         loop {
-            let Ok(permit) = slots.clone().acquire_owned().await else { return };
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                return;
+            };
             let stream = match listener.accept().await {
                 Ok((stream, _)) => stream,
                 Err(e) => {
@@ -71,19 +82,29 @@ async fn serve_client(node: NodeHandle, stream: UnixStream) -> std::io::Result<(
     let mut line = Vec::new();
     loop {
         line.clear();
-        let n = (&mut lines).take(rpc::MAX_LINE as u64 + 1).read_until(b'\n', &mut line).await?;
+        let n = (&mut lines)
+            .take(rpc::MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .await?;
         if n == 0 {
             return Ok(());
         }
         if line.len() > rpc::MAX_LINE {
-            write(&mut out, &Message::error(Value::Null, rpc::INVALID_REQUEST, "request too large"))
-                .await?;
+            write(
+                &mut out,
+                &Message::error(Value::Null, rpc::INVALID_REQUEST, "request too large"),
+            )
+            .await?;
             return Ok(());
         }
         let request: Request = match serde_json::from_slice(&line) {
             Ok(r) => r,
             Err(e) => {
-                let msg = Message::error(Value::Null, rpc::PARSE_ERROR, format!("invalid JSON-RPC: {e}"));
+                let msg = Message::error(
+                    Value::Null,
+                    rpc::PARSE_ERROR,
+                    format!("invalid JSON-RPC: {e}"),
+                );
                 write(&mut out, &msg).await?;
                 continue;
             }
@@ -114,7 +135,8 @@ fn node_err(e: NodeError) -> (i64, String) {
 
 fn params<T: for<'de> Deserialize<'de>>(value: Value) -> Result<T, (i64, String)> {
     let value = if value.is_null() { json!({}) } else { value };
-    serde_json::from_value(value).map_err(|e| (rpc::INVALID_PARAMS, format!("invalid parameters: {e}")))
+    serde_json::from_value(value)
+        .map_err(|e| (rpc::INVALID_PARAMS, format!("invalid parameters: {e}")))
 }
 
 fn to_json<T: serde::Serialize>(value: T) -> CallResult {
@@ -211,15 +233,22 @@ async fn dispatch(node: &NodeHandle, method: &str, raw: Value) -> CallResult {
             let p: PublishParams = params(raw)?;
             if p.wait_peers > 0 {
                 let wait = Duration::from_secs(p.timeout.min(MAX_WAIT_SECS));
-                node.wait_for_topic_peers(&p.topic, p.wait_peers, wait).await.map_err(node_err)?;
+                node.wait_for_topic_peers(&p.topic, p.wait_peers, wait)
+                    .await
+                    .map_err(node_err)?;
             }
-            let id = node.broadcast(&p.topic, p.text.into_bytes()).await.map_err(node_err)?;
+            let id = node
+                .broadcast(&p.topic, p.text.into_bytes())
+                .await
+                .map_err(node_err)?;
             Ok(json!({ "message_id": id }))
         }
         "wait_topic" => {
             let p: WaitTopicParams = params(raw)?;
             let wait = Duration::from_secs(p.timeout.min(MAX_WAIT_SECS));
-            node.wait_for_topic_peers(&p.topic, p.peers, wait).await.map_err(node_err)?;
+            node.wait_for_topic_peers(&p.topic, p.peers, wait)
+                .await
+                .map_err(node_err)?;
             Ok(json!({ "topic": p.topic, "peers": p.peers }))
         }
         "announce" => {

@@ -35,9 +35,11 @@ pub fn behaviour(
         .message_id_fn(message_id)
         .build()
         .map_err(|e| format!("gossipsub config: {e}"))?;
-    let mut behaviour =
-        gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(keypair.clone()), config)
-            .map_err(|e| format!("gossipsub: {e}"))?;
+    let mut behaviour = gossipsub::Behaviour::new(
+        gossipsub::MessageAuthenticity::Signed(keypair.clone()),
+        config,
+    )
+    .map_err(|e| format!("gossipsub: {e}"))?;
     behaviour
         .with_peer_score(scoring::peer_score_params(), scoring::thresholds())
         .map_err(|e| format!("gossipsub scoring: {e}"))?;

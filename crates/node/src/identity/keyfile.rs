@@ -42,12 +42,18 @@ pub enum KeyFileError {
 /// there is no file yet.
 pub fn load_or_create_key_file(path: &Path) -> Result<Keypair, KeyFileError> {
     let display = path.display().to_string();
-    let io = |source| KeyFileError::Io { path: display.clone(), source };
+    let io = |source| KeyFileError::Io {
+        path: display.clone(),
+        source,
+    };
     match std::fs::metadata(path) {
         Ok(meta) => {
             let mode = meta.permissions().mode() & 0o777;
             if mode & 0o077 != 0 {
-                return Err(KeyFileError::InsecurePermissions { path: display, mode });
+                return Err(KeyFileError::InsecurePermissions {
+                    path: display,
+                    mode,
+                });
             }
             let bytes = std::fs::read(path).map_err(io)?;
             Keypair::from_protobuf_encoding(&bytes).map_err(|e| KeyFileError::Malformed {
@@ -57,10 +63,12 @@ pub fn load_or_create_key_file(path: &Path) -> Result<Keypair, KeyFileError> {
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let keypair = Keypair::generate_ed25519();
-            let encoded = keypair.to_protobuf_encoding().map_err(|e| KeyFileError::Malformed {
-                path: display.clone(),
-                reason: e.to_string(),
-            })?;
+            let encoded = keypair
+                .to_protobuf_encoding()
+                .map_err(|e| KeyFileError::Malformed {
+                    path: display.clone(),
+                    reason: e.to_string(),
+                })?;
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent).map_err(io)?;
             }
@@ -101,7 +109,10 @@ mod tests {
         load_or_create_key_file(&path).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let err = load_or_create_key_file(&path).unwrap_err();
-        assert!(matches!(err, KeyFileError::InsecurePermissions { mode: 0o644, .. }), "{err}");
+        assert!(
+            matches!(err, KeyFileError::InsecurePermissions { mode: 0o644, .. }),
+            "{err}"
+        );
     }
 
     #[test]
