@@ -24,7 +24,12 @@ impl Daemon {
     fn start(dir: &Path) -> Daemon {
         let mut child = Command::new(DAEMON)
             .args(["--data-dir", dir.to_str().unwrap()])
-            .args(["--listen", "/ip4/127.0.0.1/udp/0/quic-v1", "--listen", "/ip4/127.0.0.1/tcp/0"])
+            .args([
+                "--listen",
+                "/ip4/127.0.0.1/udp/0/quic-v1",
+                "--listen",
+                "/ip4/127.0.0.1/tcp/0",
+            ])
             .arg("--no-mdns")
             .env("P2P_MIN_CONNECTIONS", "0")
             .env("RUST_LOG", "warn")
@@ -34,7 +39,9 @@ impl Daemon {
             .expect("conclaved starts");
         // The daemon prints one JSON line once it is ready.
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
         let ready: Value = serde_json::from_str(&line).expect("ready line is JSON");
         assert_eq!(ready["event"], "ready");
         let quic_addr = ready["listen_addrs"]
@@ -78,7 +85,10 @@ impl Drop for Daemon {
 }
 
 fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 #[test]
@@ -90,18 +100,37 @@ fn three_daemons_gossip_and_resources_through_conclavectl() {
 
     let id = a.json(&["id"]);
     assert_eq!(id["peer_id"], a.peer_id.as_str());
-    assert!(id["listen_addrs"].as_array().unwrap().iter().all(|a| a.as_str().unwrap().ends_with(&format!("/p2p/{}", id["peer_id"].as_str().unwrap()))));
+    assert!(id["listen_addrs"].as_array().unwrap().iter().all(|a| a
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("/p2p/{}", id["peer_id"].as_str().unwrap()))));
 
     for node in [&b, &c] {
         let started = Instant::now();
         let reply = node.json(&["connect", &a.quic_addr]);
-        println!("figure: conclavectl connect over QUIC = {:.1} ms", started.elapsed().as_secs_f64() * 1000.0);
+        println!(
+            "figure: conclavectl connect over QUIC = {:.1} ms",
+            started.elapsed().as_secs_f64() * 1000.0
+        );
         assert_eq!(reply["peer_id"], a.peer_id.as_str());
     }
     let peers = a.json(&["peers"]);
-    let listed: Vec<&str> = peers.as_array().unwrap().iter().map(|p| p["peer_id"].as_str().unwrap()).collect();
-    assert!(listed.contains(&b.peer_id.as_str()) && listed.contains(&c.peer_id.as_str()), "{peers}");
-    let b_on_a = peers.as_array().unwrap().iter().find(|p| p["peer_id"] == b.peer_id.as_str()).unwrap();
+    let listed: Vec<&str> = peers
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["peer_id"].as_str().unwrap())
+        .collect();
+    assert!(
+        listed.contains(&b.peer_id.as_str()) && listed.contains(&c.peer_id.as_str()),
+        "{peers}"
+    );
+    let b_on_a = peers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["peer_id"] == b.peer_id.as_str())
+        .unwrap();
     assert_eq!(b_on_a["transport"], "quic");
     assert_eq!(b_on_a["direction"], "inbound");
 
@@ -118,7 +147,15 @@ fn three_daemons_gossip_and_resources_through_conclavectl() {
     let sub_b = subscriber(&b);
     a.json(&["wait-topic", "news", "--peers", "1", "--timeout", "20"]); // B's subscription reached A
     let started = Instant::now();
-    let published = c.json(&["publish", "news", "hello from C", "--wait-peers", "1", "--timeout", "20"]);
+    let published = c.json(&[
+        "publish",
+        "news",
+        "hello from C",
+        "--wait-peers",
+        "1",
+        "--timeout",
+        "20",
+    ]);
     let message_id = published["message_id"].as_str().unwrap().to_string();
     for sub in [sub_a, sub_b] {
         let out = sub.wait_with_output().unwrap();
@@ -129,11 +166,21 @@ fn three_daemons_gossip_and_resources_through_conclavectl() {
         assert_eq!(line["from"], c.peer_id.as_str());
         assert_eq!(line["id"], message_id.as_str());
     }
-    println!("figure: publish on C to receipt on A and B (process to process) = {:.1} ms", started.elapsed().as_secs_f64() * 1000.0);
+    println!(
+        "figure: publish on C to receipt on A and B (process to process) = {:.1} ms",
+        started.elapsed().as_secs_f64() * 1000.0
+    );
 
     // A resource announced by A is found from C, then gone after its TTL.
     let ttl = 3;
-    let announced = a.json(&["announce", "service", "relay-1", r#"{"port": 4001}"#, "--ttl", &ttl.to_string()]);
+    let announced = a.json(&[
+        "announce",
+        "service",
+        "relay-1",
+        r#"{"port": 4001}"#,
+        "--ttl",
+        &ttl.to_string(),
+    ]);
     let expires_at = announced["expires_at"].as_u64().unwrap();
     let found = c.json(&["discover", "service"]);
     let found = found.as_array().unwrap();
@@ -147,7 +194,11 @@ fn three_daemons_gossip_and_resources_through_conclavectl() {
     let wait = expires_at.saturating_sub(unix_now()) + 1;
     std::thread::sleep(Duration::from_secs(wait));
     assert_eq!(c.json(&["discover", "service"]), Value::Array(vec![]));
-    let out = c.ctl().args(["get", "service", "relay-1"]).output().unwrap();
+    let out = c
+        .ctl()
+        .args(["get", "service", "relay-1"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
 }
@@ -157,25 +208,58 @@ fn conclavectl_errors_are_clear_and_non_zero() {
     let tmp = tempfile::tempdir().unwrap();
     let a = Daemon::start(&tmp.path().join("a"));
 
-    let out = a.ctl().args(["connect", "/ip4/127.0.0.1/tcp/notaport"]).output().unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid multiaddr"), "{out:?}");
-
-    // A port nobody listens on: bind one, note it, free it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let out = a.ctl().args(["connect", &format!("/ip4/127.0.0.1/tcp/{port}")]).output().unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect"), "{out:?}");
-    assert_eq!(a.json(&["peers"]), Value::Array(vec![]), "a failed connect changes nothing");
-
-    let out = Command::new(CTL)
-        .args(["--control", tmp.path().join("nobody.sock").to_str().unwrap(), "id"])
+    let out = a
+        .ctl()
+        .args(["connect", "/ip4/127.0.0.1/tcp/notaport"])
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("is conclaved running"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("invalid multiaddr"),
+        "{out:?}"
+    );
 
-    let out = a.ctl().args(["announce", "t", "i", "{not json"]).output().unwrap();
+    // A port nobody listens on: bind one, note it, free it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = a
+        .ctl()
+        .args(["connect", &format!("/ip4/127.0.0.1/tcp/{port}")])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot connect"),
+        "{out:?}"
+    );
+    assert_eq!(
+        a.json(&["peers"]),
+        Value::Array(vec![]),
+        "a failed connect changes nothing"
+    );
+
+    let out = Command::new(CTL)
+        .args([
+            "--control",
+            tmp.path().join("nobody.sock").to_str().unwrap(),
+            "id",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is conclaved running"),
+        "{out:?}"
+    );
+
+    let out = a
+        .ctl()
+        .args(["announce", "t", "i", "{not json"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not valid JSON"));
 }
