@@ -177,8 +177,12 @@ impl EventLoop {
             }
         };
         tracing::info!("node stopping");
+        // Refuse further commands and end event subscriptions before `stop`
+        // returns, so that `is_running` is false and `recv` yields `None` then.
+        self.commands.close();
         self.handlers.clear();
         drop(self.swarm);
+        drop(self.events);
         if let Some(reply) = shutdown_reply {
             let _ = reply.send(());
         }
@@ -1196,7 +1200,12 @@ fn dial_error_text(error: &DialError) -> String {
         }
         DialError::NoAddresses => "no address known for the peer".to_string(),
         DialError::LocalPeerId { .. } => "that is this node's own address".to_string(),
-        DialError::Denied { cause } => format!("refused locally: {cause}"),
+        // `ConnectionDenied` only says "connection denied"; the reason (such
+        // as the connection limit) is its source.
+        DialError::Denied { cause } => match std::error::Error::source(cause) {
+            Some(reason) => format!("refused locally: {reason}"),
+            None => format!("refused locally: {cause}"),
+        },
         DialError::WrongPeerId { obtained, .. } => {
             format!("the peer at that address is {obtained}, not the one in the address")
         }

@@ -172,7 +172,9 @@ pub struct NodeStats {
 
 pub(crate) struct Shared {
     pub commands: mpsc::Sender<Command>,
-    pub events: broadcast::Sender<NodeEvent>,
+    /// Weak, so that the channel closes (and subscriptions end) when the
+    /// event loop, which holds the only strong sender, stops.
+    pub events: broadcast::WeakSender<NodeEvent>,
     pub peer_id: PeerId,
     pub config: NodeConfig,
     pub registry: Arc<Registry>,
@@ -216,7 +218,12 @@ impl NodeHandle {
 
     /// Subscribes to node events.
     pub fn subscribe_events(&self) -> EventSubscription {
-        EventSubscription::new(self.shared.events.subscribe())
+        let receiver = match self.shared.events.upgrade() {
+            Some(sender) => sender.subscribe(),
+            // Stopped: a subscription that ends at once.
+            None => broadcast::channel(1).1,
+        };
+        EventSubscription::new(receiver)
     }
 
     /// Waits until every configured listener has an address; returns them.

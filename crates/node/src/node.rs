@@ -58,7 +58,7 @@ impl Node {
         let (events, _) = broadcast::channel(config.event_buffer);
         let shared = Arc::new(Shared {
             commands: commands_tx,
-            events: events.clone(),
+            events: events.downgrade(),
             peer_id,
             config: config.clone(),
             registry: Arc::new(registry),

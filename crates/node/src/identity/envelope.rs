@@ -1,0 +1,384 @@
+//! Signed envelopes: every application message travels in one.
+//!
+//! The envelope is signed with Ed25519 AND ML-DSA-65 over a BLAKE3 digest of
+//! its fields, with a domain-separation tag per message kind, a timestamp and
+//! a random nonce. A receiver checks both signatures, that the timestamp lies
+//! inside the accepted window, and that the digest was not seen before (the
+//! replay cache).
+//!
+//! The sender's ML-DSA verifying key travels in the envelope so any node can
+//! verify a message from a peer it never met. Where the node holds a verified
+//! [`PqIdentityRecord`](super::pq::PqIdentityRecord) for the sender, the key
+//! must be the one that record pins, so a forger of Ed25519 alone cannot
+//! substitute its own ML-DSA key for a known peer.
+
+use std::{num::NonZeroUsize, time::Duration};
+
+use libp2p::PeerId;
+use lru::LruCache;
+use serde::{Deserialize, Serialize};
+
+use super::pq::{ed25519_public_of, random_bytes, verify_ml_dsa, IdentityError, NodeIdentity};
+
+const DIGEST_CONTEXT: &str = "conclave envelope v1";
+/// Envelopes older or newer than this (against our clock) are refused.
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(300);
+/// Digests remembered by the replay cache.
+pub const REPLAY_CACHE_SIZE: usize = 65_536;
+
+/// What kind of message an envelope carries; its tag separates the domains
+/// of the signatures, so a signature for one kind is useless for another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageKind {
+    /// Gossip on a topic.
+    Gossip,
+    /// A direct message to a protocol handler.
+    Direct,
+    /// The reply to a direct message.
+    DirectReply,
+    /// A DHT resource record.
+    Resource,
+}
+
+impl MessageKind {
+    /// The domain-separation tag.
+    pub fn tag(self) -> &'static str {
+        match self {
+            MessageKind::Gossip => "conclave/gossip/v1",
+            MessageKind::Direct => "conclave/direct/v1",
+            MessageKind::DirectReply => "conclave/direct-reply/v1",
+            MessageKind::Resource => "conclave/resource/v1",
+        }
+    }
+}
+
+/// Why an envelope was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvelopeError {
+    /// Not a decodable envelope.
+    #[error("malformed envelope: {0}")]
+    Malformed(String),
+    /// Signed for another kind of message or another context.
+    #[error("envelope is for {found:?}, expected {expected:?}")]
+    WrongKind {
+        /// Expected tag.
+        expected: String,
+        /// Tag found.
+        found: String,
+    },
+    /// The Ed25519 signature does not verify.
+    #[error("invalid Ed25519 signature from {0}")]
+    BadEd25519(PeerId),
+    /// The ML-DSA-65 signature does not verify.
+    #[error("invalid ML-DSA-65 signature from {0}")]
+    BadMlDsa(PeerId),
+    /// The ML-DSA key is not the one pinned for the sender.
+    #[error("ML-DSA key of {0} does not match its verified PQ identity record")]
+    KeyMismatch(PeerId),
+    /// Timestamp outside the accepted window.
+    #[error("envelope from {sender} is stale or from the future ({skew_secs} s off)")]
+    OutsideWindow {
+        /// Sender.
+        sender: PeerId,
+        /// Distance from our clock in seconds.
+        skew_secs: u64,
+    },
+    /// Already seen.
+    #[error("replayed envelope from {0}")]
+    Replay(PeerId),
+}
+
+impl EnvelopeError {
+    /// Whether the error proves misbehaviour (reject and penalise) rather than
+    /// staleness or duplication (ignore).
+    pub fn is_invalid(&self) -> bool {
+        !matches!(
+            self,
+            EnvelopeError::OutsideWindow { .. } | EnvelopeError::Replay(_)
+        )
+    }
+}
+
+/// An envelope on the wire.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Domain-separation tag (a [`MessageKind`] tag).
+    pub tag: String,
+    /// Extra context bound into the signature (topic, protocol id, key).
+    pub context: String,
+    /// Signer.
+    pub sender: PeerId,
+    /// Milliseconds since the Unix epoch at signing.
+    pub timestamp_ms: u64,
+    /// Random nonce: equal payloads still give distinct envelopes.
+    pub nonce: [u8; 16],
+    /// The signer's ML-DSA-65 verifying key.
+    #[serde(with = "serde_bytes")]
+    pub ml_dsa_public: Vec<u8>,
+    /// Application payload.
+    #[serde(with = "serde_bytes")]
+    pub payload: Vec<u8>,
+    /// Ed25519 signature over the digest.
+    #[serde(with = "serde_bytes")]
+    pub ed25519_signature: Vec<u8>,
+    /// ML-DSA-65 signature over the digest.
+    #[serde(with = "serde_bytes")]
+    pub ml_dsa_signature: Vec<u8>,
+}
+
+/// A verified envelope's content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// Signer.
+    pub sender: PeerId,
+    /// Payload.
+    pub payload: Vec<u8>,
+    /// Signing time (ms since the epoch).
+    pub timestamp_ms: u64,
+    /// Envelope digest (unique per envelope).
+    pub digest: [u8; 32],
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Envelope {
+    fn digest(&self) -> [u8; 32] {
+        let mut h = blake3::Hasher::new_derive_key(DIGEST_CONTEXT);
+        let sender = self.sender.to_bytes();
+        for field in [
+            self.tag.as_bytes(),
+            self.context.as_bytes(),
+            &sender,
+            &self.ml_dsa_public,
+            &self.payload,
+        ] {
+            h.update(&(field.len() as u64).to_le_bytes());
+            h.update(field);
+        }
+        h.update(&self.timestamp_ms.to_le_bytes());
+        h.update(&self.nonce);
+        *h.finalize().as_bytes()
+    }
+
+    /// Signs `payload` as `kind` within `context` and encodes the envelope.
+    pub fn sign(
+        identity: &NodeIdentity,
+        kind: MessageKind,
+        context: &str,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, IdentityError> {
+        let mut envelope = Envelope {
+            tag: kind.tag().to_string(),
+            context: context.to_string(),
+            sender: identity.peer_id(),
+            timestamp_ms: now_ms(),
+            nonce: random_bytes(),
+            ml_dsa_public: identity.record().ml_dsa_public.clone(),
+            payload: payload.to_vec(),
+            ed25519_signature: Vec::new(),
+            ml_dsa_signature: Vec::new(),
+        };
+        let digest = envelope.digest();
+        envelope.ed25519_signature = identity.sign_ed25519(&digest)?;
+        envelope.ml_dsa_signature = identity.sign_ml_dsa(&digest, kind.tag().as_bytes())?;
+        Ok(postcard::to_stdvec(&envelope).expect("envelopes serialise"))
+    }
+
+    /// Decodes `bytes` and checks kind, context, both signatures, the pinned
+    /// key (if `pinned_ml_dsa` is given) and the time window. Replay is
+    /// checked separately ([`ReplayCache`]) so a caller can verify off the
+    /// event loop and record digests in order on it.
+    pub fn verify(
+        bytes: &[u8],
+        kind: MessageKind,
+        context: &str,
+        pinned_ml_dsa: Option<&[u8]>,
+        window: Duration,
+    ) -> Result<Verified, EnvelopeError> {
+        let envelope: Envelope =
+            postcard::from_bytes(bytes).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
+        if envelope.tag != kind.tag() || envelope.context != context {
+            return Err(EnvelopeError::WrongKind {
+                expected: format!("{} {context}", kind.tag()),
+                found: format!("{} {}", envelope.tag, envelope.context),
+            });
+        }
+        let sender = envelope.sender;
+        if let Some(pinned) = pinned_ml_dsa {
+            if pinned != envelope.ml_dsa_public.as_slice() {
+                return Err(EnvelopeError::KeyMismatch(sender));
+            }
+        }
+        let skew = now_ms().abs_diff(envelope.timestamp_ms);
+        if skew > window.as_millis() as u64 {
+            return Err(EnvelopeError::OutsideWindow {
+                sender,
+                skew_secs: skew / 1000,
+            });
+        }
+        let digest = envelope.digest();
+        let ed = ed25519_public_of(&sender).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
+        if !ed.verify(&digest, &envelope.ed25519_signature) {
+            return Err(EnvelopeError::BadEd25519(sender));
+        }
+        if !verify_ml_dsa(
+            &envelope.ml_dsa_public,
+            &digest,
+            kind.tag().as_bytes(),
+            &envelope.ml_dsa_signature,
+        ) {
+            return Err(EnvelopeError::BadMlDsa(sender));
+        }
+        Ok(Verified {
+            sender,
+            payload: envelope.payload,
+            timestamp_ms: envelope.timestamp_ms,
+            digest,
+        })
+    }
+}
+
+/// Remembers the digests of accepted envelopes (bounded, least recently seen
+/// forgotten first). Envelopes older than the window are refused by their
+/// timestamp, so the cache only needs to cover the window.
+pub struct ReplayCache {
+    seen: LruCache<[u8; 32], ()>,
+}
+
+impl ReplayCache {
+    /// A cache of `capacity` digests.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            seen: LruCache::new(NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN)),
+        }
+    }
+
+    /// Records `verified`; an error if its digest was seen before.
+    pub fn check(&mut self, verified: &Verified) -> Result<(), EnvelopeError> {
+        if self.seen.put(verified.digest, ()).is_some() {
+            return Err(EnvelopeError::Replay(verified.sender));
+        }
+        Ok(())
+    }
+}
+
+impl Default for ReplayCache {
+    fn default() -> Self {
+        Self::new(REPLAY_CACHE_SIZE)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verify(bytes: &[u8]) -> Result<Verified, EnvelopeError> {
+        Envelope::verify(bytes, MessageKind::Gossip, "news", None, DEFAULT_WINDOW)
+    }
+
+    #[test]
+    fn sign_then_verify() {
+        let id = NodeIdentity::generate();
+        let bytes = Envelope::sign(&id, MessageKind::Gossip, "news", b"hello").unwrap();
+        let v = verify(&bytes).unwrap();
+        assert_eq!(v.sender, id.peer_id());
+        assert_eq!(v.payload, b"hello");
+        let pinned = id.record().ml_dsa_public.clone();
+        Envelope::verify(
+            &bytes,
+            MessageKind::Gossip,
+            "news",
+            Some(&pinned),
+            DEFAULT_WINDOW,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn every_field_is_covered() {
+        let id = NodeIdentity::generate();
+        let bytes = Envelope::sign(&id, MessageKind::Gossip, "news", b"hello").unwrap();
+        let decoded: Envelope = postcard::from_bytes(&bytes).unwrap();
+        let reencode = |e: &Envelope| postcard::to_stdvec(e).unwrap();
+
+        let mut e = decoded.clone();
+        e.payload = b"hellO".to_vec();
+        assert_eq!(
+            verify(&reencode(&e)),
+            Err(EnvelopeError::BadEd25519(id.peer_id()))
+        );
+
+        let mut e = decoded.clone();
+        e.ml_dsa_signature[100] ^= 0x40;
+        assert_eq!(
+            verify(&reencode(&e)),
+            Err(EnvelopeError::BadMlDsa(id.peer_id()))
+        );
+
+        let mut e = decoded.clone();
+        e.ed25519_signature[0] ^= 1;
+        assert_eq!(
+            verify(&reencode(&e)),
+            Err(EnvelopeError::BadEd25519(id.peer_id()))
+        );
+
+        // Another kind or context: refused before any signature check.
+        assert!(matches!(
+            Envelope::verify(&bytes, MessageKind::Direct, "news", None, DEFAULT_WINDOW),
+            Err(EnvelopeError::WrongKind { .. })
+        ));
+        assert!(matches!(
+            Envelope::verify(&bytes, MessageKind::Gossip, "other", None, DEFAULT_WINDOW),
+            Err(EnvelopeError::WrongKind { .. })
+        ));
+        assert!(matches!(
+            verify(b"\x01\x02garbage"),
+            Err(EnvelopeError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn a_substituted_ml_dsa_key_is_refused_for_a_pinned_peer() {
+        let id = NodeIdentity::generate();
+        let other = NodeIdentity::generate();
+        let bytes = Envelope::sign(&id, MessageKind::Gossip, "news", b"x").unwrap();
+        let wrong = other.record().ml_dsa_public.clone();
+        assert_eq!(
+            Envelope::verify(
+                &bytes,
+                MessageKind::Gossip,
+                "news",
+                Some(&wrong),
+                DEFAULT_WINDOW
+            ),
+            Err(EnvelopeError::KeyMismatch(id.peer_id()))
+        );
+    }
+
+    #[test]
+    fn replays_and_stale_envelopes_are_ignored_not_rejected() {
+        let id = NodeIdentity::generate();
+        let bytes = Envelope::sign(&id, MessageKind::Gossip, "news", b"x").unwrap();
+        let mut cache = ReplayCache::new(8);
+        let v = verify(&bytes).unwrap();
+        cache.check(&v).unwrap();
+        let replay = cache.check(&verify(&bytes).unwrap()).unwrap_err();
+        assert_eq!(replay, EnvelopeError::Replay(id.peer_id()));
+        assert!(!replay.is_invalid());
+
+        let mut e: Envelope = postcard::from_bytes(&bytes).unwrap();
+        e.timestamp_ms -= 10 * 60 * 1000;
+        let err = verify(&postcard::to_stdvec(&e).unwrap()).unwrap_err();
+        assert!(
+            matches!(err, EnvelopeError::OutsideWindow { skew_secs: 600, .. }),
+            "{err}"
+        );
+        assert!(!err.is_invalid());
+        assert!(EnvelopeError::BadMlDsa(id.peer_id()).is_invalid());
+    }
+}
