@@ -1,0 +1,117 @@
+//! A set of running nodes the experiment can drive, whatever runs them.
+//!
+//! [`local::LocalCluster`] holds `NodeHandle`s in this process (QUIC and TCP
+//! on loopback, or the memory transport); [`process::ProcessCluster`] holds
+//! `conclaved` children reached through their control sockets.
+
+pub mod local;
+pub mod process;
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use crate::{delivery::Recorder, error::SimError, traffic::Totals};
+
+/// Operations the experiment needs from a set of nodes, by node index.
+pub trait Cluster: Send + Sync + 'static {
+    /// Number of nodes.
+    fn len(&self) -> usize;
+
+    /// Whether the cluster has no nodes.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Name of the transport the nodes dial each other on.
+    fn transport(&self) -> &'static str;
+
+    /// How many dials the experiment may run at once.
+    fn dial_concurrency(&self) -> usize;
+
+    /// Node `from` dials node `to` on the cluster's transport; returns how
+    /// long the dial took.
+    fn connect(
+        &self,
+        from: usize,
+        to: usize,
+    ) -> impl Future<Output = Result<Duration, SimError>> + Send;
+
+    /// Subscribes node `node` to `topic` and records every message it
+    /// receives on it into `recorder`, for at most `bound`. Returns once the
+    /// subscription is in place.
+    fn subscribe(
+        &self,
+        node: usize,
+        topic: &str,
+        recorder: Arc<Recorder>,
+        bound: Duration,
+    ) -> impl Future<Output = Result<(), SimError>> + Send;
+
+    /// Waits until `count` connected peers of `node` are subscribed to `topic`.
+    fn wait_topic_peers(
+        &self,
+        node: usize,
+        topic: &str,
+        count: usize,
+        bound: Duration,
+    ) -> impl Future<Output = Result<(), SimError>> + Send;
+
+    /// Peers in `node`'s gossip mesh for `topic`.
+    fn mesh_peers(
+        &self,
+        node: usize,
+        topic: &str,
+    ) -> impl Future<Output = Result<usize, SimError>> + Send;
+
+    /// Node `node` publishes `data` on `topic`.
+    fn publish(
+        &self,
+        node: usize,
+        topic: &str,
+        data: Vec<u8>,
+    ) -> impl Future<Output = Result<(), SimError>> + Send;
+
+    /// Bytes node `node` has received and sent on all connections.
+    fn traffic(&self, node: usize) -> impl Future<Output = Result<Totals, SimError>> + Send;
+
+    /// Node `node`'s metrics in Prometheus text.
+    fn metrics_text(&self, node: usize) -> impl Future<Output = Result<String, SimError>> + Send;
+
+    /// Node `node` announces a DHT resource `kind`/`id`.
+    fn announce(
+        &self,
+        node: usize,
+        kind: &str,
+        id: &str,
+    ) -> impl Future<Output = Result<(), SimError>> + Send;
+
+    /// Node `node` looks resource `kind`/`id` up in the DHT.
+    fn lookup(
+        &self,
+        node: usize,
+        kind: &str,
+        id: &str,
+    ) -> impl Future<Output = Result<(), SimError>> + Send;
+
+    /// CPU seconds used so far by all nodes together.
+    fn cpu_seconds(&self) -> Result<f64, SimError>;
+
+    /// Whether [`Cluster::cpu_seconds`] counts the nodes alone (separate
+    /// processes) rather than this whole process.
+    fn cpu_is_per_process(&self) -> bool;
+
+    /// Resident memory of each node in bytes, when nodes are processes.
+    fn rss_bytes(&self) -> Result<Option<Vec<u64>>, SimError>;
+
+    /// Stops every node.
+    fn stop(&self) -> impl Future<Output = ()> + Send;
+}
+
+/// Sums traffic over all nodes.
+pub async fn total_traffic<C: Cluster>(cluster: &C) -> Result<Totals, SimError> {
+    let mut totals = Totals::default();
+    for node in 0..cluster.len() {
+        let t = cluster.traffic(node).await?;
+        totals.add(t.bytes_in, t.bytes_out);
+    }
+    Ok(totals)
+}

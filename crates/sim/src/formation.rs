@@ -1,0 +1,130 @@
+//! Forming a network: dialling a topology, subscribing every node to the
+//! workload topic, and waiting until the gossip meshes are formed.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use serde::Serialize;
+use tokio::{sync::Semaphore, task::JoinSet};
+
+use crate::{cluster::Cluster, delivery::Recorder, error::SimError, topology::Topology};
+
+/// Gossipsub's `mesh_n_low` in the node: below it a node grafts more peers.
+pub const MESH_N_LOW: usize = 4;
+/// How often mesh sizes are polled: gossipsub reports no event when its
+/// mesh changes, and grafting happens on its 1 s heartbeat.
+const MESH_POLL: Duration = Duration::from_millis(250);
+
+/// How the meshes looked when the workload started.
+#[derive(Debug, Clone, Serialize)]
+pub struct MeshOutcome {
+    /// From the first subscription until every node reached its target.
+    pub formed_ms: f64,
+    /// Nodes whose mesh stayed below `min(neighbours, mesh_n_low)` when the
+    /// bound ran out (0 when the meshes formed).
+    pub nodes_below_target: usize,
+    /// Smallest mesh seen at the end.
+    pub smallest_mesh: usize,
+}
+
+/// Dials every edge of `topology`, at most `cluster.dial_concurrency()` at
+/// once; returns each dial's time in microseconds.
+pub async fn dial_topology<C: Cluster>(
+    cluster: &Arc<C>,
+    topology: &Topology,
+) -> Result<Vec<u64>, SimError> {
+    let permits = Arc::new(Semaphore::new(cluster.dial_concurrency().max(1)));
+    let mut dials = JoinSet::new();
+    for &(from, to) in &topology.edges {
+        let permit = permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore never closed");
+        let cluster = cluster.clone();
+        dials.spawn(async move {
+            let took = cluster.connect(from, to).await;
+            drop(permit);
+            took
+        });
+    }
+    let mut times = Vec::with_capacity(topology.edges.len());
+    while let Some(joined) = dials.join_next().await {
+        let took = joined.expect("dial task does not panic")?;
+        times.push(took.as_micros() as u64);
+    }
+    Ok(times)
+}
+
+/// Subscribes every node to `topic`, recording into `recorder` for `bound`.
+pub async fn subscribe_all<C: Cluster>(
+    cluster: &Arc<C>,
+    topic: &str,
+    recorder: &Arc<Recorder>,
+    bound: Duration,
+) -> Result<(), SimError> {
+    for node in 0..cluster.len() {
+        cluster
+            .subscribe(node, topic, recorder.clone(), bound)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Waits until every node sees all its neighbours subscribed to `topic`,
+/// then until every mesh holds `min(neighbours, mesh_n_low)` peers, within
+/// `bound`. Meshes still short at the bound are reported, not an error.
+pub async fn wait_for_meshes<C: Cluster>(
+    cluster: &Arc<C>,
+    topic: &str,
+    neighbours: &[Vec<usize>],
+    bound: Duration,
+) -> Result<MeshOutcome, SimError> {
+    let started = Instant::now();
+    let deadline = started + bound;
+    let permits = Arc::new(Semaphore::new(64));
+    let mut waits = JoinSet::new();
+    for (node, peers) in neighbours.iter().enumerate() {
+        let permit = permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore never closed");
+        let cluster = cluster.clone();
+        let topic = topic.to_string();
+        let count = peers.len();
+        waits.spawn(async move {
+            let r = cluster.wait_topic_peers(node, &topic, count, bound).await;
+            drop(permit);
+            r
+        });
+    }
+    while let Some(joined) = waits.join_next().await {
+        joined.expect("wait task does not panic")?;
+    }
+
+    let targets: Vec<usize> = neighbours.iter().map(|n| n.len().min(MESH_N_LOW)).collect();
+    let mut pending: Vec<usize> = (0..cluster.len()).collect();
+    let mut sizes = vec![0usize; cluster.len()];
+    loop {
+        let mut still = Vec::new();
+        for &node in &pending {
+            sizes[node] = cluster.mesh_peers(node, topic).await?;
+            if sizes[node] < targets[node] {
+                still.push(node);
+            }
+        }
+        pending = still;
+        if pending.is_empty() || Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(MESH_POLL).await;
+    }
+    Ok(MeshOutcome {
+        formed_ms: started.elapsed().as_secs_f64() * 1000.0,
+        nodes_below_target: pending.len(),
+        smallest_mesh: sizes.iter().copied().min().unwrap_or(0),
+    })
+}
