@@ -1,0 +1,30 @@
+//! Generates the app's context and one `allow-<command>` permission per
+//! command, so the window's capability can grant exactly these.
+
+const COMMANDS: &[&str] = &[
+    "node_status",
+    "app_info",
+    "identity",
+    "stats",
+    "peers",
+    "connect",
+    "disconnect",
+    "block_peer",
+    "unblock_peer",
+    "blocked_peers",
+    "settings",
+    "save_settings",
+    "recent_logs",
+    "sandbox_status",
+    "start_sandbox",
+    "stop_sandbox",
+    "mark_first_render",
+];
+
+fn main() {
+    tauri_build::try_build(
+        tauri_build::Attributes::new()
+            .app_manifest(tauri_build::AppManifest::new().commands(COMMANDS)),
+    )
+    .expect("tauri build script");
+}

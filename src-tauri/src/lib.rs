@@ -1,0 +1,210 @@
+//! The Conclave desktop app: a thin Tauri shell around `conclave-node`.
+//!
+//! It builds the node from the profile's config, keeps it in a
+//! [`service::NodeService`] in Tauri state, and exposes typed commands and
+//! events through tauri-specta; the TypeScript bindings in
+//! `ui/src/lib/bindings.ts` are generated from these types.
+#![deny(missing_docs)]
+
+pub mod cli;
+pub mod commands;
+pub mod error;
+pub mod events;
+pub mod identity;
+pub mod logs;
+pub mod sandbox;
+pub mod service;
+pub mod settings;
+pub mod views;
+
+use std::{sync::Arc, time::Instant};
+
+use anyhow::Context as _;
+use clap::Parser as _;
+use conclave_node::profile::Profile;
+use tauri::{Manager, RunEvent};
+use tauri_specta::{collect_commands, collect_events, Builder};
+
+use crate::{
+    events::{NodeStatus, PeerChanged, StatsSampled, TauriSink},
+    service::NodeService,
+};
+
+/// Where the generated TypeScript bindings live, from the repository root.
+pub const BINDINGS_PATH: &str = "ui/src/lib/bindings.ts";
+
+/// Every command the UI may call. `build.rs` and the window's capability
+/// list the same names (a test checks it).
+pub const COMMANDS: [&str; 17] = [
+    "node_status",
+    "app_info",
+    "identity",
+    "stats",
+    "peers",
+    "connect",
+    "disconnect",
+    "block_peer",
+    "unblock_peer",
+    "blocked_peers",
+    "settings",
+    "save_settings",
+    "recent_logs",
+    "sandbox_status",
+    "start_sandbox",
+    "stop_sandbox",
+    "mark_first_render",
+];
+
+/// The commands and events, as tauri-specta sees them.
+pub fn specta_builder() -> Builder<tauri::Wry> {
+    Builder::<tauri::Wry>::new()
+        // One TypeScript type per Rust type: none of ours differs between
+        // serialising and deserialising.
+        .disable_serde_phases()
+        .commands(collect_commands![
+            commands::node_status,
+            commands::app_info,
+            commands::identity,
+            commands::stats,
+            commands::peers,
+            commands::connect,
+            commands::disconnect,
+            commands::block_peer,
+            commands::unblock_peer,
+            commands::blocked_peers,
+            commands::settings,
+            commands::save_settings,
+            commands::recent_logs,
+            commands::sandbox_status,
+            commands::start_sandbox,
+            commands::stop_sandbox,
+            commands::mark_first_render,
+        ])
+        .events(collect_events![NodeStatus, PeerChanged, StatsSampled])
+}
+
+/// Writes the TypeScript bindings to `path`.
+pub fn export_bindings(path: &std::path::Path) -> anyhow::Result<()> {
+    specta_builder()
+        .export(
+            specta_typescript::Typescript::default()
+                .header("// Generated from src-tauri by tauri-specta: do not edit.\n// Regenerate: CONCLAVE_WRITE_BINDINGS=1 cargo test -p conclave-app bindings"),
+            path,
+        )
+        .with_context(|| format!("exporting bindings to {}", path.display()))
+}
+
+/// Unix time in milliseconds, as a JavaScript-safe number.
+pub(crate) fn unix_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as f64)
+        .unwrap_or(0.0)
+}
+
+/// Runs the app until its window closes. `launched` is taken first thing in
+/// `main`.
+pub fn run(launched: Instant) -> anyhow::Result<()> {
+    let args = cli::Args::parse();
+    let profile = Profile::resolve(&args.profile, args.data_dir.as_deref())?;
+    profile.create_dirs()?;
+    let (log_buffer, _log_guard) = logs::init(profile.log_dir())?;
+    let identity = identity::load_identity(&profile)
+        .with_context(|| format!("loading the keys of profile {:?}", profile.name()))?;
+    tracing::info!(profile = profile.name(), peer_id = %identity.keypair.public().to_peer_id(), "conclave starting");
+
+    let builder = specta_builder();
+    let app = tauri::Builder::default()
+        .invoke_handler(builder.invoke_handler())
+        .manage(log_buffer)
+        .setup(move |app| {
+            builder.mount_events(app);
+            let sink = Arc::new(TauriSink(app.handle().clone()));
+            let service = Arc::new(NodeService::new(profile, identity, sink, launched));
+            app.manage(service.clone());
+            tauri::async_runtime::spawn(async move {
+                // A failure is shown in the UI through the node's status.
+                let _ = service.start().await;
+            });
+            Ok(())
+        })
+        .build(tauri::generate_context!())
+        .context("building the app window")?;
+    app.run(|handle, event| {
+        if let RunEvent::Exit = event {
+            if let Some(service) = handle.try_state::<Arc<NodeService>>() {
+                let service = service.inner().clone();
+                tauri::async_runtime::block_on(service.shutdown());
+            }
+        }
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo_root() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("src-tauri has a parent")
+            .to_path_buf()
+    }
+
+    /// The committed bindings must match the Rust types. Set
+    /// CONCLAVE_WRITE_BINDINGS=1 to regenerate them.
+    #[test]
+    fn bindings_are_fresh() {
+        let committed = repo_root().join(BINDINGS_PATH);
+        if std::env::var_os("CONCLAVE_WRITE_BINDINGS").is_some() {
+            export_bindings(&committed).unwrap();
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let fresh = dir.path().join("bindings.ts");
+        export_bindings(&fresh).unwrap();
+        let fresh = std::fs::read_to_string(fresh).unwrap();
+        let old = std::fs::read_to_string(&committed).unwrap_or_default();
+        assert!(
+            fresh == old,
+            "{} is stale: run CONCLAVE_WRITE_BINDINGS=1 cargo test -p conclave-app bindings",
+            committed.display()
+        );
+    }
+
+    /// build.rs, the capability file and the bindings name the same commands.
+    #[test]
+    fn capability_grants_exactly_the_commands() {
+        let root = repo_root();
+        let build_rs = std::fs::read_to_string(root.join("src-tauri/build.rs")).unwrap();
+        let capability: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(root.join("src-tauri/capabilities/main-window.json")).unwrap(),
+        )
+        .unwrap();
+        let granted: std::collections::BTreeSet<String> = capability["permissions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p.as_str())
+            .filter_map(|p| p.strip_prefix("allow-"))
+            .map(|p| p.replace('-', "_"))
+            .collect();
+        let expected: std::collections::BTreeSet<String> =
+            COMMANDS.iter().map(|c| c.to_string()).collect();
+        assert_eq!(granted, expected);
+        for command in COMMANDS {
+            assert!(
+                build_rs.contains(&format!("\"{command}\"")),
+                "build.rs lacks {command}"
+            );
+        }
+        let bindings = std::fs::read_to_string(root.join(BINDINGS_PATH)).unwrap();
+        for command in COMMANDS {
+            assert!(
+                bindings.contains(&format!("\"{command}\"")),
+                "bindings lack {command}"
+            );
+        }
+    }
+}

@@ -1,0 +1,330 @@
+//! What the UI receives: plain, typed snapshots of the node's state.
+//!
+//! The TypeScript bindings are generated from these types. Two rules keep
+//! values safe in JavaScript:
+//! - Peer ids and multiaddrs travel as their canonical strings.
+//! - **u64 becomes f64.** Byte and message counters are `u64` in the node;
+//!   they are sent as `number` (f64), exact up to 2^53 (9 PiB, far beyond any
+//!   counter here). Counts that fit in u32 (peers, connections, table sizes)
+//!   are sent as u32 and saturate instead of wrapping.
+
+use conclave_node::{
+    peers::{Direction, PathKind, TransportKind},
+    NodeStats, PeerInfo,
+};
+use serde::{Deserialize, Serialize};
+use specta::Type;
+
+/// A u64 counter as a JavaScript-safe number (exact below 2^53).
+pub fn counter(value: u64) -> f64 {
+    value as f64
+}
+
+/// A usize count as u32, saturating at u32::MAX.
+pub fn count(value: usize) -> u32 {
+    u32::try_from(value).unwrap_or(u32::MAX)
+}
+
+/// A connected peer, as the Peers table shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, Type, PartialEq)]
+pub struct PeerView {
+    /// The peer's id (base58).
+    pub peer_id: String,
+    /// Addresses of its open connections, then those it listens on.
+    pub addrs: Vec<String>,
+    /// Transport of the primary connection: quic, tcp, websocket, memory, other.
+    pub transport: String,
+    /// Who dialled: outbound or inbound.
+    pub direction: String,
+    /// direct or relayed.
+    pub path: String,
+    /// Last ping round trip in milliseconds, once measured.
+    pub rtt_ms: Option<f64>,
+    /// Agent version from identify.
+    pub agent_version: Option<String>,
+    /// Protocols the peer supports.
+    pub protocols: Vec<String>,
+    /// How the channel is secured (transport-level).
+    pub security: String,
+    /// Gossipsub score, where scoring knows the peer.
+    pub score: Option<f64>,
+    /// Open connections to the peer.
+    pub connections: u32,
+}
+
+/// How a transport secures its connections.
+fn security_of(transport: TransportKind) -> &'static str {
+    match transport {
+        TransportKind::Quic => "TLS 1.3 (QUIC)",
+        TransportKind::Tcp | TransportKind::Websocket => "Noise",
+        TransportKind::Memory => "Noise (in memory)",
+        TransportKind::Other => "unknown",
+    }
+}
+
+fn direction_name(direction: Direction) -> &'static str {
+    match direction {
+        Direction::Outbound => "outbound",
+        Direction::Inbound => "inbound",
+    }
+}
+
+fn path_name(path: PathKind) -> &'static str {
+    match path {
+        PathKind::Direct => "direct",
+        PathKind::Relayed => "relayed",
+    }
+}
+
+impl From<&PeerInfo> for PeerView {
+    fn from(p: &PeerInfo) -> Self {
+        Self {
+            peer_id: p.peer_id.to_string(),
+            addrs: p.addrs.iter().map(ToString::to_string).collect(),
+            transport: p.transport.as_str().to_string(),
+            direction: direction_name(p.direction).to_string(),
+            path: path_name(p.path).to_string(),
+            rtt_ms: p.rtt_ms,
+            agent_version: p.agent_version.clone(),
+            protocols: p.protocols.clone(),
+            security: security_of(p.transport).to_string(),
+            score: p.score,
+            connections: count(p.connections.len()),
+        }
+    }
+}
+
+/// A named count, such as connections over QUIC.
+#[derive(Debug, Clone, Serialize, Deserialize, Type, PartialEq)]
+pub struct NamedCount {
+    /// What is counted.
+    pub name: String,
+    /// How many.
+    pub count: u32,
+}
+
+/// Gossip figures for one subscribed topic.
+#[derive(Debug, Clone, Serialize, Deserialize, Type, PartialEq)]
+pub struct TopicView {
+    /// Topic name.
+    pub topic: String,
+    /// Peers in our mesh for the topic.
+    pub mesh_peers: u32,
+    /// Connected peers subscribed to it.
+    pub subscribed_peers: u32,
+}
+
+/// What the node can tell about being reachable from outside.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, Type, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Reachability {
+    /// At least one external address is confirmed (AutoNAT).
+    Public,
+    /// No confirmed external address, but a relay circuit address is held.
+    Relayed,
+    /// Nothing confirmed yet: behind NAT, firewalled, or not yet tested.
+    Unknown,
+}
+
+/// A snapshot of the node for the Network health view.
+#[derive(Debug, Clone, Serialize, Deserialize, Type, PartialEq)]
+pub struct StatsView {
+    /// Connected peers.
+    pub peers: u32,
+    /// Open connections.
+    pub connections: u32,
+    /// Open connections by transport.
+    pub connections_by_transport: Vec<NamedCount>,
+    /// Open connections by path (direct, relayed).
+    pub connections_by_path: Vec<NamedCount>,
+    /// Subscribed topics and their mesh sizes.
+    pub topics: Vec<TopicView>,
+    /// Peers in the DHT routing table.
+    pub routing_table_size: u32,
+    /// Total bytes received (u64 as f64, see the module docs).
+    pub bytes_in: f64,
+    /// Total bytes sent.
+    pub bytes_out: f64,
+    /// Gossip and direct messages sent and received, in total.
+    pub messages: f64,
+    /// Addresses we listen on.
+    pub listen_addrs: Vec<String>,
+    /// Addresses others can reach us at, as confirmed.
+    pub external_addrs: Vec<String>,
+    /// Relay circuit addresses we listen on (reservations on relays).
+    pub relay_addrs: Vec<String>,
+    /// Reachability from outside, derived from the above.
+    pub reachability: Reachability,
+    /// Seconds since the node started.
+    pub uptime_secs: f64,
+}
+
+impl From<&NodeStats> for StatsView {
+    fn from(s: &NodeStats) -> Self {
+        let named = |m: &std::collections::BTreeMap<String, usize>| {
+            m.iter()
+                .map(|(name, n)| NamedCount {
+                    name: name.clone(),
+                    count: count(*n),
+                })
+                .collect()
+        };
+        let listen_addrs: Vec<String> = s.listen_addrs.iter().map(ToString::to_string).collect();
+        let relay_addrs: Vec<String> = listen_addrs
+            .iter()
+            .filter(|a| a.contains("/p2p-circuit"))
+            .cloned()
+            .collect();
+        let external_addrs: Vec<String> =
+            s.external_addrs.iter().map(ToString::to_string).collect();
+        let reachability = if !external_addrs.is_empty() {
+            Reachability::Public
+        } else if !relay_addrs.is_empty() {
+            Reachability::Relayed
+        } else {
+            Reachability::Unknown
+        };
+        Self {
+            peers: count(s.peers),
+            connections: count(s.connections),
+            connections_by_transport: named(&s.connections_by_transport),
+            connections_by_path: named(&s.connections_by_path),
+            topics: s
+                .topics
+                .iter()
+                .map(|t| TopicView {
+                    topic: t.topic.clone(),
+                    mesh_peers: count(t.mesh_peers),
+                    subscribed_peers: count(t.subscribed_peers),
+                })
+                .collect(),
+            routing_table_size: count(s.routing_table_size),
+            bytes_in: counter(s.bytes_in),
+            bytes_out: counter(s.bytes_out),
+            messages: counter(
+                s.gossip_published
+                    .saturating_add(s.gossip_received)
+                    .saturating_add(s.direct_sent)
+                    .saturating_add(s.direct_received),
+            ),
+            listen_addrs,
+            external_addrs,
+            relay_addrs,
+            reachability,
+            uptime_secs: counter(s.uptime_secs),
+        }
+    }
+}
+
+/// One point of the live charts: rates over the last sampling interval.
+#[derive(Debug, Clone, Serialize, Deserialize, Type, PartialEq)]
+pub struct RateSample {
+    /// Unix time in milliseconds.
+    pub at_ms: f64,
+    /// Bytes received per second.
+    pub bytes_in_per_sec: f64,
+    /// Bytes sent per second.
+    pub bytes_out_per_sec: f64,
+    /// Messages (gossip and direct, both ways) per second.
+    pub messages_per_sec: f64,
+}
+
+impl RateSample {
+    /// Rates between two snapshots taken `secs` apart. Counters restart at
+    /// zero when the node restarts; such a drop counts as zero, not negative.
+    pub fn between(prev: &StatsView, next: &StatsView, secs: f64, at_ms: f64) -> Self {
+        let rate = |a: f64, b: f64| {
+            if secs > 0.0 && b >= a {
+                (b - a) / secs
+            } else {
+                0.0
+            }
+        };
+        Self {
+            at_ms,
+            bytes_in_per_sec: rate(prev.bytes_in, next.bytes_in),
+            bytes_out_per_sec: rate(prev.bytes_out, next.bytes_out),
+            messages_per_sec: rate(prev.messages, next.messages),
+        }
+    }
+}
+
+/// The node's identity as the Identity view shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, Type, PartialEq)]
+pub struct IdentityView {
+    /// The libp2p PeerId (from the Ed25519 key).
+    pub peer_id: String,
+    /// Profile name.
+    pub profile: String,
+    /// Where the key is kept, in words.
+    pub key_storage: String,
+    /// Post-quantum key fingerprints, once the node has PQ keys.
+    pub pq: Option<PqFingerprints>,
+}
+
+/// Fingerprints (BLAKE3, first 16 bytes, hex) of the post-quantum keys bound
+/// to the PeerId.
+#[derive(Debug, Clone, Serialize, Deserialize, Type, PartialEq)]
+pub struct PqFingerprints {
+    /// The PQ identity record's fingerprint (all its public keys).
+    pub record: String,
+    /// ML-DSA-65 public key fingerprint.
+    pub ml_dsa_65: String,
+    /// ML-KEM-768 public key fingerprint.
+    pub ml_kem_768: String,
+}
+
+/// Where this instance keeps its files.
+#[derive(Debug, Clone, Serialize, Deserialize, Type, PartialEq)]
+pub struct AppInfo {
+    /// App version.
+    pub version: String,
+    /// Profile name.
+    pub profile: String,
+    /// The profile's config file.
+    pub config_file: String,
+    /// The profile's data folder.
+    pub data_dir: String,
+    /// The profile's log folder.
+    pub log_dir: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(bytes_in: f64, messages: f64) -> StatsView {
+        StatsView {
+            peers: 0,
+            connections: 0,
+            connections_by_transport: vec![],
+            connections_by_path: vec![],
+            topics: vec![],
+            routing_table_size: 0,
+            bytes_in,
+            bytes_out: 0.0,
+            messages,
+            listen_addrs: vec![],
+            external_addrs: vec![],
+            relay_addrs: vec![],
+            reachability: Reachability::Unknown,
+            uptime_secs: 0.0,
+        }
+    }
+
+    #[test]
+    fn rates_are_per_second_and_never_negative() {
+        let r = RateSample::between(&stats(100.0, 2.0), &stats(300.0, 6.0), 2.0, 0.0);
+        assert_eq!(r.bytes_in_per_sec, 100.0);
+        assert_eq!(r.messages_per_sec, 2.0);
+        let after_restart = RateSample::between(&stats(300.0, 6.0), &stats(10.0, 0.0), 1.0, 0.0);
+        assert_eq!(after_restart.bytes_in_per_sec, 0.0);
+    }
+
+    #[test]
+    fn large_counters_stay_exact_below_2_pow_53() {
+        let big = (1u64 << 53) - 1;
+        assert_eq!(counter(big) as u64, big);
+        assert_eq!(count(usize::MAX), u32::MAX);
+    }
+}
