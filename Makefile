@@ -5,23 +5,50 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/conclave/target
 export CARGO_TERM_COLOR ?= never
 PROFILE ?= default
 
-.PHONY: run test setup build lint unit daemon
+.PHONY: run test setup build ui lint unit ui-test bench daemon
 
 setup:
 	@scripts/setup.sh
 
-build: setup
+## The UI bundle (ui/dist), which the app embeds at compile time.
+ui: setup
+	cd ui && npm run --silent build -- --logLevel warn
+
+build: setup ui
 	cargo build --workspace --all-targets
 
-## Starts the node in the foreground (Ctrl-C stops it).
-run: setup
+## Starts the desktop app on the PROFILE profile (its window closes it). The
+## app is built with tauri's custom-protocol feature (on by default in
+## src-tauri), so it loads the bundled UI, not a dev server.
+run: setup ui
+	cargo build -p conclave-app --bin conclave
+	$(CARGO_TARGET_DIR)/debug/conclave --profile $(PROFILE)
+
+## Starts the headless node in the foreground (Ctrl-C stops it).
+daemon: setup
 	cargo build --release -p conclave-node --bins
 	$(CARGO_TARGET_DIR)/release/conclaved --profile $(PROFILE)
 
-lint: setup
+lint: setup ui
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	cd ui && npm run --silent check
 
-## Every test: formatting, lints, unit, in-process and cross-process tests.
+unit: setup ui
+	cargo test --workspace --all-targets
+
+## The desktop UI tests, headless (screenshots in tests/ui/screenshots/).
+ui-test: setup ui
+	cargo build -p conclave-app -p conclave-node --bins
+	tests/ui/run.sh test
+
+## Launch-to-first-render and Peers-view frame-time figures.
+bench: setup ui
+	cargo build -p conclave-app -p conclave-node --bins
+	tests/ui/run.sh bench
+
+## Every test: formatting, lints, unit, in-process and cross-process tests,
+## then the desktop UI tests.
 test: setup lint
 	cargo test --workspace --all-targets
+	$(MAKE) --no-print-directory ui-test

@@ -12,7 +12,15 @@ need_root() {
 }
 
 # Debian packages, by the command or file that shows each is installed.
-packages=(build-essential pkg-config curl ca-certificates git)
+packages=(build-essential pkg-config curl ca-certificates git
+  # The desktop app (Tauri 2 on WebKitGTK 4.1).
+  libwebkit2gtk-4.1-dev libssl-dev librsvg2-dev libayatana-appindicator3-dev libxdo-dev file
+  # Its UI tests: a virtual display and its screenshots, the WebDriver for
+  # WebKitGTK, a session bus and a keychain daemon.
+  xvfb xauth imagemagick webkit2gtk-driver gnome-keyring dbus dbus-x11)
+# Node.js and npm build the UI and run its tests; keep an installed one.
+command -v node >/dev/null || packages+=(nodejs)
+command -v npm >/dev/null || packages+=(npm)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -38,3 +46,21 @@ for component in rustfmt clippy; do
     rustup component add "$component"
   fi
 done
+
+# JavaScript packages, exactly as locked; install scripts stay off (they would
+# try to download browser drivers; esbuild ships its binary as a package).
+root="$(cd "$(dirname "$0")/.." && pwd)"
+for dir in ui tests/ui; do
+  if [ ! -d "$root/$dir/node_modules" ] || [ "$root/$dir/package-lock.json" -nt "$root/$dir/node_modules/.package-lock.json" ]; then
+    echo "setup: npm ci in $dir"
+    (cd "$root/$dir" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+  fi
+done
+
+# tauri-driver (the WebDriver bridge of the UI tests), kept in a cache.
+driver_root="${CONCLAVE_TOOLS:-$HOME/.cache/conclave/cargo-bin}"
+if [ ! -x "$driver_root/bin/tauri-driver" ]; then
+  echo "setup: installing tauri-driver into $driver_root"
+  CARGO_TARGET_DIR="$HOME/.cache/conclave/tauri-driver-build" \
+    cargo install tauri-driver --locked --version ^2.1 --root "$driver_root"
+fi
