@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use libp2p::{
-    allow_block_list, autonat, connection_limits, dcutr, gossipsub, identify,
+    autonat, connection_limits, dcutr, gossipsub, identify,
     identity::Keypair,
     kad, mdns, memory_connection_limits, ping, relay,
     request_response::{self, ProtocolSupport},
@@ -14,8 +14,19 @@ use libp2p::{
 use crate::{
     config::{KadMode, NodeConfig},
     gossip,
-    protocol::{DirectRequest, DirectResponse, DIRECT_PROTOCOL},
+    protocol::{
+        DirectRequest, DirectResponse, PqIdentityMessage, DIRECT_PROTOCOL, PQ_IDENTITY_PROTOCOL,
+    },
 };
+
+/// PQ identity exchange: each side sends its record, the other answers with its own.
+pub type PqIdentityBehaviour =
+    request_response::cbor::Behaviour<PqIdentityMessage, PqIdentityMessage>;
+
+/// Largest DHT record value we store or serve.
+pub const KAD_MAX_VALUE: usize = 256 * 1024;
+/// Largest DHT message (a record plus closer peers).
+const KAD_MAX_PACKET: usize = KAD_MAX_VALUE + 64 * 1024;
 
 /// Identify protocol version; peers with another major version are foreign.
 pub const IDENTIFY_PROTOCOL: &str = "/conclave/1.0.0";
@@ -27,8 +38,8 @@ pub type DirectBehaviour = request_response::cbor::Behaviour<DirectRequest, Dire
 /// connection never reaches the others.
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
-    /// Deny list by peer id.
-    pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    /// Allow/deny lists, private mode, connection rate per peer.
+    pub gate: crate::gate::Behaviour,
     /// Connection count limits.
     pub limits: connection_limits::Behaviour,
     /// Refuse connections when the machine is short of memory.
@@ -45,6 +56,8 @@ pub struct Behaviour {
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     /// Direct messages to protocol handlers.
     pub direct: DirectBehaviour,
+    /// PQ identity record exchange.
+    pub pq_identity: PqIdentityBehaviour,
     /// Reservations and circuits on relays.
     pub relay_client: relay::client::Behaviour,
     /// Relay service for others (only with `relay_server`).
@@ -66,6 +79,10 @@ impl Behaviour {
         relay_client: relay::client::Behaviour,
         config: &NodeConfig,
     ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        let policy = match &config.policy_file {
+            Some(file) => crate::gate::Policy::load(file)?,
+            None => crate::gate::Policy::default(),
+        };
         let peer_id = keypair.public().to_peer_id();
 
         let limits = connection_limits::ConnectionLimits::default()
@@ -83,7 +100,16 @@ impl Behaviour {
         let kad_protocol = StreamProtocol::try_from_owned(config.kad_protocol.clone())?;
         let mut kad_config = kad::Config::new(kad_protocol);
         kad_config.set_query_timeout(Duration::from_secs(30));
-        let store = kad::store::MemoryStore::new(peer_id);
+        // Records are signed envelopes (about 5.4 KiB each) and provider
+        // indexes list many records.
+        kad_config.set_max_packet_size(KAD_MAX_PACKET);
+        let store = kad::store::MemoryStore::with_config(
+            peer_id,
+            kad::store::MemoryStoreConfig {
+                max_value_bytes: KAD_MAX_VALUE,
+                ..Default::default()
+            },
+        );
         let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config);
         kad.set_mode(match config.kad_mode {
             KadMode::Server => Some(kad::Mode::Server),
@@ -106,8 +132,9 @@ impl Behaviour {
             None
         };
 
-        // Room for the CBOR framing and the protocol id around the payload.
-        let frame_limit = (config.max_message_size + 4096) as u64;
+        // Room for the envelope (about 5.4 KiB of keys and signatures) and the
+        // CBOR framing around the payload.
+        let frame_limit = (config.max_message_size + 64 * 1024) as u64;
         let codec = request_response::cbor::codec::Codec::default()
             .set_request_size_maximum(frame_limit)
             .set_response_size_maximum(frame_limit);
@@ -119,12 +146,28 @@ impl Behaviour {
                 .with_max_concurrent_streams(128),
         );
 
+        let pq_codec = request_response::cbor::codec::Codec::default()
+            .set_request_size_maximum(16 * 1024)
+            .set_response_size_maximum(16 * 1024);
+        let pq_identity = request_response::Behaviour::with_codec(
+            pq_codec,
+            [(
+                StreamProtocol::new(PQ_IDENTITY_PROTOCOL),
+                ProtocolSupport::Full,
+            )],
+            request_response::Config::default().with_request_timeout(Duration::from_secs(20)),
+        );
+
         let relay_server = config
             .relay_server
             .then(|| relay::Behaviour::new(peer_id, relay::Config::default()));
 
         Ok(Self {
-            blocked: allow_block_list::Behaviour::default(),
+            gate: crate::gate::Behaviour::new(
+                policy,
+                config.policy_file.clone(),
+                config.max_new_connections_per_sec,
+            ),
             limits: connection_limits::Behaviour::new(limits),
             memory_limits: memory_connection_limits::Behaviour::with_max_percentage(
                 config.max_memory_fraction,
@@ -135,6 +178,7 @@ impl Behaviour {
             gossipsub,
             mdns: mdns.into(),
             direct,
+            pq_identity,
             relay_client,
             relay_server: relay_server.into(),
             autonat_client: autonat::v2::client::Behaviour::default(),

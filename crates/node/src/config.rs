@@ -113,6 +113,17 @@ pub struct NodeConfig {
     pub address_book_size: usize,
     /// Capacity of the event broadcast channel; slower subscribers get `Lagged`.
     pub event_buffer: usize,
+    /// Carry application messages in signed envelopes (Ed25519 + ML-DSA-65).
+    /// Every node of a network must agree; off only to measure their cost.
+    pub envelopes: bool,
+    /// Where the allow/deny policy is kept (none: in memory only).
+    pub policy_file: Option<std::path::PathBuf>,
+    /// New connections accepted per peer per second.
+    pub max_new_connections_per_sec: f64,
+    /// Gossip messages accepted per peer per topic per second.
+    pub max_messages_per_sec: f64,
+    /// Bytes of messages accepted per peer per second.
+    pub max_bytes_per_sec: f64,
 }
 
 /// Default cap of established connections.
@@ -146,6 +157,11 @@ impl Default for NodeConfig {
             gossip_heartbeat_ms: 1000,
             address_book_size: 1024,
             event_buffer: 1024,
+            envelopes: true,
+            policy_file: None,
+            max_new_connections_per_sec: 10.0,
+            max_messages_per_sec: 100.0,
+            max_bytes_per_sec: 1_000_000.0,
         }
     }
 }
@@ -272,6 +288,16 @@ impl NodeConfig {
                 "kad_protocol {:?} must start with '/'",
                 self.kad_protocol
             )));
+        }
+        let rates = [
+            self.max_new_connections_per_sec,
+            self.max_messages_per_sec,
+            self.max_bytes_per_sec,
+        ];
+        if rates.iter().any(|r| !r.is_finite() || *r <= 0.0) {
+            return Err(ConfigError::Invalid(
+                "rate limits must be positive numbers".into(),
+            ));
         }
         if self.event_buffer == 0 || self.address_book_size == 0 {
             return Err(ConfigError::Invalid(

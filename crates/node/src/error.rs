@@ -123,6 +123,12 @@ pub enum NodeError {
         /// Seconds waited.
         secs: u64,
     },
+    /// An envelope failed verification.
+    #[error("{0}")]
+    Envelope(#[from] crate::identity::envelope::EnvelopeError),
+    /// Signing failed.
+    #[error(transparent)]
+    Identity(#[from] crate::identity::pq::IdentityError),
     /// A stream could not be opened.
     #[error("cannot open stream to {peer}: {reason}")]
     Stream {

@@ -37,11 +37,14 @@ use crate::{
     config::NodeConfig,
     error::NodeError,
     events::{DiscoverySource, GossipMessage, NodeEvent},
+    gate::rate::KeyedLimiter,
     gossip::scoring,
-    handle::{Command, Internal, NodeStats, TopicStats},
+    handle::{Command, GossipVerdict, Internal, NodeStats, PolicyChange, TopicStats},
+    identity::{envelope::MessageKind, PqIdentityRecord},
     metrics::NodeMetrics,
-    peers::{ConnectionInfo, PeerInfo, PeerTable},
-    protocol::{DirectRequest, DirectResponse, ProtocolHandler},
+    peers::{ConnectionInfo, MessageCounters, PeerInfo, PeerTable},
+    protocol::{DirectRequest, DirectResponse, PqIdentityMessage, ProtocolHandler},
+    trust::Trust,
 };
 
 /// Direct messages awaiting a reply, at most.
@@ -52,6 +55,8 @@ const MAX_PENDING_QUERIES: usize = 256;
 const MAX_TOPIC_WAITS: usize = 256;
 /// Inbound direct messages handled concurrently; more are refused as busy.
 const MAX_INBOUND_HANDLING: usize = 64;
+/// Gossip envelopes verified concurrently; beyond this they are ignored.
+const MAX_PENDING_VERIFICATIONS: usize = 256;
 /// Inbound streams handled concurrently per handler.
 const MAX_INBOUND_STREAMS: usize = 64;
 /// Longest topic name.
@@ -85,6 +90,7 @@ pub(crate) struct LoopParts {
     pub metrics: NodeMetrics,
     pub libp2p_metrics: libp2p::metrics::Metrics,
     pub listeners: HashMap<ListenerId, Multiaddr>,
+    pub trust: Arc<Trust>,
 }
 
 pub(crate) struct EventLoop {
@@ -114,6 +120,17 @@ pub(crate) struct EventLoop {
     pending_providers: HashMap<kad::QueryId, (HashSet<PeerId>, Reply<HashSet<PeerId>>)>,
     topic_waits: Vec<(TopicHash, usize, Reply<()>)>,
     subscribed: BTreeSet<String>,
+    trust: Arc<Trust>,
+    /// Gossip envelopes being verified off the loop, at most.
+    verify_permits: Arc<Semaphore>,
+    /// Gossip validation outcomes per forwarding peer (bounded).
+    message_counters: LruCache<PeerId, MessageCounters>,
+    /// Messages per (peer, topic) per second.
+    message_rate: KeyedLimiter<(PeerId, String)>,
+    /// Message bytes per peer per second.
+    byte_rate: KeyedLimiter<PeerId>,
+    /// Rate-limit violations per peer, which lower its application score.
+    offences: LruCache<PeerId, u32>,
 }
 
 impl EventLoop {
@@ -126,6 +143,7 @@ impl EventLoop {
             metrics,
             libp2p_metrics,
             listeners,
+            trust,
         } = parts;
         let (internal_tx, internal_rx) = mpsc::channel(MAX_INBOUND_HANDLING);
         let streams = swarm.behaviour_mut().streams.new_control();
@@ -156,6 +174,12 @@ impl EventLoop {
             pending_providers: HashMap::new(),
             topic_waits: Vec::new(),
             subscribed: BTreeSet::new(),
+            trust,
+            verify_permits: Arc::new(Semaphore::new(MAX_PENDING_VERIFICATIONS)),
+            message_counters: LruCache::new(book_size),
+            message_rate: KeyedLimiter::new(config.max_messages_per_sec, config.address_book_size),
+            byte_rate: KeyedLimiter::new(config.max_bytes_per_sec, config.address_book_size),
+            offences: LruCache::new(book_size),
             config,
         }
     }
@@ -195,7 +219,12 @@ impl EventLoop {
 
     fn peer_info(&self, peer: &PeerId) -> Option<PeerInfo> {
         let score = self.swarm.behaviour().gossipsub.peer_score(peer);
-        self.peers.get(peer)?.info(*peer, score)
+        let counters = self
+            .message_counters
+            .peek(peer)
+            .copied()
+            .unwrap_or_default();
+        self.peers.get(peer)?.info(*peer, score, counters)
     }
 
     fn local_listen_addrs(&self) -> Vec<Multiaddr> {
@@ -343,13 +372,32 @@ impl EventLoop {
                 let id = self.swarm.behaviour_mut().kad.get_providers(key);
                 self.pending_providers.insert(id, (HashSet::new(), reply));
             }
-            Command::Block { peer, reply } => {
-                self.swarm.behaviour_mut().blocked.block_peer(peer);
-                let _ = reply.send(Ok(()));
-            }
-            Command::Unblock { peer, reply } => {
-                self.swarm.behaviour_mut().blocked.unblock_peer(peer);
-                let _ = reply.send(Ok(()));
+            Command::UpdatePolicy { change, reply } => {
+                let connected: Vec<PeerId> = self.peers.keys().copied().collect();
+                let gate = &mut self.swarm.behaviour_mut().gate;
+                let result = gate
+                    .update(
+                        |policy| match change {
+                            PolicyChange::Allow(peer) => {
+                                policy.deny.remove(&peer);
+                                policy.allow.insert(peer);
+                            }
+                            PolicyChange::Deny(peer) => {
+                                policy.allow.remove(&peer);
+                                policy.deny.insert(peer);
+                            }
+                            PolicyChange::Unlist(peer) => {
+                                policy.allow.remove(&peer);
+                                policy.deny.remove(&peer);
+                            }
+                            PolicyChange::Private(private) => policy.private = private,
+                            PolicyChange::None => {}
+                        },
+                        connected.into_iter(),
+                    )
+                    .map(|()| gate.policy().clone())
+                    .map_err(|e| NodeError::Startup(e.to_string()));
+                let _ = reply.send(result);
             }
             Command::Stats { reply } => {
                 let _ = reply.send(Ok(self.stats()));
@@ -623,7 +671,117 @@ impl EventLoop {
                     tracing::debug!("reply dropped: the requester went away");
                 }
             }
+            Internal::GossipVerdict(v) => {
+                let GossipVerdict {
+                    message_id,
+                    propagation_source,
+                    topic,
+                    source,
+                    verdict,
+                } = *v;
+                self.on_gossip_verdict(message_id, propagation_source, topic, source, verdict)
+            }
         }
+    }
+
+    /// Reports a gossip message's validation to gossipsub (which forwards
+    /// accepted messages and penalises the senders of rejected ones) and
+    /// delivers accepted messages to subscribers.
+    fn on_gossip_verdict(
+        &mut self,
+        message_id: gossipsub::MessageId,
+        propagation_source: PeerId,
+        topic: String,
+        source: Option<PeerId>,
+        verdict: Result<
+            crate::identity::envelope::Verified,
+            crate::identity::envelope::EnvelopeError,
+        >,
+    ) {
+        use gossipsub::MessageAcceptance::{Accept, Ignore, Reject};
+        let verdict = verdict.and_then(|v| {
+            if source != Some(v.sender) {
+                // A valid envelope republished under another author.
+                return Err(crate::identity::envelope::EnvelopeError::Replay(v.sender));
+            }
+            self.trust.check_replay(&v).map(|()| v)
+        });
+        let acceptance = match &verdict {
+            Ok(_) => Accept,
+            Err(e) if e.is_invalid() => Reject,
+            Err(_) => Ignore,
+        };
+        if let Err(e) = &verdict {
+            tracing::debug!(%propagation_source, %e, "gossip message not accepted");
+        }
+        self.count_message(propagation_source, &acceptance);
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(&message_id, &propagation_source, acceptance);
+        if let Ok(verified) = verdict {
+            self.deliver(
+                topic,
+                Some(verified.sender),
+                propagation_source,
+                verified.payload,
+                message_id,
+            );
+        }
+    }
+
+    /// Charges a message to `peer`'s rate limits. Over the limit the message
+    /// is dropped and counted, and repeat offenders lose application score.
+    fn within_rate(&mut self, peer: PeerId, topic: Option<&str>, bytes: usize) -> bool {
+        let now = Instant::now();
+        let messages_ok =
+            topic.is_none_or(|t| self.message_rate.allow((peer, t.to_string()), 1.0, now));
+        let bytes_ok = self.byte_rate.allow(peer, bytes as f64, now);
+        if messages_ok && bytes_ok {
+            return true;
+        }
+        self.metrics.rate_limited.inc();
+        let offences = self.offences.get_or_insert_mut(peer, || 0);
+        *offences = offences.saturating_add(1);
+        // Each offence costs 5 points (app-specific weight 1), at most 500.
+        let score = -(f64::from(*offences) * 5.0).min(500.0);
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .set_application_score(&peer, score);
+        false
+    }
+
+    fn count_message(&mut self, peer: PeerId, acceptance: &gossipsub::MessageAcceptance) {
+        let counters = self
+            .message_counters
+            .get_or_insert_mut(peer, MessageCounters::default);
+        match acceptance {
+            gossipsub::MessageAcceptance::Accept => counters.accepted += 1,
+            gossipsub::MessageAcceptance::Reject => {
+                counters.rejected += 1;
+                self.metrics.gossip_rejected.inc();
+            }
+            gossipsub::MessageAcceptance::Ignore => counters.ignored += 1,
+        }
+    }
+
+    fn deliver(
+        &mut self,
+        topic: String,
+        from: Option<PeerId>,
+        via: PeerId,
+        data: Vec<u8>,
+        id: gossipsub::MessageId,
+    ) {
+        self.metrics.gossip_received.inc();
+        self.emit(NodeEvent::Message(GossipMessage {
+            topic,
+            from,
+            via,
+            data,
+            id: id.to_string(),
+        }));
     }
 
     // ----- maintenance ----------------------------------------------------
@@ -745,6 +903,13 @@ impl EventLoop {
                     return;
                 };
                 if num_established.get() == 1 {
+                    let record = PqIdentityMessage {
+                        record: self.trust.identity().record().to_bytes(),
+                    };
+                    self.swarm
+                        .behaviour_mut()
+                        .pq_identity
+                        .send_request(&peer_id, record);
                     self.metrics.connected_peers.set(self.peers.len() as i64);
                     for h in self.handlers.values() {
                         h.handler.on_peer_connected(&peer);
@@ -947,6 +1112,7 @@ impl EventLoop {
             }
             BehaviourEvent::Mdns(mdns::Event::Expired(_)) => {}
             BehaviourEvent::Direct(event) => self.on_direct_event(event),
+            BehaviourEvent::PqIdentity(event) => self.on_pq_identity_event(event),
             BehaviourEvent::RelayClient(event) => tracing::debug!(?event, "relay client"),
             BehaviourEvent::RelayServer(event) => {
                 self.libp2p_metrics.record(&event);
@@ -962,7 +1128,7 @@ impl EventLoop {
                 self.libp2p_metrics.record(&event);
                 tracing::debug!(?event, "dcutr");
             }
-            BehaviourEvent::Blocked(never) | BehaviourEvent::Limits(never) => match never {},
+            BehaviourEvent::Gate(never) | BehaviourEvent::Limits(never) => match never {},
             BehaviourEvent::MemoryLimits(never) => match never {},
             BehaviourEvent::Streams(()) => {}
         }
@@ -975,24 +1141,71 @@ impl EventLoop {
                 message_id,
                 message,
             } => {
-                // Validation hook: envelopes are checked here before the
-                // message is forwarded to the mesh.
-                self.swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .report_message_validation_result(
-                        &message_id,
-                        &propagation_source,
-                        gossipsub::MessageAcceptance::Accept,
+                let topic = message.topic.into_string();
+                if !self.within_rate(propagation_source, Some(&topic), message.data.len()) {
+                    let acceptance = gossipsub::MessageAcceptance::Ignore;
+                    self.count_message(propagation_source, &acceptance);
+                    self.swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .report_message_validation_result(
+                            &message_id,
+                            &propagation_source,
+                            acceptance,
+                        );
+                    return;
+                }
+                if !self.trust.envelopes() {
+                    let acceptance = gossipsub::MessageAcceptance::Accept;
+                    self.count_message(propagation_source, &acceptance);
+                    self.swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .report_message_validation_result(
+                            &message_id,
+                            &propagation_source,
+                            acceptance,
+                        );
+                    self.deliver(
+                        topic,
+                        message.source,
+                        propagation_source,
+                        message.data,
+                        message_id,
                     );
-                self.metrics.gossip_received.inc();
-                self.emit(NodeEvent::Message(GossipMessage {
-                    topic: message.topic.into_string(),
-                    from: message.source,
-                    via: propagation_source,
-                    data: message.data,
-                    id: message_id.to_string(),
-                }));
+                    return;
+                }
+                // Verification (two signatures) runs off the loop; the verdict
+                // comes back as an internal event. Gossipsub holds the message
+                // unforwarded until then.
+                let Ok(permit) = self.verify_permits.clone().try_acquire_owned() else {
+                    let acceptance = gossipsub::MessageAcceptance::Ignore;
+                    self.count_message(propagation_source, &acceptance);
+                    self.swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .report_message_validation_result(
+                            &message_id,
+                            &propagation_source,
+                            acceptance,
+                        );
+                    return;
+                };
+                let trust = self.trust.clone();
+                let internal = self.internal_tx.clone();
+                let source = message.source;
+                tokio::task::spawn_blocking(move || {
+                    let verdict = trust.verify(&message.data, MessageKind::Gossip, &topic, source);
+                    let _ =
+                        internal.blocking_send(Internal::GossipVerdict(Box::new(GossipVerdict {
+                            message_id,
+                            propagation_source,
+                            topic,
+                            source,
+                            verdict,
+                        })));
+                    drop(permit);
+                });
             }
             gossipsub::Event::Subscribed { peer_id, topic, .. } => {
                 tracing::debug!(%peer_id, %topic, "peer subscribed");
@@ -1044,16 +1257,40 @@ impl EventLoop {
                     refuse(self, channel, reason);
                     return;
                 };
+                if !self.within_rate(peer, None, request.payload.len()) {
+                    refuse(
+                        self,
+                        channel,
+                        "rate limited: too many bytes per second".into(),
+                    );
+                    return;
+                }
                 let Ok(permit) = self.inbound_permits.clone().try_acquire_owned() else {
                     refuse(self, channel, "busy: too many messages in progress".into());
                     return;
                 };
-                let work = handler.handle_message(peer, request.payload);
+                let trust = self.trust.clone();
                 let internal = self.internal_tx.clone();
+                let protocol = request.protocol;
                 tokio::spawn(async move {
-                    let response = match work.await {
-                        Ok(bytes) => DirectResponse::Ok(bytes),
-                        Err(e) => DirectResponse::Err(e.0),
+                    let response = match trust.unwrap(
+                        &request.payload,
+                        MessageKind::Direct,
+                        &protocol,
+                        Some(peer),
+                    ) {
+                        Err(e) => DirectResponse::Err(format!("refused: {e}")),
+                        Ok((_, payload)) => match handler.handle_message(peer, payload).await {
+                            Ok(bytes) => {
+                                match trust.wrap(MessageKind::DirectReply, &protocol, bytes) {
+                                    Ok(signed) => DirectResponse::Ok(signed),
+                                    Err(e) => {
+                                        DirectResponse::Err(format!("cannot sign the reply: {e}"))
+                                    }
+                                }
+                            }
+                            Err(e) => DirectResponse::Err(e.0),
+                        },
                     };
                     let _ = internal.send(Internal::Respond { channel, response }).await;
                     drop(permit);
@@ -1092,6 +1329,64 @@ impl EventLoop {
                 tracing::debug!(%peer, %error, "inbound direct message failed");
             }
             Event::ResponseSent { .. } => {}
+        }
+    }
+
+    /// Verifies a peer's PQ identity record, pins it and answers with ours.
+    fn on_pq_identity_event(
+        &mut self,
+        event: request_response::Event<PqIdentityMessage, PqIdentityMessage>,
+    ) {
+        use request_response::{Event, Message};
+        let (peer, bytes) = match event {
+            Event::Message {
+                peer,
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                let ours = PqIdentityMessage {
+                    record: self.trust.identity().record().to_bytes(),
+                };
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .pq_identity
+                    .send_response(channel, ours);
+                (peer, request.record)
+            }
+            Event::Message {
+                peer,
+                message: Message::Response { response, .. },
+                ..
+            } => (peer, response.record),
+            Event::OutboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "PQ identity exchange failed");
+                return;
+            }
+            _ => return,
+        };
+        match PqIdentityRecord::from_bytes_verified(&bytes) {
+            Ok(record) if record.peer_id == peer => {
+                let pinned = self.trust.pinned_key(&peer);
+                if pinned.is_some_and(|k| k != record.ml_dsa_public) {
+                    tracing::warn!(%peer, "peer presented a different ML-DSA key than the one pinned; keeping the pinned key");
+                    return;
+                }
+                self.trust.insert_record(record);
+                if let Some(state) = self.peers.get_mut(&peer) {
+                    state.pq_verified = true;
+                }
+                if let Some(info) = self.peer_info(&peer) {
+                    self.peer_updated(info);
+                }
+            }
+            Ok(record) => {
+                tracing::warn!(%peer, claimed = %record.peer_id, "PQ identity record for another peer")
+            }
+            Err(e) => tracing::warn!(%peer, %e, "invalid PQ identity record"),
         }
     }
 

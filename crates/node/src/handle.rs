@@ -18,10 +18,13 @@ use crate::{
     config::NodeConfig,
     error::NodeError,
     events::{EventSubscription, NodeEvent},
+    gate::Policy,
+    identity::{envelope::MessageKind, sealed, NodeIdentity, PqIdentityRecord},
     metrics,
     peers::PeerInfo,
     protocol::{DirectResponse, ProtocolHandler},
     resources::ResourceIndex,
+    trust::Trust,
 };
 
 /// Capacity of the command channel: callers wait when the loop is this far behind.
@@ -96,13 +99,9 @@ pub(crate) enum Command {
         key: kad::RecordKey,
         reply: Reply<HashSet<PeerId>>,
     },
-    Block {
-        peer: PeerId,
-        reply: Reply<()>,
-    },
-    Unblock {
-        peer: PeerId,
-        reply: Reply<()>,
+    UpdatePolicy {
+        change: PolicyChange,
+        reply: Reply<Policy>,
     },
     Stats {
         reply: Reply<NodeStats>,
@@ -112,12 +111,40 @@ pub(crate) enum Command {
     },
 }
 
+/// A change to the connection policy.
+#[derive(Debug, Clone, Copy)]
+pub enum PolicyChange {
+    /// Put a peer on the allow list (and off the deny list).
+    Allow(PeerId),
+    /// Put a peer on the deny list (and off the allow list); closes its connections.
+    Deny(PeerId),
+    /// Take a peer off both lists.
+    Unlist(PeerId),
+    /// Admit only allow-listed peers, or everyone not denied.
+    Private(bool),
+    /// No change (read the policy).
+    None,
+}
+
 /// Replies from handler tasks back to the event loop.
 pub(crate) enum Internal {
     Respond {
         channel: ResponseChannel<DirectResponse>,
         response: DirectResponse,
     },
+    /// Boxed: verdicts carry whole payloads and are the rarer variant on
+    /// busy request/response nodes.
+    GossipVerdict(Box<GossipVerdict>),
+}
+
+/// The outcome of verifying one gossip message off the event loop.
+pub(crate) struct GossipVerdict {
+    pub message_id: libp2p::gossipsub::MessageId,
+    pub propagation_source: PeerId,
+    pub topic: String,
+    pub source: Option<PeerId>,
+    pub verdict:
+        Result<crate::identity::envelope::Verified, crate::identity::envelope::EnvelopeError>,
 }
 
 /// Gossip figures for one subscribed topic.
@@ -176,6 +203,7 @@ pub(crate) struct Shared {
     /// event loop, which holds the only strong sender, stops.
     pub events: broadcast::WeakSender<NodeEvent>,
     pub peer_id: PeerId,
+    pub trust: Arc<Trust>,
     pub config: NodeConfig,
     pub registry: Arc<Registry>,
     pub streams: Mutex<libp2p_stream::Control>,
@@ -276,7 +304,8 @@ impl NodeHandle {
     }
 
     /// Sends a direct message to the handler of `protocol` on `peer` and
-    /// returns its reply.
+    /// returns its reply. Both travel in signed envelopes (unless disabled),
+    /// and the reply must be signed by `peer`.
     pub async fn send_to(
         &self,
         peer: PeerId,
@@ -284,22 +313,83 @@ impl NodeHandle {
         payload: Vec<u8>,
     ) -> Result<Vec<u8>, NodeError> {
         self.check_size(payload.len())?;
+        let payload = self.wrap(MessageKind::Direct, protocol, payload)?;
         let protocol = protocol.to_string();
-        self.request(|reply| Command::SendTo {
-            peer,
-            protocol,
-            payload,
+        let reply = self
+            .request(|reply| Command::SendTo {
+                peer,
+                protocol: protocol.clone(),
+                payload,
+                reply,
+            })
+            .await?;
+        let opened = self.unwrap(&reply, MessageKind::DirectReply, &protocol, Some(peer))?;
+        Ok(opened.1)
+    }
+
+    pub(crate) fn wrap(
+        &self,
+        kind: MessageKind,
+        context: &str,
+        payload: Vec<u8>,
+    ) -> Result<Vec<u8>, NodeError> {
+        self.shared.trust.wrap(kind, context, payload)
+    }
+
+    pub(crate) fn unwrap(
+        &self,
+        bytes: &[u8],
+        kind: MessageKind,
+        context: &str,
+        expected: Option<PeerId>,
+    ) -> Result<(Option<PeerId>, Vec<u8>), NodeError> {
+        self.shared.trust.unwrap(bytes, kind, context, expected)
+    }
+
+    /// Our key set (for signing in protocol handlers).
+    pub fn identity(&self) -> Arc<NodeIdentity> {
+        self.shared.trust.identity().clone()
+    }
+
+    /// The verified PQ identity record of `peer` (ours for our own id), if
+    /// it was exchanged.
+    pub fn pq_record(&self, peer: &PeerId) -> Option<PqIdentityRecord> {
+        self.shared.trust.record_of(peer)
+    }
+
+    /// Seals `plaintext` to the given peers' verified PQ identity records.
+    pub fn seal_to(
+        &self,
+        peers: &[PeerId],
+        plaintext: &[u8],
+        aad: &[u8],
+    ) -> Result<Vec<u8>, NodeError> {
+        self.shared.trust.seal_to(peers, plaintext, aad)
+    }
+
+    /// Opens a payload sealed to us.
+    pub fn open_sealed(&self, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>, sealed::SealError> {
+        self.shared.trust.open_sealed(sealed, aad)
+    }
+
+    /// Publishes `data` on `topic` in a signed envelope; returns the message id.
+    pub async fn broadcast(&self, topic: &str, data: Vec<u8>) -> Result<String, NodeError> {
+        self.check_size(data.len())?;
+        let data = self.wrap(MessageKind::Gossip, topic, data)?;
+        self.broadcast_raw(topic, data).await
+    }
+
+    /// Publishes `bytes` on `topic` exactly as given, without an envelope.
+    /// For simulations and tests (receivers that expect envelopes reject
+    /// such messages and penalise the sender).
+    pub async fn broadcast_raw(&self, topic: &str, bytes: Vec<u8>) -> Result<String, NodeError> {
+        let topic = topic.to_string();
+        self.request(|reply| Command::Broadcast {
+            topic,
+            data: bytes,
             reply,
         })
         .await
-    }
-
-    /// Publishes `data` on `topic`; returns the message id.
-    pub async fn broadcast(&self, topic: &str, data: Vec<u8>) -> Result<String, NodeError> {
-        self.check_size(data.len())?;
-        let topic = topic.to_string();
-        self.request(|reply| Command::Broadcast { topic, data, reply })
-            .await
     }
 
     /// Subscribes to `topic`; `false` if already subscribed.
@@ -402,14 +492,27 @@ impl NodeHandle {
             .await
     }
 
-    /// Refuses and closes connections with `peer`.
-    pub async fn block_peer(&self, peer: PeerId) -> Result<(), NodeError> {
-        self.request(|reply| Command::Block { peer, reply }).await
+    /// Changes the connection policy (saved to the policy file) and returns it.
+    pub async fn update_policy(&self, change: PolicyChange) -> Result<Policy, NodeError> {
+        self.request(|reply| Command::UpdatePolicy { change, reply })
+            .await
     }
 
-    /// Lifts a block on `peer`.
+    /// The connection policy.
+    pub async fn policy(&self) -> Result<Policy, NodeError> {
+        self.update_policy(PolicyChange::None).await
+    }
+
+    /// Denies `peer`: closes its connections and refuses new ones.
+    pub async fn block_peer(&self, peer: PeerId) -> Result<(), NodeError> {
+        self.update_policy(PolicyChange::Deny(peer)).await.map(drop)
+    }
+
+    /// Takes `peer` off the deny (and allow) list.
     pub async fn unblock_peer(&self, peer: PeerId) -> Result<(), NodeError> {
-        self.request(|reply| Command::Unblock { peer, reply }).await
+        self.update_policy(PolicyChange::Unlist(peer))
+            .await
+            .map(drop)
     }
 
     /// A snapshot of counters and state.

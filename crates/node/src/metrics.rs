@@ -28,6 +28,8 @@ pub struct NodeMetrics {
     pub direct_received: Counter,
     /// Direct messages refused (no handler, busy, handler error).
     pub direct_refused: Counter,
+    /// Messages dropped by rate limits.
+    pub rate_limited: Counter,
     /// Outgoing dial failures.
     pub dial_failures: Counter,
     /// Connected peers.

@@ -6,7 +6,7 @@ use std::{
     time::Instant,
 };
 
-use libp2p::{identity::Keypair, multiaddr::Protocol};
+use libp2p::multiaddr::Protocol;
 use prometheus_client::registry::Registry;
 use tokio::sync::{broadcast, mpsc};
 
@@ -15,9 +15,11 @@ use crate::{
     error::NodeError,
     event_loop::{EventLoop, LoopParts},
     handle::{NodeHandle, Shared, COMMAND_BUFFER},
+    identity::NodeIdentity,
     metrics::NodeMetrics,
     resources::ResourceIndex,
     transport::build_swarm,
+    trust::Trust,
 };
 
 /// Entry point of the node library.
@@ -29,9 +31,15 @@ impl Node {
     /// Returns once every listen address is bound (so `listen_addrs` is
     /// complete) and the bootstrap peers are being dialled. A listen address
     /// that cannot be bound is an error.
-    pub async fn start(config: NodeConfig, keypair: Keypair) -> Result<NodeHandle, NodeError> {
+    pub async fn start(
+        config: NodeConfig,
+        identity: impl Into<NodeIdentity>,
+    ) -> Result<NodeHandle, NodeError> {
         config.validate()?;
-        let peer_id = keypair.public().to_peer_id();
+        let identity: NodeIdentity = identity.into();
+        let peer_id = identity.peer_id();
+        let keypair = identity.keypair().clone();
+        let trust = Arc::new(Trust::new(identity, config.envelopes));
         let mut registry = Registry::default();
         let metrics = NodeMetrics::register(&mut registry);
         let libp2p_metrics = libp2p::metrics::Metrics::new(&mut registry);
@@ -60,6 +68,7 @@ impl Node {
             commands: commands_tx,
             events: events.downgrade(),
             peer_id,
+            trust: trust.clone(),
             config: config.clone(),
             registry: Arc::new(registry),
             streams: Mutex::new(streams),
@@ -74,6 +83,7 @@ impl Node {
             metrics,
             libp2p_metrics,
             listeners,
+            trust,
         });
         tokio::spawn(event_loop.run());
 

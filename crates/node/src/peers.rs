@@ -85,6 +85,11 @@ pub struct ConnectionInfo {
     pub direction: Direction,
     /// Direct or relayed.
     pub path: PathKind,
+    /// Channel security: `tls13+X25519MLKEM768` for QUIC (hybrid post-quantum
+    /// key exchange, as rustls negotiates between Conclave nodes), `noise`
+    /// for TCP, WebSocket and memory (classical; payloads still travel in
+    /// signed envelopes).
+    pub security: &'static str,
     /// Unix time (seconds) the connection was established.
     pub established_at: u64,
 }
@@ -103,8 +108,15 @@ impl ConnectionInfo {
         } else {
             PathKind::Direct
         };
+        let transport = TransportKind::of(&remote_addr);
+        // A relayed connection is secured end to end by Noise over the circuit.
+        let security = match (transport, path) {
+            (TransportKind::Quic, PathKind::Direct) => "tls13+X25519MLKEM768",
+            _ => "noise",
+        };
         Self {
-            transport: TransportKind::of(&remote_addr),
+            transport,
+            security,
             remote_addr,
             direction,
             path,
@@ -132,10 +144,27 @@ pub struct PeerInfo {
     pub agent_version: Option<String>,
     /// Protocols the peer supports, from identify.
     pub protocols: Vec<String>,
+    /// Security of the primary connection (see [`ConnectionInfo::security`]).
+    pub security: &'static str,
+    /// Whether the peer's PQ identity record was received and verified.
+    pub pq_identity: bool,
     /// Gossipsub score, where scoring knows the peer.
     pub score: Option<f64>,
+    /// Gossip messages this peer forwarded to us, by validation outcome.
+    pub messages: MessageCounters,
     /// Every open connection.
     pub connections: Vec<ConnectionInfo>,
+}
+
+/// Gossip messages from one peer by validation outcome.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct MessageCounters {
+    /// Valid and forwarded.
+    pub accepted: u64,
+    /// Invalid (bad signature, malformed): the peer is penalised.
+    pub rejected: u64,
+    /// Stale, replayed or over a rate limit: dropped without penalty.
+    pub ignored: u64,
 }
 
 /// Per-peer state kept by the event loop. Bounded by the connection limits:
@@ -147,6 +176,7 @@ pub(crate) struct PeerState {
     pub agent_version: Option<String>,
     pub protocols: Vec<String>,
     pub listen_addrs: Vec<Multiaddr>,
+    pub pq_verified: bool,
 }
 
 /// Listen addresses kept per peer (identify can report many).
@@ -167,7 +197,12 @@ impl PeerState {
         self.listen_addrs = listen_addrs;
     }
 
-    pub fn info(&self, peer_id: PeerId, score: Option<f64>) -> Option<PeerInfo> {
+    pub fn info(
+        &self,
+        peer_id: PeerId,
+        score: Option<f64>,
+        messages: MessageCounters,
+    ) -> Option<PeerInfo> {
         let primary = &self.connections.first()?.1;
         let mut addrs: Vec<Multiaddr> = self
             .connections
@@ -185,6 +220,9 @@ impl PeerState {
             transport: primary.transport,
             direction: primary.direction,
             path: primary.path,
+            security: primary.security,
+            pq_identity: self.pq_verified,
+            messages,
             rtt_ms: self.rtt.map(|d| d.as_secs_f64() * 1000.0),
             agent_version: self.agent_version.clone(),
             protocols: self.protocols.clone(),

@@ -14,6 +14,16 @@ use crate::peers::PeerInfo;
 
 /// Protocol id of the direct-message request/response protocol.
 pub const DIRECT_PROTOCOL: &str = "/conclave/direct/1.0.0";
+/// Protocol id of the PQ identity record exchange.
+pub const PQ_IDENTITY_PROTOCOL: &str = "/conclave/pq-id/1.0.0";
+
+/// A PQ identity record on the wire (both request and response).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PqIdentityMessage {
+    /// [`PqIdentityRecord::to_bytes`](crate::identity::PqIdentityRecord::to_bytes).
+    #[serde(with = "serde_bytes")]
+    pub record: Vec<u8>,
+}
 
 /// A handler's refusal of a message; its text goes back to the sender.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -17,7 +17,9 @@ use std::{
 use libp2p::{kad, PeerId};
 use serde::{Deserialize, Serialize};
 
-use crate::{error::NodeError, handle::NodeHandle, peers::unix_now};
+use crate::{
+    error::NodeError, handle::NodeHandle, identity::envelope::MessageKind, peers::unix_now,
+};
 
 /// Longest accepted resource type or id.
 pub const MAX_NAME_LEN: usize = 128;
@@ -64,16 +66,16 @@ fn check_name(what: &str, value: &str) -> Result<(), NodeError> {
     }
 }
 
-fn record_key(kind: &str, id: &str) -> kad::RecordKey {
-    kad::RecordKey::new(&format!("/conclave/res/{kind}/{id}"))
+fn record_key(kind: &str, id: &str) -> String {
+    format!("/conclave/res/{kind}/{id}")
 }
 
 fn type_key(kind: &str) -> kad::RecordKey {
     kad::RecordKey::new(&format!("/conclave/res-type/{kind}"))
 }
 
-fn index_key(kind: &str, provider: &PeerId) -> kad::RecordKey {
-    kad::RecordKey::new(&format!("/conclave/res-index/{kind}/{provider}"))
+fn index_key(kind: &str, provider: &PeerId) -> String {
+    format!("/conclave/res-index/{kind}/{provider}")
 }
 
 /// Our own live announcements, per type (bounded).
@@ -153,11 +155,24 @@ impl NodeHandle {
             .max()
             .unwrap_or(record.expires_at);
 
-        let mut dht_record = kad::Record::new(record_key(kind, id), value);
+        // Records are signed envelopes bound to their key: nobody else can
+        // publish under our name, nor move a record to another key.
+        let key = record_key(kind, id);
+        let mut dht_record = kad::Record::new(
+            kad::RecordKey::new(&key),
+            self.wrap(MessageKind::Resource, &key, value)?,
+        );
         dht_record.expires = Some(expiry_instant(record.expires_at));
+        let index_name = index_key(kind, &self.peer_id());
+        let index_value = serde_json::to_vec(&live).expect("records serialise");
+        if index_value.len() + 8 * 1024 > crate::behaviour::KAD_MAX_VALUE {
+            return Err(NodeError::InvalidResource(format!(
+                "the live resources of type {kind:?} no longer fit one DHT record; use shorter data or fewer ids"
+            )));
+        }
         let mut index = kad::Record::new(
-            index_key(kind, &self.peer_id()),
-            serde_json::to_vec(&live).expect("records serialise"),
+            kad::RecordKey::new(&index_name),
+            self.wrap(MessageKind::Resource, &index_name, index_value)?,
         );
         index.expires = Some(expiry_instant(index_expiry));
 
@@ -181,7 +196,8 @@ impl NodeHandle {
         let now = unix_now();
         let mut found = Vec::new();
         for provider in providers {
-            let record = match self.get_record(index_key(kind, &provider)).await {
+            let index_name = index_key(kind, &provider);
+            let record = match self.get_record(kad::RecordKey::new(&index_name)).await {
                 Ok(r) => r,
                 Err(NodeError::NotFound(_)) => continue,
                 Err(e) => {
@@ -189,7 +205,19 @@ impl NodeHandle {
                     continue;
                 }
             };
-            let Ok(list) = serde_json::from_slice::<Vec<ResourceRecord>>(&record.value) else {
+            let value = match self.unwrap(
+                &record.value,
+                MessageKind::Resource,
+                &index_name,
+                Some(provider),
+            ) {
+                Ok((_, value)) => value,
+                Err(e) => {
+                    tracing::debug!(%e, %provider, "resource index refused");
+                    continue;
+                }
+            };
+            let Ok(list) = serde_json::from_slice::<Vec<ResourceRecord>>(&value) else {
                 tracing::debug!(%provider, "malformed resource index ignored");
                 continue;
             };
@@ -207,16 +235,24 @@ impl NodeHandle {
         check_name("type", kind)?;
         check_name("id", id)?;
         let not_found = || NodeError::NotFound(format!("resource {kind}/{id}"));
-        let record = match self.get_record(record_key(kind, id)).await {
+        let key = record_key(kind, id);
+        let record = match self.get_record(kad::RecordKey::new(&key)).await {
             Ok(r) => r,
             Err(NodeError::NotFound(_)) => return Err(not_found()),
             Err(e) => return Err(e),
         };
-        let parsed = parse_record(&record.value)?;
+        let (signer, value) = self.unwrap(&record.value, MessageKind::Resource, &key, None)?;
+        let parsed = parse_record(&value)?;
         if parsed.kind != kind || parsed.id != id {
             return Err(NodeError::InvalidResource(
                 "record stored under the wrong key".into(),
             ));
+        }
+        if signer.is_some_and(|s| s != parsed.provider) {
+            return Err(NodeError::InvalidResource(format!(
+                "record names provider {} but is signed by someone else",
+                parsed.provider
+            )));
         }
         if parsed.is_expired(unix_now()) {
             return Err(not_found());

@@ -117,8 +117,162 @@ enum Command {
     },
     /// Counters: peers, topics, DHT, bytes.
     Stats,
+    /// Always admit a peer (also in private mode).
+    Allow {
+        /// Peer id.
+        peer_id: String,
+    },
+    /// Refuse a peer and close its connections.
+    Deny {
+        /// Peer id.
+        peer_id: String,
+    },
+    /// Take a peer off the allow and deny lists.
+    Unlist {
+        /// Peer id.
+        peer_id: String,
+    },
+    /// Show the connection policy, or switch private mode.
+    Policy {
+        /// Admit only allow-listed peers (on) or everyone not denied (off).
+        #[arg(long, value_parser = ["on", "off"])]
+        private: Option<String>,
+    },
+    /// The node's identity: show it (from the daemon), or export and import
+    /// passphrase-encrypted backups (offline, from the profile's keychain or
+    /// a key file).
+    Identity {
+        #[command(subcommand)]
+        action: IdentityAction,
+    },
     /// Stop the daemon.
     Shutdown,
+}
+
+#[derive(Subcommand, Debug)]
+enum IdentityAction {
+    /// PeerId and PQ key fingerprint of the running daemon.
+    Show,
+    /// Write an encrypted backup of the profile's keys to FILE.
+    Export {
+        /// Backup file to create (mode 0600; never overwritten).
+        file: PathBuf,
+        /// Read the passphrase from this file instead of the terminal.
+        #[arg(long, value_name = "FILE")]
+        passphrase_file: Option<PathBuf>,
+        /// Export the keys of this key file instead of the keychain.
+        #[arg(long, value_name = "PATH")]
+        key_file: Option<PathBuf>,
+    },
+    /// Restore keys from a backup into the profile's keychain (or a key file).
+    Import {
+        /// Backup file.
+        file: PathBuf,
+        /// Read the passphrase from this file instead of the terminal.
+        #[arg(long, value_name = "FILE")]
+        passphrase_file: Option<PathBuf>,
+        /// Write the keys to this new key file instead of the keychain.
+        #[arg(long, value_name = "PATH")]
+        key_file: Option<PathBuf>,
+        /// Replace an identity the keychain already holds for the profile.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+fn read_passphrase(file: Option<&PathBuf>, confirm: bool) -> Result<String> {
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the passphrase file {}", path.display()))?;
+        return Ok(text.trim_end_matches(['\n', '\r']).to_string());
+    }
+    let first = rpassword::prompt_password("Backup passphrase: ")
+        .context("reading the passphrase from the terminal (or pass --passphrase-file)")?;
+    if confirm && rpassword::prompt_password("Repeat passphrase: ")? != first {
+        bail!("the passphrases differ");
+    }
+    Ok(first)
+}
+
+/// Export and import run here, not in the daemon: keys and passphrases never
+/// cross the control socket.
+async fn identity_offline(args: &Args, action: &IdentityAction) -> Result<()> {
+    use conclave_node::identity::{backup, keyfile, keystore};
+    match action {
+        IdentityAction::Show => unreachable!("asked of the daemon"),
+        IdentityAction::Export {
+            file,
+            passphrase_file,
+            key_file,
+        } => {
+            let identity = match key_file {
+                Some(path) => keyfile::load_existing_key_file(path)?,
+                None => keystore::with_keychain(&args.profile, |k| k.load())
+                    .await?
+                    .with_context(|| {
+                        format!(
+                            "the keychain holds no identity for profile {:?}",
+                            args.profile
+                        )
+                    })?,
+            };
+            let passphrase = read_passphrase(passphrase_file.as_ref(), true)?;
+            let bytes = backup::export(&identity, &passphrase)?;
+            use std::{io::Write, os::unix::fs::OpenOptionsExt};
+            let mut out = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(file)
+                .with_context(|| format!("creating {}", file.display()))?;
+            out.write_all(&bytes)?;
+            let result = json!({ "peer_id": identity.peer_id().to_string(), "file": file });
+            if args.json {
+                println!("{result}")
+            } else {
+                println!("exported {} to {}", identity.peer_id(), file.display())
+            }
+        }
+        IdentityAction::Import {
+            file,
+            passphrase_file,
+            key_file,
+            force,
+        } => {
+            let bytes =
+                std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+            let passphrase = read_passphrase(passphrase_file.as_ref(), false)?;
+            let identity = backup::import(&bytes, &passphrase)?;
+            let peer_id = identity.peer_id();
+            match key_file {
+                Some(path) => keyfile::write_key_file(path, &identity)?,
+                None => {
+                    let force = *force;
+                    keystore::with_keychain(&args.profile, move |k| {
+                        if !force {
+                            if let Some(existing) = k.load()? {
+                                if existing.peer_id() != identity.peer_id() {
+                                    return Err(keystore::KeystoreError::Failed(format!(
+                                        "profile already has identity {}; pass --force to replace it",
+                                        existing.peer_id()
+                                    )));
+                                }
+                            }
+                        }
+                        k.store(&identity)
+                    })
+                    .await?
+                }
+            }
+            let result = json!({ "peer_id": peer_id.to_string(), "profile": args.profile });
+            if args.json {
+                println!("{result}")
+            } else {
+                println!("imported {peer_id} into profile {}", args.profile)
+            }
+        }
+    }
+    Ok(())
 }
 
 fn socket_path(args: &Args) -> Result<PathBuf> {
@@ -183,6 +337,20 @@ fn request(command: &Command) -> Result<(&'static str, Value)> {
         Command::Discover { kind } => ("discover", json!({ "type": kind })),
         Command::Get { kind, id } => ("get", json!({ "type": kind, "id": id })),
         Command::Stats => ("stats", json!({})),
+        Command::Allow { peer_id } | Command::Deny { peer_id } | Command::Unlist { peer_id } => {
+            NodeError::parse_peer_id(peer_id)?;
+            let method = match command {
+                Command::Allow { .. } => "allow",
+                Command::Deny { .. } => "deny",
+                _ => "unlist",
+            };
+            (method, json!({ "peer_id": peer_id }))
+        }
+        Command::Policy { private } => (
+            "policy",
+            json!({ "private": private.as_deref().map(|p| p == "on") }),
+        ),
+        Command::Identity { .. } => ("identity", json!({})),
         Command::Shutdown => ("shutdown", json!({})),
     })
 }
@@ -247,6 +415,11 @@ fn print_text(command: &Command, result: &Value) {
 }
 
 async fn run(args: Args) -> Result<()> {
+    if let Command::Identity { action } = &args.command {
+        if !matches!(action, IdentityAction::Show) {
+            return identity_offline(&args, action).await;
+        }
+    }
     let (method, params) = request(&args.command)?;
     let path = socket_path(&args)?;
     let mut client = ControlClient::connect(&path).await?;

@@ -28,7 +28,8 @@ struct Args {
     /// replaces the configured ones).
     #[arg(long, value_name = "MULTIADDR")]
     bootstrap: Vec<Multiaddr>,
-    /// Ed25519 key file (created 0600 if missing).
+    /// Keep the node's keys in this file (created 0600 if missing) instead of
+    /// the OS keychain: for servers without a keychain.
     #[arg(long, value_name = "PATH")]
     key_file: Option<PathBuf>,
     /// Control socket path.
@@ -76,6 +77,9 @@ fn load_config(args: &Args, profile: &Profile) -> Result<NodeConfig> {
             _ => KadMode::Server,
         };
     }
+    if config.policy_file.is_none() {
+        config.policy_file = Some(profile.data_dir().join("policy.json"));
+    }
     config.validate()?;
     Ok(config)
 }
@@ -88,9 +92,19 @@ async fn main() -> Result<()> {
     let _log_guard = logging::init(profile.log_dir(), "conclaved")?;
     let config = load_config(&args, &profile)?;
 
-    let key_path = args.key_file.clone().unwrap_or_else(|| profile.key_file());
-    let keypair = identity::load_or_create_key_file(&key_path)?;
-    let node = Node::start(config, keypair)
+    let identity = match &args.key_file {
+        Some(path) => identity::load_or_create_key_file(path)?,
+        None => {
+            let (identity, created) = identity::keystore::load_or_create_identity(profile.name())
+                .await
+                .context("loading the node's keys from the OS keychain")?;
+            if created {
+                tracing::info!(peer_id = %identity.peer_id(), "new identity stored in the keychain");
+            }
+            identity
+        }
+    };
+    let node = Node::start(config, identity)
         .await
         .context("starting the node")?;
 

@@ -15,7 +15,7 @@ use super::{
     rpc::{self, Message, Request},
     ControlError,
 };
-use crate::{events::NodeEvent, NodeError, NodeHandle};
+use crate::{events::NodeEvent, NodeError, NodeHandle, PolicyChange};
 
 /// Clients served at once; more wait for a slot.
 const MAX_CLIENTS: usize = 32;
@@ -165,6 +165,10 @@ struct PublishParams {
     timeout: u64,
 }
 #[derive(Deserialize)]
+struct PolicyParams {
+    private: Option<bool>,
+}
+#[derive(Deserialize)]
 struct WaitTopicParams {
     topic: String,
     peers: usize,
@@ -243,6 +247,21 @@ async fn dispatch(node: &NodeHandle, method: &str, raw: Value) -> CallResult {
                 .map_err(node_err)?;
             Ok(json!({ "message_id": id }))
         }
+        "allow" | "deny" | "unlist" => {
+            let p: PeerParams = params(raw)?;
+            let peer = NodeError::parse_peer_id(&p.peer_id).map_err(node_err)?;
+            let change = match method {
+                "allow" => PolicyChange::Allow(peer),
+                "deny" => PolicyChange::Deny(peer),
+                _ => PolicyChange::Unlist(peer),
+            };
+            to_json(node.update_policy(change).await.map_err(node_err)?)
+        }
+        "policy" => {
+            let p: PolicyParams = params(raw)?;
+            let change = p.private.map_or(PolicyChange::None, PolicyChange::Private);
+            to_json(node.update_policy(change).await.map_err(node_err)?)
+        }
         "wait_topic" => {
             let p: WaitTopicParams = params(raw)?;
             let wait = Duration::from_secs(p.timeout.min(MAX_WAIT_SECS));
@@ -268,6 +287,17 @@ async fn dispatch(node: &NodeHandle, method: &str, raw: Value) -> CallResult {
             to_json(node.get_resource(&p.kind, &p.id).await.map_err(node_err)?)
         }
         "stats" => to_json(node.stats().await.map_err(node_err)?),
+        "identity" => {
+            let identity = node.identity();
+            let record = identity.record();
+            Ok(json!({
+                "peer_id": node.peer_id().to_string(),
+                "pq_fingerprint": record.fingerprint(),
+                "ml_dsa_public_bytes": record.ml_dsa_public.len(),
+                "ml_kem_public_bytes": record.ml_kem_public.len(),
+                "record_issued_at": record.issued_at,
+            }))
+        }
         "shutdown" => {
             let node = node.clone();
             // Answer first, then stop: the client gets its reply.

@@ -1,5 +1,5 @@
-//! The Ed25519 libp2p key in an explicit key file, for servers without a
-//! keychain. Created 0600 on first start; refused if group or world can read it.
+//! The node's keys in an explicit key file, for servers without a keychain.
+//! Created 0600 on first start; refused if group or others can read it.
 
 use std::{
     io::Write,
@@ -7,12 +7,16 @@ use std::{
     path::Path,
 };
 
-use libp2p::identity::Keypair;
+use zeroize::Zeroizing;
+
+use super::pq::{NodeIdentity, SecretSeeds};
+
+const MAGIC: &[u8] = b"CONCLAVE-KEYS-1\n";
 
 /// Errors loading or creating a key file.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
-    /// The file's permissions let others read the secret key.
+    /// The file's permissions let others read the secret keys.
     #[error("key file {path} has mode {mode:o}: it must not be readable by group or others (chmod 600 {path})")]
     InsecurePermissions {
         /// File path.
@@ -20,8 +24,8 @@ pub enum KeyFileError {
         /// Its permission bits.
         mode: u32,
     },
-    /// The file does not hold a key we understand.
-    #[error("key file {path} is not a valid Ed25519 key: {reason}")]
+    /// The file does not hold keys we understand.
+    #[error("key file {path} is not a valid Conclave key file: {reason}")]
     Malformed {
         /// File path.
         path: String,
@@ -38,14 +42,50 @@ pub enum KeyFileError {
     },
 }
 
-/// Loads the key at `path`, creating a new Ed25519 key there (mode 0600) if
-/// there is no file yet.
-pub fn load_or_create_key_file(path: &Path) -> Result<Keypair, KeyFileError> {
+fn decode(bytes: &[u8]) -> Result<NodeIdentity, String> {
+    let body = bytes.strip_prefix(MAGIC).ok_or("unknown format")?;
+    let seeds: SecretSeeds = postcard::from_bytes(body).map_err(|e| e.to_string())?;
+    NodeIdentity::from_seeds(&seeds).map_err(|e| e.to_string())
+}
+
+/// Writes `identity` to a new file at `path` (mode 0600); fails if it exists.
+pub fn write_key_file(path: &Path, identity: &NodeIdentity) -> Result<(), KeyFileError> {
     let display = path.display().to_string();
     let io = |source| KeyFileError::Io {
         path: display.clone(),
         source,
     };
+    let mut encoded = Zeroizing::new(MAGIC.to_vec());
+    encoded.extend_from_slice(&postcard::to_stdvec(&identity.seeds()).expect("seeds serialise"));
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    // create_new: never overwrite keys another process just wrote.
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    file.write_all(&encoded).map_err(io)?;
+    file.sync_all().map_err(io)
+}
+
+/// Loads the keys of an existing key file (permissions checked).
+pub fn load_existing_key_file(path: &Path) -> Result<NodeIdentity, KeyFileError> {
+    if !path.exists() {
+        return Err(KeyFileError::Io {
+            path: path.display().to_string(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        });
+    }
+    load_or_create_key_file(path)
+}
+
+/// Loads the keys at `path`, creating a new key set there (mode 0600) if
+/// there is no file yet.
+pub fn load_or_create_key_file(path: &Path) -> Result<NodeIdentity, KeyFileError> {
+    let display = path.display().to_string();
     match std::fs::metadata(path) {
         Ok(meta) => {
             let mode = meta.permissions().mode() & 0o777;
@@ -55,35 +95,24 @@ pub fn load_or_create_key_file(path: &Path) -> Result<Keypair, KeyFileError> {
                     mode,
                 });
             }
-            let bytes = std::fs::read(path).map_err(io)?;
-            Keypair::from_protobuf_encoding(&bytes).map_err(|e| KeyFileError::Malformed {
+            let bytes = Zeroizing::new(std::fs::read(path).map_err(|source| KeyFileError::Io {
+                path: display.clone(),
+                source,
+            })?);
+            decode(&bytes).map_err(|reason| KeyFileError::Malformed {
                 path: display,
-                reason: e.to_string(),
+                reason,
             })
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let keypair = Keypair::generate_ed25519();
-            let encoded = keypair
-                .to_protobuf_encoding()
-                .map_err(|e| KeyFileError::Malformed {
-                    path: display.clone(),
-                    reason: e.to_string(),
-                })?;
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).map_err(io)?;
-            }
-            // create_new: never overwrite a key another process just wrote.
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-                .map_err(io)?;
-            file.write_all(&encoded).map_err(io)?;
-            file.sync_all().map_err(io)?;
-            Ok(keypair)
+            let identity = NodeIdentity::generate();
+            write_key_file(path, &identity)?;
+            Ok(identity)
         }
-        Err(e) => Err(io(e)),
+        Err(source) => Err(KeyFileError::Io {
+            path: display,
+            source,
+        }),
     }
 }
 
@@ -99,7 +128,8 @@ mod tests {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let again = load_or_create_key_file(&path).unwrap();
-        assert_eq!(first.public().to_peer_id(), again.public().to_peer_id());
+        assert_eq!(first.peer_id(), again.peer_id());
+        assert_eq!(first.record().fingerprint(), again.record().fingerprint());
     }
 
     #[test]
@@ -122,6 +152,9 @@ mod tests {
         std::fs::write(&path, b"not a key").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         let err = load_or_create_key_file(&path).unwrap_err();
-        assert!(err.to_string().contains("not a valid Ed25519 key"), "{err}");
+        assert!(
+            err.to_string().contains("not a valid Conclave key file"),
+            "{err}"
+        );
     }
 }

@@ -1,9 +1,13 @@
-//! The node's identity keys.
+//! The node's identity: its keys (keychain or key file), its PQ identity
+//! record, signed envelopes, sealed payloads and encrypted backups.
 
 pub mod backup;
 pub mod envelope;
 pub mod keyfile;
+pub mod keystore;
 pub mod pq;
+pub mod registry;
 pub mod sealed;
 
 pub use keyfile::{load_or_create_key_file, KeyFileError};
+pub use pq::{NodeIdentity, PqIdentityRecord};

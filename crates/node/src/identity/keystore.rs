@@ -1,0 +1,192 @@
+//! The node's keys in the OS keychain (Secret Service on Linux, Keychain on
+//! macOS, Credential Manager on Windows), one entry set per profile.
+//!
+//! A missing, locked or refusing keychain is an error that names the cause;
+//! there is never a silent fallback to a plaintext file. Servers without a
+//! keychain pass an explicit `--key-file` instead.
+
+use std::{sync::Arc, time::Duration};
+
+use keyring_core::{CredentialStore, Entry, Error as KeyringError};
+use zeroize::Zeroizing;
+
+use super::pq::{NodeIdentity, SecretSeeds};
+
+/// How long a keychain call may take before we give up (a locked collection
+/// can wait forever on an unlock prompt nobody sees).
+pub const KEYCHAIN_TIMEOUT: Duration = Duration::from_secs(20);
+
+const ENTRY_ED25519: &str = "ed25519";
+const ENTRY_ML_DSA: &str = "ml-dsa-65";
+const ENTRY_ML_KEM: &str = "ml-kem-768";
+
+/// Why the keychain could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeystoreError {
+    /// No keychain service is reachable.
+    #[error("no OS keychain is available ({0}): start a keyring service (e.g. gnome-keyring) or pass --key-file")]
+    Unavailable(String),
+    /// The keychain is locked or denied access.
+    #[error("the keychain is locked or refused access ({0}): unlock it, or pass --key-file")]
+    Locked(String),
+    /// The keychain failed.
+    #[error("the keychain failed: {0}")]
+    Failed(String),
+    /// The keychain did not answer in time.
+    #[error("the keychain did not answer within {} s (locked and waiting for an unlock prompt?): unlock it, or pass --key-file", KEYCHAIN_TIMEOUT.as_secs())]
+    Timeout,
+    /// Only some of the profile's keys are present.
+    #[error("the keychain holds an incomplete identity for profile {profile:?} (missing {missing}): restore a backup with `conclavectl identity import`")]
+    Incomplete {
+        /// Profile.
+        profile: String,
+        /// Missing entry.
+        missing: &'static str,
+    },
+    /// Stored keys are unusable.
+    #[error("the keychain entry {entry} of profile {profile:?} is corrupted: {reason}")]
+    Corrupt {
+        /// Profile.
+        profile: String,
+        /// Entry name.
+        entry: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+fn platform_store() -> Result<Arc<CredentialStore>, KeystoreError> {
+    #[cfg(target_os = "linux")]
+    let store = zbus_secret_service_keyring_store::Store::new();
+    #[cfg(target_os = "macos")]
+    let store = apple_native_keyring_store::keychain::Store::new();
+    #[cfg(target_os = "windows")]
+    let store = windows_native_keyring_store::Store::new();
+    let store = store.map_err(|e| KeystoreError::Unavailable(describe(&e)))?;
+    Ok(store)
+}
+
+fn describe(e: &KeyringError) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text = format!("{text}: {s}");
+        source = s.source();
+    }
+    text
+}
+
+fn map_error(e: KeyringError) -> KeystoreError {
+    match e {
+        KeyringError::NoStorageAccess(_) => KeystoreError::Locked(describe(&e)),
+        KeyringError::NoDefaultStore => KeystoreError::Unavailable(describe(&e)),
+        other => KeystoreError::Failed(describe(&other)),
+    }
+}
+
+/// The keychain entries of one profile.
+pub struct Keychain {
+    profile: String,
+    service: String,
+    store: Arc<CredentialStore>,
+}
+
+impl Keychain {
+    /// Opens the platform keychain for `profile` (blocking: call from
+    /// `spawn_blocking`, or use [`load_or_create_identity`]).
+    pub fn open(profile: &str) -> Result<Self, KeystoreError> {
+        Ok(Self {
+            profile: profile.to_string(),
+            service: format!("org.conclave.node/{profile}"),
+            store: platform_store()?,
+        })
+    }
+
+    fn entry(&self, name: &str) -> Result<Entry, KeystoreError> {
+        self.store
+            .build(&self.service, name, None)
+            .map_err(map_error)
+    }
+
+    fn read(&self, name: &'static str) -> Result<Option<Zeroizing<Vec<u8>>>, KeystoreError> {
+        match self.entry(name)?.get_secret() {
+            Ok(secret) => Ok(Some(Zeroizing::new(secret))),
+            Err(KeyringError::NoEntry) => Ok(None),
+            Err(e) => Err(map_error(e)),
+        }
+    }
+
+    /// Loads the profile's identity; `None` if the keychain holds none.
+    pub fn load(&self) -> Result<Option<NodeIdentity>, KeystoreError> {
+        let parts = [ENTRY_ED25519, ENTRY_ML_DSA, ENTRY_ML_KEM].map(|name| (name, self.read(name)));
+        let mut values = Vec::new();
+        for (name, value) in parts {
+            values.push((name, value?));
+        }
+        if values.iter().all(|(_, v)| v.is_none()) {
+            return Ok(None);
+        }
+        if let Some((missing, _)) = values.iter().find(|(_, v)| v.is_none()) {
+            return Err(KeystoreError::Incomplete {
+                profile: self.profile.clone(),
+                missing,
+            });
+        }
+        let take = |i: usize| values[i].1.as_ref().map(|v| v.to_vec()).unwrap_or_default();
+        let seeds = SecretSeeds {
+            ed25519: take(0),
+            ml_dsa: take(1),
+            ml_kem: take(2),
+        };
+        NodeIdentity::from_seeds(&seeds)
+            .map(Some)
+            .map_err(|e| KeystoreError::Corrupt {
+                profile: self.profile.clone(),
+                entry: "identity",
+                reason: e.to_string(),
+            })
+    }
+
+    /// Stores (or replaces) the profile's identity.
+    pub fn store(&self, identity: &NodeIdentity) -> Result<(), KeystoreError> {
+        let seeds = identity.seeds();
+        for (name, secret) in [
+            (ENTRY_ED25519, &seeds.ed25519),
+            (ENTRY_ML_DSA, &seeds.ml_dsa),
+            (ENTRY_ML_KEM, &seeds.ml_kem),
+        ] {
+            self.entry(name)?.set_secret(secret).map_err(map_error)?;
+        }
+        Ok(())
+    }
+
+    /// Loads the identity, generating and storing one on first use. Returns
+    /// whether it was created.
+    pub fn load_or_create(&self) -> Result<(NodeIdentity, bool), KeystoreError> {
+        if let Some(identity) = self.load()? {
+            return Ok((identity, false));
+        }
+        let identity = NodeIdentity::generate();
+        self.store(&identity)?;
+        Ok((identity, true))
+    }
+}
+
+/// Runs a blocking keychain operation off the async runtime, with a timeout.
+pub async fn with_keychain<T: Send + 'static>(
+    profile: &str,
+    op: impl FnOnce(&Keychain) -> Result<T, KeystoreError> + Send + 'static,
+) -> Result<T, KeystoreError> {
+    let profile = profile.to_string();
+    let task = tokio::task::spawn_blocking(move || op(&Keychain::open(&profile)?));
+    match tokio::time::timeout(KEYCHAIN_TIMEOUT, task).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(join)) => Err(KeystoreError::Failed(join.to_string())),
+        Err(_) => Err(KeystoreError::Timeout),
+    }
+}
+
+/// Loads the profile's identity from the keychain, creating it on first use.
+pub async fn load_or_create_identity(profile: &str) -> Result<(NodeIdentity, bool), KeystoreError> {
+    with_keychain(profile, |k| k.load_or_create()).await
+}

@@ -1,0 +1,155 @@
+//! The node's envelope policy: signing outgoing application messages and
+//! verifying incoming ones against pinned PQ identity records and the replay
+//! cache. Shared by the handle (callers' tasks) and the event loop.
+
+use std::sync::{Arc, Mutex};
+
+use libp2p::PeerId;
+
+use crate::{
+    error::NodeError,
+    identity::{
+        envelope::{Envelope, EnvelopeError, MessageKind, ReplayCache, Verified, DEFAULT_WINDOW},
+        registry::PqRegistry,
+        sealed, NodeIdentity, PqIdentityRecord,
+    },
+};
+
+/// Signing and verification of envelopes for one node.
+pub(crate) struct Trust {
+    identity: Arc<NodeIdentity>,
+    registry: Mutex<PqRegistry>,
+    replay: Mutex<ReplayCache>,
+    envelopes: bool,
+}
+
+impl Trust {
+    pub fn new(identity: NodeIdentity, envelopes: bool) -> Self {
+        Self {
+            identity: Arc::new(identity),
+            registry: Mutex::new(PqRegistry::default()),
+            replay: Mutex::new(ReplayCache::default()),
+            envelopes,
+        }
+    }
+
+    pub fn identity(&self) -> &Arc<NodeIdentity> {
+        &self.identity
+    }
+
+    pub fn envelopes(&self) -> bool {
+        self.envelopes
+    }
+
+    /// Signs `payload` into an envelope, or passes it through when envelopes
+    /// are off.
+    pub fn wrap(
+        &self,
+        kind: MessageKind,
+        context: &str,
+        payload: Vec<u8>,
+    ) -> Result<Vec<u8>, NodeError> {
+        if !self.envelopes {
+            return Ok(payload);
+        }
+        Ok(Envelope::sign(&self.identity, kind, context, &payload)?)
+    }
+
+    /// Verifies signatures, pinned key and time window (not replay).
+    pub fn verify(
+        &self,
+        bytes: &[u8],
+        kind: MessageKind,
+        context: &str,
+        claimed_sender: Option<PeerId>,
+    ) -> Result<Verified, EnvelopeError> {
+        let pinned = claimed_sender.and_then(|p| self.pinned_key(&p));
+        // Resource records live as long as their TTL; messages only minutes.
+        let window = match kind {
+            MessageKind::Resource => crate::resources::MAX_TTL + DEFAULT_WINDOW,
+            _ => DEFAULT_WINDOW,
+        };
+        Envelope::verify(bytes, kind, context, pinned.as_deref(), window)
+    }
+
+    /// Records a verified message; an error if it was seen before.
+    pub fn check_replay(&self, verified: &Verified) -> Result<(), EnvelopeError> {
+        self.replay
+            .lock()
+            .expect("replay cache lock")
+            .check(verified)
+    }
+
+    /// Verifies an envelope fully (replay too, except for resource records)
+    /// and returns its signer and payload. `expected` names the only
+    /// acceptable signer, if any.
+    pub fn unwrap(
+        &self,
+        bytes: &[u8],
+        kind: MessageKind,
+        context: &str,
+        expected: Option<PeerId>,
+    ) -> Result<(Option<PeerId>, Vec<u8>), NodeError> {
+        if !self.envelopes {
+            return Ok((expected, bytes.to_vec()));
+        }
+        let verified = self.verify(bytes, kind, context, expected)?;
+        if let Some(expected) = expected.filter(|e| *e != verified.sender) {
+            return Err(NodeError::SendFailed {
+                peer: expected,
+                reason: format!("message signed by {} instead", verified.sender),
+            });
+        }
+        if kind != MessageKind::Resource {
+            self.check_replay(&verified)?;
+        }
+        Ok((Some(verified.sender), verified.payload))
+    }
+
+    pub fn pinned_key(&self, peer: &PeerId) -> Option<Vec<u8>> {
+        self.registry
+            .lock()
+            .expect("registry lock")
+            .pinned_ml_dsa(peer)
+    }
+
+    pub fn record_of(&self, peer: &PeerId) -> Option<PqIdentityRecord> {
+        if *peer == self.identity.peer_id() {
+            return Some(self.identity.record().clone());
+        }
+        self.registry
+            .lock()
+            .expect("registry lock")
+            .get(peer)
+            .cloned()
+    }
+
+    pub fn insert_record(&self, record: PqIdentityRecord) {
+        self.registry
+            .lock()
+            .expect("registry lock")
+            .insert_verified(record);
+    }
+
+    /// Seals `plaintext` to the verified records of `peers`.
+    pub fn seal_to(
+        &self,
+        peers: &[PeerId],
+        plaintext: &[u8],
+        aad: &[u8],
+    ) -> Result<Vec<u8>, NodeError> {
+        let mut records = Vec::with_capacity(peers.len());
+        for peer in peers {
+            records.push(self.record_of(peer).ok_or_else(|| {
+                NodeError::NotFound(format!("verified PQ identity record of {peer}"))
+            })?);
+        }
+        let refs: Vec<&PqIdentityRecord> = records.iter().collect();
+        sealed::seal(plaintext, aad, &refs).map_err(|e| NodeError::InvalidResource(e.to_string()))
+    }
+
+    /// Opens a payload sealed to us.
+    pub fn open_sealed(&self, bytes: &[u8], aad: &[u8]) -> Result<Vec<u8>, sealed::SealError> {
+        sealed::open(bytes, aad, &self.identity)
+    }
+}

@@ -1,0 +1,194 @@
+//! Ten nodes on loopback; two of them publish gossip whose ML-DSA-65
+//! signatures are invalid. Honest nodes must reject every such message, the
+//! attackers' scores must fall below the gossip threshold within 10 s and end
+//! below the graylist threshold, and honest gossip must keep flowing.
+
+mod common;
+
+use std::{
+    collections::{HashMap, HashSet},
+    time::{Duration, Instant},
+};
+
+use common::{connect, ms, start_many, test_config, wait_event, Transport};
+use conclave_node::{
+    gossip::scoring::{GOSSIP_THRESHOLD, GRAYLIST_THRESHOLD},
+    identity::envelope::{Envelope, MessageKind},
+    NodeEvent, NodeHandle, PeerId,
+};
+
+const TOPIC: &str = "market";
+const HONEST: usize = 8;
+
+/// A correctly framed envelope whose Ed25519 signature is valid but whose
+/// ML-DSA-65 signature is not.
+fn forged(node: &NodeHandle, n: u32) -> Vec<u8> {
+    let bytes = Envelope::sign(
+        &node.identity(),
+        MessageKind::Gossip,
+        TOPIC,
+        format!("forged {n}").as_bytes(),
+    )
+    .unwrap();
+    let mut envelope: Envelope = postcard::from_bytes(&bytes).unwrap();
+    envelope.ml_dsa_signature[7] ^= 0x5a;
+    postcard::to_stdvec(&envelope).unwrap()
+}
+
+async fn score_of(observer: &NodeHandle, peer: PeerId) -> Option<f64> {
+    observer
+        .peers()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|p| p.peer_id == peer)
+        .and_then(|p| p.score)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_signatures_are_rejected_and_their_senders_graylisted() {
+    let nodes = start_many(10, &test_config()).await;
+    // A ring with chords: every node has four neighbours.
+    for i in 0..nodes.len() {
+        for step in [1, 2] {
+            let j = (i + step) % nodes.len();
+            connect(&nodes[i], &nodes[j], Transport::Quic).await;
+        }
+    }
+    for node in &nodes {
+        node.subscribe(TOPIC).await.unwrap();
+    }
+    for node in &nodes {
+        node.wait_for_topic_peers(TOPIC, 4, Duration::from_secs(20))
+            .await
+            .unwrap();
+    }
+    // Each node verified its neighbours' PQ identity records.
+    for node in &nodes {
+        assert!(
+            node.peers().await.unwrap().iter().all(|p| p.pq_identity),
+            "PQ records exchanged"
+        );
+    }
+
+    let (honest, attackers) = nodes.split_at(HONEST);
+    let attacker_ids: HashSet<PeerId> = attackers.iter().map(|n| n.peer_id()).collect();
+    let mut subs: Vec<_> = honest.iter().map(|n| n.subscribe_events()).collect();
+
+    // Attack: each attacker sends forged messages until every honest
+    // neighbour scores it below the gossip threshold (at most 10 s).
+    let attack_start = Instant::now();
+    let mut sent = 0u32;
+    let observers: Vec<(&NodeHandle, PeerId)> = honest
+        .iter()
+        .flat_map(|h| attackers.iter().map(move |a| (h, a.peer_id())))
+        .collect();
+    let mut below_gossip: HashMap<(PeerId, PeerId), Duration> = HashMap::new();
+    while attack_start.elapsed() < Duration::from_secs(10) {
+        for attacker in attackers {
+            // Publishing can fail once nobody will take our messages: that is the point.
+            let _ = attacker.broadcast_raw(TOPIC, forged(attacker, sent)).await;
+        }
+        sent += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await; // the attack's pace, not synchronisation
+        for (observer, attacker) in &observers {
+            if let Some(score) = score_of(observer, *attacker).await {
+                if score < GOSSIP_THRESHOLD {
+                    below_gossip
+                        .entry((observer.peer_id(), *attacker))
+                        .or_insert(attack_start.elapsed());
+                }
+            }
+        }
+        let neighbours = count_neighbourships(honest, &attacker_ids).await;
+        if below_gossip.len() >= neighbours {
+            break;
+        }
+    }
+    let neighbours = count_neighbourships(honest, &attacker_ids).await;
+    assert!(neighbours >= 4, "attackers have honest neighbours");
+    assert_eq!(
+        below_gossip.len(),
+        neighbours,
+        "every honest neighbour scores every attacker below {GOSSIP_THRESHOLD} within 10 s"
+    );
+    let slowest = below_gossip.values().max().unwrap();
+    println!("figure: attackers below the gossip threshold ({GOSSIP_THRESHOLD}) at every honest neighbour after {} ({} forged messages each)", ms(*slowest), sent);
+
+    // Keep attacking a little: the attackers end up graylisted.
+    let graylist_deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        for attacker in attackers {
+            let _ = attacker.broadcast_raw(TOPIC, forged(attacker, sent)).await;
+        }
+        sent += 1;
+        let mut all_graylisted = true;
+        for (observer, attacker) in &observers {
+            if let Some(score) = score_of(observer, *attacker).await {
+                all_graylisted &= score < GRAYLIST_THRESHOLD;
+            }
+        }
+        if all_graylisted {
+            break;
+        }
+        assert!(
+            Instant::now() < graylist_deadline,
+            "attackers graylisted within 10 s more"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Honest traffic still reaches every honest node.
+    let mut expected: HashSet<Vec<u8>> = HashSet::new();
+    for (i, node) in honest.iter().enumerate() {
+        let text = format!("honest {i}").into_bytes();
+        node.broadcast(TOPIC, text.clone()).await.unwrap();
+        expected.insert(text);
+    }
+    for (i, sub) in subs.iter_mut().enumerate() {
+        let own = format!("honest {i}").into_bytes();
+        let mut missing: HashSet<Vec<u8>> =
+            expected.iter().filter(|t| **t != own).cloned().collect();
+        while !missing.is_empty() {
+            let (from, data) = wait_event(sub, "honest gossip", |e| match e {
+                NodeEvent::Message(m) if m.topic == TOPIC => Some((m.from, m.data.clone())),
+                _ => None,
+            })
+            .await;
+            let from = from.expect("messages carry their verified author");
+            assert!(
+                !attacker_ids.contains(&from),
+                "an honest node delivered a forged message"
+            );
+            missing.remove(&data);
+        }
+    }
+
+    // No honest node accepted anything from an attacker; neighbours rejected.
+    let mut rejected = 0;
+    for node in honest {
+        for peer in node.peers().await.unwrap() {
+            if attacker_ids.contains(&peer.peer_id) {
+                assert_eq!(peer.messages.accepted, 0, "a forged message was accepted");
+                assert!(peer.messages.rejected > 0);
+                rejected += peer.messages.rejected;
+            }
+        }
+    }
+    println!("figure: {sent} forged messages per attacker; {rejected} rejections at honest neighbours; all attackers graylisted");
+}
+
+/// Number of (honest, attacker) pairs that are connected.
+async fn count_neighbourships(honest: &[NodeHandle], attackers: &HashSet<PeerId>) -> usize {
+    let mut n = 0;
+    for node in honest {
+        n += node
+            .peers()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|p| attackers.contains(&p.peer_id))
+            .count();
+    }
+    n
+}

@@ -1,0 +1,192 @@
+//! The node's keys in a real Secret Service (gnome-keyring), driven through
+//! `conclaved` and `conclavectl`. Runs inside `scripts/with-keyring.sh`,
+//! which `make test` uses; skipped (with a message) anywhere else.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use serde_json::Value;
+
+const DAEMON: &str = env!("CARGO_BIN_EXE_conclaved");
+const CTL: &str = env!("CARGO_BIN_EXE_conclavectl");
+
+fn in_keyring_session() -> bool {
+    if std::env::var("CONCLAVE_KEYRING_TEST").as_deref() == Ok("1") {
+        return true;
+    }
+    eprintln!("skipped: run through scripts/with-keyring.sh (make test does) for a real keychain");
+    false
+}
+
+/// Starts a daemon on `profile` (keys in the keychain), returns its PeerId
+/// once ready, and stops it.
+fn daemon_peer_id(profile: &str, data_dir: &Path) -> Result<String, String> {
+    let mut child = Command::new(DAEMON)
+        .args([
+            "--profile",
+            profile,
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+        ])
+        .args(["--listen", "/ip4/127.0.0.1/udp/0/quic-v1", "--no-mdns"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    if line.is_empty() {
+        let out = child.wait_with_output().unwrap();
+        assert!(!out.status.success());
+        return Err(String::from_utf8_lossy(&out.stderr).to_string());
+    }
+    let ready: Value = serde_json::from_str(&line).unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    Ok(ready["peer_id"].as_str().unwrap().to_string())
+}
+
+fn ctl(args: &[&str]) -> std::process::Output {
+    Command::new(CTL).args(args).output().unwrap()
+}
+
+fn lock_login_collection() {
+    let status = Command::new("gdbus")
+        .args(["call", "--session", "--dest", "org.freedesktop.secrets"])
+        .args(["--object-path", "/org/freedesktop/secrets"])
+        .args(["--method", "org.freedesktop.Secret.Service.Lock"])
+        .arg("['/org/freedesktop/secrets/collection/login']")
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "locking the keychain");
+}
+
+#[test]
+fn keys_live_in_the_keychain_survive_restarts_move_by_backup_and_fail_clearly_when_locked() {
+    if !in_keyring_session() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir_a = tmp.path().join("a");
+
+    // First start creates keys in the keychain; restart keeps the PeerId.
+    let first = daemon_peer_id("alice", &dir_a).expect("first start");
+    let again = daemon_peer_id("alice", &dir_a).expect("restart");
+    assert_eq!(first, again, "the PeerId is stable across restarts");
+    assert!(
+        !dir_a.join("identity.key").exists(),
+        "no key file next to a keychain identity"
+    );
+    let on_disk: Vec<_> = walk(&dir_a);
+    assert!(on_disk.iter().all(|p| !p.ends_with(".key")), "{on_disk:?}");
+
+    // Export under one profile, import under another: same PeerId there.
+    let backup = tmp.path().join("alice.backup");
+    let pass = tmp.path().join("pass");
+    std::fs::write(&pass, "a long enough passphrase\n").unwrap();
+    let out = ctl(&[
+        "--profile",
+        "alice",
+        "identity",
+        "export",
+        backup.to_str().unwrap(),
+        "--passphrase-file",
+        pass.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&backup).unwrap();
+    assert!(text.contains("conclave-identity-backup-v1") && text.contains("ciphertext"));
+
+    let wrong = tmp.path().join("wrong");
+    std::fs::write(&wrong, "not the passphrase").unwrap();
+    let out = ctl(&[
+        "--profile",
+        "bob",
+        "identity",
+        "import",
+        backup.to_str().unwrap(),
+        "--passphrase-file",
+        wrong.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("wrong passphrase"));
+
+    let out = ctl(&[
+        "--profile",
+        "bob",
+        "identity",
+        "import",
+        backup.to_str().unwrap(),
+        "--passphrase-file",
+        pass.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bob = daemon_peer_id("bob", &tmp.path().join("b")).expect("bob starts");
+    assert_eq!(bob, first, "the imported identity has the same PeerId");
+
+    // A profile with other keys refuses an import without --force.
+    daemon_peer_id("carol", &tmp.path().join("c")).expect("carol starts");
+    let out = ctl(&[
+        "--profile",
+        "carol",
+        "identity",
+        "import",
+        backup.to_str().unwrap(),
+        "--passphrase-file",
+        pass.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--force"));
+
+    // Locked keychain: a clear error, and nothing written in its place.
+    lock_login_collection();
+    let dir_d = tmp.path().join("d");
+    let started = std::time::Instant::now();
+    let err = daemon_peer_id("dave", &dir_d).expect_err("a locked keychain must stop the start");
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert!(err.contains("keychain"), "{err}");
+    assert!(
+        err.contains("locked") || err.contains("did not answer"),
+        "{err}"
+    );
+    assert!(
+        err.contains("--key-file"),
+        "the error says what to do: {err}"
+    );
+    assert!(
+        !dir_d.join("identity.key").exists(),
+        "no plaintext fallback"
+    );
+    assert!(walk(&dir_d).iter().all(|p| !p.ends_with(".key")));
+}
+
+fn walk(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p.display().to_string());
+            }
+        }
+    }
+    out
+}
