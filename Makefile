@@ -34,8 +34,10 @@ lint: setup ui
 	cargo clippy --workspace --all-targets -- -D warnings
 	cd ui && npm run --silent check
 
+## Rust tests run inside a private D-Bus session with a fresh gnome-keyring,
+## so keychain tests use a real Secret Service.
 unit: setup ui
-	cargo test --workspace --all-targets
+	scripts/with-keyring.sh cargo test --workspace --all-targets
 
 ## The desktop UI tests, headless (screenshots in tests/ui/screenshots/).
 ui-test: setup ui
@@ -50,5 +52,5 @@ bench: setup ui
 ## Every test: formatting, lints, unit, in-process and cross-process tests,
 ## then the desktop UI tests.
 test: setup lint
-	cargo test --workspace --all-targets
+	scripts/with-keyring.sh cargo test --workspace --all-targets
 	$(MAKE) --no-print-directory ui-test

@@ -17,7 +17,10 @@ packages=(build-essential pkg-config curl ca-certificates git
   libwebkit2gtk-4.1-dev libssl-dev librsvg2-dev libayatana-appindicator3-dev libxdo-dev file
   # Its UI tests: a virtual display and its screenshots, the WebDriver for
   # WebKitGTK, a session bus and a keychain daemon.
-  xvfb xauth imagemagick webkit2gtk-driver gnome-keyring dbus dbus-x11)
+  xvfb xauth imagemagick webkit2gtk-driver gnome-keyring dbus dbus-x11
+  # Keychain tests (gdbus locks the test keyring) and the test that reads the
+  # QUIC handshake off the wire.
+  libglib2.0-bin tshark)
 # Node.js and npm build the UI and run its tests; keep an installed one.
 command -v node >/dev/null || packages+=(nodejs)
 command -v npm >/dev/null || packages+=(npm)
@@ -28,6 +31,8 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   need_root apt-get update -qq
+  # tshark asks whether non-root users may capture; answer no, unasked.
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | need_root debconf-set-selections
   need_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 
