@@ -11,7 +11,7 @@ const LAUNCHES = 3;
 const results = {};
 
 async function firstRenderMs() {
-  await browser.waitUntil(async () => (await browser.execute(() => document.body.dataset.firstRenderMs)) !== undefined, {
+  await browser.waitUntil(async () => (await browser.execute(() => document.body.dataset.firstRenderMs)) != null, {
     timeout: 30000,
     timeoutMsg: "the Network health view never rendered figures",
   });
@@ -41,7 +41,7 @@ describe("benchmarks", () => {
     await browser.execute(() => {
       window.location.hash = "#/bench/peers?n=500";
     });
-    await browser.waitUntil(async () => (await browser.execute(() => document.body.dataset.benchResult)) !== undefined, {
+    await browser.waitUntil(async () => (await browser.execute(() => document.body.dataset.benchResult)) != null, {
       timeout: 120000,
       timeoutMsg: "the Peers benchmark did not finish",
     });

@@ -74,6 +74,7 @@ export async function runPeersBench(n: number): Promise<BenchResult> {
   let last = performance.now();
   for (let f = 0; f < FRAMES; f++) {
     const start = await nextFrame();
+    document.body.dataset.benchFrame = String(f);
     intervals.push(start - last);
     last = start;
     const t0 = performance.now();
