@@ -52,13 +52,17 @@ for component in rustfmt clippy; do
   fi
 done
 
-# JavaScript packages, exactly as locked; install scripts stay off (they would
-# try to download browser drivers; esbuild ships its binary as a package).
+# JavaScript packages, as locked; install scripts stay off (they would try to
+# download browser drivers; esbuild ships its binary as a package). npm ci
+# refuses a lock file that lacks other platforms' optional packages (as one
+# made through a registry mirror that only carries Linux builds does), so
+# fall back to an install that keeps package-lock.json as it is.
 root="$(cd "$(dirname "$0")/.." && pwd)"
 for dir in ui tests/ui; do
   if [ ! -d "$root/$dir/node_modules" ] || [ "$root/$dir/package-lock.json" -nt "$root/$dir/node_modules/.package-lock.json" ]; then
     echo "setup: npm ci in $dir"
-    (cd "$root/$dir" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+    (cd "$root/$dir" && { npm ci --ignore-scripts --no-audit --no-fund --loglevel=error 2>/dev/null ||
+      npm install --no-save --ignore-scripts --no-audit --no-fund --loglevel=error; })
   fi
 done
 
