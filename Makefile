@@ -5,7 +5,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/conclave/target
 export CARGO_TERM_COLOR ?= never
 PROFILE ?= default
 
-.PHONY: run test setup build ui lint unit ui-test bench daemon
+.PHONY: run test setup build ui lint unit ui-test bench daemon nat-test
 
 setup:
 	@scripts/setup.sh
@@ -49,8 +49,15 @@ bench: setup ui
 	cargo build -p conclave-app -p conclave-node --bins
 	tests/ui/run.sh bench
 
+## The NAT test network: daemons in network namespaces behind nftables NATs
+## (needs root; skipped where network namespaces are unavailable).
+nat-test: setup
+	cargo build -p conclave-node --bins
+	tests/nat/run.sh
+
 ## Every test: formatting, lints, unit, in-process and cross-process tests,
 ## then the desktop UI tests.
 test: setup lint
 	scripts/with-keyring.sh cargo test --workspace --all-targets
+	$(MAKE) --no-print-directory nat-test
 	$(MAKE) --no-print-directory ui-test

@@ -20,7 +20,9 @@ packages=(build-essential pkg-config curl ca-certificates git
   xvfb xauth imagemagick webkit2gtk-driver gnome-keyring dbus dbus-x11
   # Keychain tests (gdbus locks the test keyring) and the test that reads the
   # QUIC handshake off the wire.
-  libglib2.0-bin tshark)
+  libglib2.0-bin tshark
+  # The NAT test network (tests/nat): namespaces, NAT rules, JSON answers.
+  iproute2 nftables jq)
 # Node.js and npm build the UI and run its tests; keep an installed one.
 command -v node >/dev/null || packages+=(nodejs)
 command -v npm >/dev/null || packages+=(npm)
