@@ -158,9 +158,18 @@ impl Behaviour {
             request_response::Config::default().with_request_timeout(Duration::from_secs(20)),
         );
 
-        let relay_server = config
-            .relay_server
-            .then(|| relay::Behaviour::new(peer_id, relay::Config::default()));
+        let relay_server = config.relay_server.then(|| {
+            let limits = relay::Config {
+                max_reservations: config.relay_max_reservations,
+                max_reservations_per_peer: config.relay_max_reservations_per_peer,
+                max_circuits: config.relay_max_circuits,
+                max_circuits_per_peer: config.relay_max_circuits_per_peer,
+                max_circuit_duration: Duration::from_secs(config.relay_circuit_secs),
+                max_circuit_bytes: config.relay_circuit_bytes,
+                ..relay::Config::default()
+            };
+            relay::Behaviour::new(peer_id, limits)
+        });
 
         Ok(Self {
             gate: crate::gate::Behaviour::new(

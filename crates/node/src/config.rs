@@ -124,6 +124,23 @@ pub struct NodeConfig {
     pub max_messages_per_sec: f64,
     /// Bytes of messages accepted per peer per second.
     pub max_bytes_per_sec: f64,
+    /// Addresses others can reach us at (e.g. a port forward), announced as
+    /// confirmed external addresses.
+    pub external_addrs: Vec<Multiaddr>,
+    /// Reserve slots on relays automatically while not publicly reachable.
+    pub auto_relay: bool,
+    /// Relay server: reservations held at once.
+    pub relay_max_reservations: usize,
+    /// Relay server: reservations per peer.
+    pub relay_max_reservations_per_peer: usize,
+    /// Relay server: circuits open at once.
+    pub relay_max_circuits: usize,
+    /// Relay server: circuits per peer.
+    pub relay_max_circuits_per_peer: usize,
+    /// Relay server: longest circuit, in seconds.
+    pub relay_circuit_secs: u64,
+    /// Relay server: most bytes relayed per circuit.
+    pub relay_circuit_bytes: u64,
 }
 
 /// Default cap of established connections.
@@ -162,6 +179,14 @@ impl Default for NodeConfig {
             max_new_connections_per_sec: 10.0,
             max_messages_per_sec: 100.0,
             max_bytes_per_sec: 1_000_000.0,
+            external_addrs: Vec::new(),
+            auto_relay: true,
+            relay_max_reservations: 128,
+            relay_max_reservations_per_peer: 4,
+            relay_max_circuits: 64,
+            relay_max_circuits_per_peer: 8,
+            relay_circuit_secs: 600,
+            relay_circuit_bytes: 16 * 1024 * 1024,
         }
     }
 }

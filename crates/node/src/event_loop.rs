@@ -42,6 +42,7 @@ use crate::{
     handle::{Command, GossipVerdict, Internal, NodeStats, PolicyChange, TopicStats},
     identity::{envelope::MessageKind, PqIdentityRecord},
     metrics::NodeMetrics,
+    nat::{is_relayed, NatState, RELAY_HOP_PROTOCOL},
     peers::{ConnectionInfo, MessageCounters, PeerInfo, PeerTable},
     protocol::{DirectRequest, DirectResponse, PqIdentityMessage, ProtocolHandler},
     trust::Trust,
@@ -63,8 +64,11 @@ const MAX_INBOUND_STREAMS: usize = 64;
 const MAX_TOPIC_LEN: usize = 256;
 /// How often the loop checks its connection floor.
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(5);
-/// How long a failed address is left alone before it is dialled again.
-const DIAL_BACKOFF: Duration = Duration::from_secs(60);
+/// How long a failed address is left alone before it is dialled again: 5 s,
+/// doubling with each further failure, at most 5 minutes.
+fn dial_backoff(failures: u32) -> Duration {
+    Duration::from_secs(5 * 2u64.saturating_pow(failures.saturating_sub(1)).min(60))
+}
 
 type Reply<T> = oneshot::Sender<Result<T, NodeError>>;
 
@@ -104,7 +108,9 @@ pub(crate) struct EventLoop {
     libp2p_metrics: libp2p::metrics::Metrics,
     peers: PeerTable,
     address_book: LruCache<PeerId, Vec<Multiaddr>>,
-    failed_addrs: LruCache<Multiaddr, Instant>,
+    /// Addresses whose last dial failed: when, and how many times in a row.
+    failed_addrs: LruCache<Multiaddr, (Instant, u32)>,
+    nat: NatState,
     handlers: BTreeMap<String, RegisteredHandler>,
     streams: libp2p_stream::Control,
     inbound_permits: Arc<Semaphore>,
@@ -159,6 +165,7 @@ impl EventLoop {
             peers: PeerTable::new(),
             address_book: LruCache::new(book_size),
             failed_addrs: LruCache::new(book_size),
+            nat: NatState::default(),
             handlers: BTreeMap::new(),
             streams,
             inbound_permits: Arc::new(Semaphore::new(MAX_INBOUND_HANDLING)),
@@ -401,6 +408,9 @@ impl EventLoop {
             }
             Command::Stats { reply } => {
                 let _ = reply.send(Ok(self.stats()));
+            }
+            Command::Nat { reply } => {
+                let _ = reply.send(Ok(self.nat.status()));
             }
             Command::Shutdown { .. } => unreachable!("handled in run"),
         }
@@ -789,6 +799,7 @@ impl EventLoop {
     /// Keeps the node at or above `min_connections` by dialling known peers
     /// that are not in dial back-off.
     fn maintain(&mut self) {
+        self.reserve_relays();
         let connected = self.peers.len();
         let floor = self.config.min_connections as usize;
         if connected >= floor {
@@ -819,7 +830,7 @@ impl EventLoop {
                 .filter(|a| {
                     self.failed_addrs
                         .peek(a)
-                        .is_none_or(|t| now.duration_since(*t) > DIAL_BACKOFF)
+                        .is_none_or(|(t, n)| now.duration_since(*t) > dial_backoff(*n))
                 })
                 .collect();
             if usable.is_empty() {
@@ -846,6 +857,19 @@ impl EventLoop {
                 address,
             } => {
                 tracing::info!(%address, "listening");
+                // A relay server is run to be reached: its own listen addresses
+                // are its external addresses (libp2p offers the relay service
+                // only on nodes with one).
+                if self.config.relay_server && !is_relayed(&address) {
+                    self.swarm.add_external_address(address.clone());
+                }
+                if let Some(relay) = self.nat.listen_addr(listener_id, &address) {
+                    tracing::info!(%relay, "relay reservation active");
+                    self.emit(NodeEvent::RelayReservation {
+                        relay,
+                        active: true,
+                    });
+                }
                 self.pending_listeners.remove(&listener_id);
                 self.answer_listening_waiters();
                 self.emit(NodeEvent::ListenAddrAdded { addr: address });
@@ -858,6 +882,13 @@ impl EventLoop {
                 reason,
                 ..
             } => {
+                if let Some(relay) = self.nat.listener_closed(listener_id) {
+                    tracing::info!(%relay, "relay reservation lost");
+                    self.emit(NodeEvent::RelayReservation {
+                        relay,
+                        active: false,
+                    });
+                }
                 if let Some(addr) = self.pending_listeners.remove(&listener_id) {
                     let reason = match reason {
                         Ok(()) => "listener closed".to_string(),
@@ -933,6 +964,7 @@ impl EventLoop {
                 }
                 if num_established == 0 {
                     self.peers.remove(&peer_id);
+                    self.nat.remove_relay_candidate(&peer_id);
                     self.metrics.connected_peers.set(self.peers.len() as i64);
                     for reply in self
                         .pending_disconnects
@@ -958,7 +990,8 @@ impl EventLoop {
                 if let DialError::Transport(attempts) = &error {
                     let now = Instant::now();
                     for (addr, _) in attempts {
-                        self.failed_addrs.put(addr.clone(), now);
+                        let failures = self.failed_addrs.peek(addr).map_or(0, |(_, n)| *n) + 1;
+                        self.failed_addrs.put(addr.clone(), (now, failures));
                     }
                 }
                 let text = dial_error_text(&error);
@@ -983,8 +1016,52 @@ impl EventLoop {
             }
             SwarmEvent::ExternalAddrConfirmed { address } => {
                 tracing::info!(%address, "external address confirmed");
+                if let Some(reachability) = self.nat.external(address, true) {
+                    self.emit(NodeEvent::ReachabilityChanged { reachability });
+                }
+            }
+            SwarmEvent::ExternalAddrExpired { address } => {
+                if let Some(reachability) = self.nat.external(address, false) {
+                    self.emit(NodeEvent::ReachabilityChanged { reachability });
+                }
             }
             _ => {}
+        }
+    }
+
+    /// An address to reach a relay at: the one we dialled it on, else a
+    /// direct address it listens on.
+    fn relay_address(&self, relay: &PeerId, listen_addrs: &[Multiaddr]) -> Option<Multiaddr> {
+        let dialled = self.peers.get(relay).and_then(|state| {
+            state
+                .connections
+                .iter()
+                .find(|(_, c)| {
+                    c.direction == crate::peers::Direction::Outbound
+                        && c.path == crate::peers::PathKind::Direct
+                })
+                .map(|(_, c)| c.remote_addr.clone())
+        });
+        let addr = dialled.or_else(|| listen_addrs.iter().find(|a| !is_relayed(a)).cloned())?;
+        // Strip a trailing /p2p: the circuit address appends it.
+        let mut addr = addr;
+        if matches!(addr.iter().last(), Some(Protocol::P2p(_))) {
+            addr.pop();
+        }
+        Some(addr)
+    }
+
+    /// Asks relays for reservations while we are not publicly reachable.
+    fn reserve_relays(&mut self) {
+        for (relay, addr) in self.nat.relays_to_reserve() {
+            let circuit = addr.with(Protocol::P2p(relay)).with(Protocol::P2pCircuit);
+            match self.swarm.listen_on(circuit.clone()) {
+                Ok(listener) => {
+                    tracing::info!(%relay, %circuit, "requesting a relay reservation");
+                    self.nat.relay_listening(listener, relay);
+                }
+                Err(e) => tracing::warn!(%relay, %e, "cannot listen through relay"),
+            }
         }
     }
 
@@ -1041,6 +1118,17 @@ impl EventLoop {
             BehaviourEvent::Identify(event) => {
                 self.libp2p_metrics.record(&event);
                 if let identify::Event::Received { peer_id, info, .. } = event {
+                    let offers_relay = info
+                        .protocols
+                        .iter()
+                        .any(|p| p.as_ref() == RELAY_HOP_PROTOCOL);
+                    tracing::debug!(%peer_id, offers_relay, protocols = ?info.protocols, "identified");
+                    if offers_relay && self.config.auto_relay && !self.config.relay_server {
+                        if let Some(addr) = self.relay_address(&peer_id, &info.listen_addrs) {
+                            self.nat.add_relay_candidate(peer_id, addr);
+                            self.reserve_relays();
+                        }
+                    }
                     let kad_protocol = self.config.kad_protocol.as_str();
                     let speaks_kad = info.protocols.iter().any(|p| p.as_ref() == kad_protocol);
                     if speaks_kad {
@@ -1120,13 +1208,28 @@ impl EventLoop {
             }
             BehaviourEvent::AutonatClient(event) => {
                 tracing::debug!(addr = %event.tested_addr, ok = event.result.is_ok(), "autonat probe");
+                if let Some(reachability) = self.nat.probe_result(event.result.is_ok()) {
+                    tracing::info!(?reachability, "reachability changed");
+                    self.emit(NodeEvent::ReachabilityChanged { reachability });
+                }
             }
             BehaviourEvent::AutonatServer(event) => {
                 tracing::debug!(client = %event.client, ok = event.result.is_ok(), "autonat dial-back");
             }
             BehaviourEvent::Dcutr(event) => {
                 self.libp2p_metrics.record(&event);
-                tracing::debug!(?event, "dcutr");
+                let success = event.result.is_ok();
+                self.nat.hole_punch.attempts += 1;
+                if success {
+                    self.nat.hole_punch.successes += 1;
+                } else {
+                    self.nat.hole_punch.failures += 1;
+                }
+                tracing::info!(peer = %event.remote_peer_id, success, "hole punch");
+                self.emit(NodeEvent::HolePunch {
+                    peer_id: event.remote_peer_id,
+                    success,
+                });
             }
             BehaviourEvent::Gate(never) | BehaviourEvent::Limits(never) => match never {},
             BehaviourEvent::MemoryLimits(never) => match never {},

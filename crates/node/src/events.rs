@@ -75,6 +75,25 @@ pub enum NodeEvent {
         /// Why.
         error: String,
     },
+    /// Our reachability changed (AutoNAT).
+    ReachabilityChanged {
+        /// The new reachability.
+        reachability: crate::nat::Reachability,
+    },
+    /// A relay reservation became active or was lost.
+    RelayReservation {
+        /// The relay.
+        relay: PeerId,
+        /// Whether we now hold a reservation on it.
+        active: bool,
+    },
+    /// A hole punch (relayed to direct upgrade) finished.
+    HolePunch {
+        /// The peer.
+        peer_id: PeerId,
+        /// Whether a direct connection resulted.
+        success: bool,
+    },
     /// This subscriber fell behind and missed `missed` events.
     Lagged {
         /// Number of events dropped for this subscriber.

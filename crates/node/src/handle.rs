@@ -106,6 +106,9 @@ pub(crate) enum Command {
     Stats {
         reply: Reply<NodeStats>,
     },
+    Nat {
+        reply: Reply<crate::nat::NatStatus>,
+    },
     Shutdown {
         reply: oneshot::Sender<()>,
     },
@@ -521,6 +524,11 @@ impl NodeHandle {
         (stats.bytes_in, stats.bytes_out) = metrics::bandwidth_totals(&self.shared.registry);
         stats.uptime_secs = self.shared.started.elapsed().as_secs();
         Ok(stats)
+    }
+
+    /// Reachability, relay reservations and hole-punch counts.
+    pub async fn nat_status(&self) -> Result<crate::nat::NatStatus, NodeError> {
+        self.request(|reply| Command::Nat { reply }).await
     }
 
     /// Stops the node: closes connections and ends the event loop.

@@ -21,6 +21,7 @@ mod handle;
 pub mod identity;
 pub mod logging;
 pub mod metrics;
+pub mod nat;
 mod node;
 pub mod peers;
 pub mod profile;

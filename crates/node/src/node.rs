@@ -55,6 +55,9 @@ impl Node {
                 })?;
             listeners.insert(id, addr.clone());
         }
+        for addr in &config.external_addrs {
+            swarm.add_external_address(addr.clone());
+        }
         for addr in &config.bootstrap {
             if let Some(Protocol::P2p(peer)) = addr.iter().last() {
                 swarm.behaviour_mut().kad.add_address(&peer, addr.clone());

@@ -117,6 +117,8 @@ enum Command {
     },
     /// Counters: peers, topics, DHT, bytes.
     Stats,
+    /// Reachability (AutoNAT), relay reservations and hole punching.
+    Nat,
     /// Always admit a peer (also in private mode).
     Allow {
         /// Peer id.
@@ -337,6 +339,7 @@ fn request(command: &Command) -> Result<(&'static str, Value)> {
         Command::Discover { kind } => ("discover", json!({ "type": kind })),
         Command::Get { kind, id } => ("get", json!({ "type": kind, "id": id })),
         Command::Stats => ("stats", json!({})),
+        Command::Nat => ("nat", json!({})),
         Command::Allow { peer_id } | Command::Deny { peer_id } | Command::Unlist { peer_id } => {
             NodeError::parse_peer_id(peer_id)?;
             let method = match command {

@@ -38,7 +38,12 @@ struct Args {
     /// Serve Prometheus metrics on HOST:PORT at /metrics.
     #[arg(long, value_name = "HOST:PORT")]
     metrics: Option<SocketAddr>,
-    /// Serve circuit relay v2 to other peers.
+    /// An address others reach this node at (repeatable), e.g. a port
+    /// forward; announced as confirmed.
+    #[arg(long, value_name = "MULTIADDR")]
+    external_addr: Vec<Multiaddr>,
+    /// Serve circuit relay v2 to other peers (its listen addresses become its
+    /// external addresses).
     #[arg(long)]
     relay_server: bool,
     /// Config file (default: the profile's config.toml, if present).
@@ -63,6 +68,9 @@ fn load_config(args: &Args, profile: &Profile) -> Result<NodeConfig> {
     }
     if !args.bootstrap.is_empty() {
         config.bootstrap = args.bootstrap.clone();
+    }
+    if !args.external_addr.is_empty() {
+        config.external_addrs = args.external_addr.clone();
     }
     if args.relay_server {
         config.relay_server = true;

@@ -287,6 +287,7 @@ async fn dispatch(node: &NodeHandle, method: &str, raw: Value) -> CallResult {
             to_json(node.get_resource(&p.kind, &p.id).await.map_err(node_err)?)
         }
         "stats" => to_json(node.stats().await.map_err(node_err)?),
+        "nat" => to_json(node.nat_status().await.map_err(node_err)?),
         "identity" => {
             let identity = node.identity();
             let record = identity.record();
