@@ -93,6 +93,9 @@ pub struct SimConfig {
     pub drain_secs: u64,
     /// Bound on forming the gossip meshes, in seconds.
     pub mesh_timeout_secs: u64,
+    /// Bound on waiting for start-up connection churn to end, in seconds
+    /// (0 starts the workload at once).
+    pub settle_timeout_secs: u64,
     /// Connection set-ups timed per transport (0 skips).
     pub connect_samples: usize,
     /// DHT lookups timed on the warm network (0 skips).
@@ -122,6 +125,7 @@ impl Default for SimConfig {
             idle_secs: 10,
             drain_secs: 15,
             mesh_timeout_secs: 60,
+            settle_timeout_secs: 120,
             connect_samples: 100,
             dht_lookups: 100,
             throughput_messages: 5000,

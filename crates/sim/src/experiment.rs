@@ -16,6 +16,7 @@ use crate::{
     clock::Clock,
     cluster::{
         local::{LocalCluster, LocalOptions, LocalTransport},
+        metric_sums,
         process::{find_conclaved, ProcessCluster, ProcessOptions},
         total_traffic, Cluster,
     },
@@ -23,13 +24,13 @@ use crate::{
     delivery::{delivery_stats, DeliveryStats, RecordedTotals, Recorder},
     envelope::{self, EnvelopeStatus},
     error::SimError,
-    formation::{self, MeshOutcome},
+    formation::{self, MeshOutcome, QuietOutcome, CONNECTIONS},
     machine::Machine,
     percentiles::summarize_us,
-    procfs, prometheus_text,
+    procfs,
     report::{
-        ByzantineReport, ConnectReport, CpuReport, EnvelopeReport, Report, TopologyReport,
-        WorkloadReport,
+        ByzantineReport, ChurnReport, ConnectReport, CpuReport, EnvelopeReport, PeersReport,
+        Report, TopologyReport, WorkloadReport,
     },
     schedule::{self, Slot, SlotKind},
     topology::Topology,
@@ -38,13 +39,22 @@ use crate::{
 };
 
 /// Gossipsub's count of messages received before de-duplication.
-const RECV_UNFILTERED: &str = "topic_msg_recv_counts_unfiltered_total";
+const RECV_UNFILTERED: (&str, &str) = ("topic_msg_recv_counts_unfiltered_total", "");
 /// Gossipsub's count of messages received after de-duplication.
-const RECV_FILTERED: &str = "topic_msg_recv_counts_total";
+const RECV_FILTERED: (&str, &str) = ("topic_msg_recv_counts_total", "");
+/// DHT GetRecord requests served, all nodes together: during the lookups,
+/// the requests the lookups sent.
+const KAD_GET_SERVED: (&str, &str) = ("kad_inbound_requests_total", "request=\"GetRecord\"");
 
 /// Everything measured on the main network.
 struct NetworkFigures {
     dial_us: Vec<u64>,
+    subscribe_us: Vec<u64>,
+    peers: Vec<usize>,
+    load_connections: Option<f64>,
+    idle_connections: Option<f64>,
+    dht_requests_per_lookup: Option<f64>,
+    quiet: QuietOutcome,
     mesh: MeshOutcome,
     published: Vec<Published>,
     publishing: Duration,
@@ -62,6 +72,28 @@ struct NetworkFigures {
     dht: Option<DhtFigures>,
     rss: Option<Vec<u64>>,
     process_rss: Option<u64>,
+    notes: Vec<String>,
+}
+
+/// Progress lines on stderr, so that a long run shows where it is (stdout
+/// stays the report).
+struct Progress {
+    started: Instant,
+}
+
+impl Progress {
+    fn start() -> Self {
+        Self {
+            started: Instant::now(),
+        }
+    }
+
+    fn say(&self, what: &str) {
+        eprintln!(
+            "conclave-sim [{:7.1} s] {what}",
+            self.started.elapsed().as_secs_f64()
+        );
+    }
 }
 
 /// What the main network runs.
@@ -113,6 +145,7 @@ pub async fn run(config: SimConfig, command: String) -> Result<Report, SimError>
         ..plan.spec.clone()
     };
 
+    let progress = Progress::start();
     let (figures, transport, connect_ms, throughput) = match config.mode {
         Mode::Inproc | Mode::Memory => {
             let transport = if config.mode == Mode::Memory {
@@ -126,18 +159,32 @@ pub async fn run(config: SimConfig, command: String) -> Result<Report, SimError>
                 byzantine_max_message_size: config.oversized_size(),
                 byzantine: plan.byzantine.clone(),
                 max_connections,
+                // Workload receivers keep up at these rates; a bigger buffer
+                // would cost memory in every one of up to thousands of nodes.
+                event_buffer: 2048,
             };
+            progress.say(&format!("starting {} nodes", config.nodes));
             let cluster = Arc::new(LocalCluster::start(config.nodes, &options).await?);
             let transport_name = cluster.transport();
-            let figures = measure(&cluster, &config, &plan, &mut rng).await;
+            let figures = measure(&cluster, &config, &plan, &mut rng, &progress).await;
+            progress.say("stopping the nodes");
             cluster.stop().await;
             drop(cluster);
             let figures = figures?;
 
-            let connect_ms = local_connect_times(transport, config.connect_samples).await?;
+            progress.say("timing connection set-up on fresh pairs");
+            let connect_ms = local_connect_times(transport, config.connect_samples)
+                .await
+                .unwrap_or_else(|e| {
+                    warnings.push(format!("connection timing failed: {e}"));
+                    ConnectReport::default()
+                });
             let throughput = if config.throughput_messages > 0 {
+                progress.say("publish throughput test");
                 let tp_options = LocalOptions {
                     byzantine: Vec::new(),
+                    // Bursts of thousands of messages to a few nodes.
+                    event_buffer: 16384,
                     ..options
                 };
                 let tp = Arc::new(LocalCluster::start(config.throughput_nodes, &tp_options).await?);
@@ -149,7 +196,9 @@ pub async fn run(config: SimConfig, command: String) -> Result<Report, SimError>
                 )
                 .await;
                 tp.stop().await;
-                Some(result?)
+                result
+                    .map_err(|e| warnings.push(format!("throughput test failed: {e}")))
+                    .ok()
             } else {
                 None
             };
@@ -157,6 +206,11 @@ pub async fn run(config: SimConfig, command: String) -> Result<Report, SimError>
         }
         Mode::Process => {
             let binary = find_conclaved(config.conclaved.as_deref())?;
+            progress.say(&format!(
+                "starting {} daemons ({})",
+                config.nodes,
+                binary.display()
+            ));
             let options = ProcessOptions {
                 binary,
                 max_message_size: config.honest_max_message_size(),
@@ -165,7 +219,8 @@ pub async fn run(config: SimConfig, command: String) -> Result<Report, SimError>
                 max_connections,
             };
             let cluster = Arc::new(ProcessCluster::start(config.nodes, &options).await?);
-            let figures = measure(&cluster, &config, &plan, &mut rng).await;
+            let figures = measure(&cluster, &config, &plan, &mut rng, &progress).await;
+            progress.say("stopping the daemons");
             cluster.stop().await;
             drop(cluster);
             let figures = figures?;
@@ -176,6 +231,7 @@ pub async fn run(config: SimConfig, command: String) -> Result<Report, SimError>
             };
             warnings.push("process mode: latencies include the control-socket hops at both ends (publish request, message notification)".into());
             let throughput = if config.throughput_messages > 0 {
+                progress.say("publish throughput test");
                 let tp_options = ProcessOptions {
                     byzantine: Vec::new(),
                     ..options
@@ -191,13 +247,17 @@ pub async fn run(config: SimConfig, command: String) -> Result<Report, SimError>
                 .await;
                 tp.stop().await;
                 warnings.push("process mode: publish throughput is limited by one control request per message (4 connections)".into());
-                Some(result?)
+                result
+                    .map_err(|e| warnings.push(format!("throughput test failed: {e}")))
+                    .ok()
             } else {
                 None
             };
             (figures, "quic", connect_ms, throughput)
         }
     };
+    progress.say("done");
+    warnings.extend(figures.notes.iter().cloned());
 
     Ok(assemble(
         &config,
@@ -240,24 +300,9 @@ async fn local_connect_times(
     Ok(report)
 }
 
-/// Gossipsub's received-message counters summed over all nodes, when the
-/// node registers them.
-async fn gossip_counts<C: Cluster>(cluster: &C) -> Result<Option<(f64, f64)>, SimError> {
-    let (mut unfiltered, mut filtered) = (0.0, 0.0);
-    for node in 0..cluster.len() {
-        let text = cluster.metrics_text(node).await?;
-        match (
-            prometheus_text::sum_samples(&text, RECV_UNFILTERED),
-            prometheus_text::sum_samples(&text, RECV_FILTERED),
-        ) {
-            (Some(u), Some(f)) => {
-                unfiltered += u;
-                filtered += f;
-            }
-            _ => return Ok(None),
-        }
-    }
-    Ok(Some((unfiltered, filtered)))
+/// Growth of a metric sum; a metric that appears only later started at 0.
+fn delta(before: Option<f64>, after: Option<f64>) -> Option<f64> {
+    after.map(|b| b - before.unwrap_or(0.0))
 }
 
 async fn measure<C: Cluster>(
@@ -265,10 +310,14 @@ async fn measure<C: Cluster>(
     config: &SimConfig,
     plan: &Plan,
     rng: &mut StdRng,
+    progress: &Progress,
 ) -> Result<NetworkFigures, SimError> {
     let n = cluster.len();
     let topic = plan.spec.topic.as_str();
+    let mut notes = Vec::new();
+    progress.say(&format!("dialling {} edges", plan.topology.edges.len()));
     let dial_us = formation::dial_topology(cluster, &plan.topology).await?;
+    progress.say("subscribing");
 
     let recorder = Arc::new(Recorder::new(
         plan.spec.run,
@@ -277,9 +326,14 @@ async fn measure<C: Cluster>(
         config.oversized_threshold(),
     ));
     let receive_bound = Duration::from_secs(
-        config.mesh_timeout_secs + config.idle_secs + config.drain_secs * 2 + 600,
+        config.mesh_timeout_secs
+            + config.settle_timeout_secs
+            + config.idle_secs
+            + config.drain_secs * 2
+            + 600,
     ) + config.workload_duration() * 2;
-    formation::subscribe_all(cluster, topic, &recorder, receive_bound).await?;
+    let subscribe_us = formation::subscribe_all(cluster, topic, &recorder, receive_bound).await?;
+    progress.say("waiting for the gossip meshes");
     let mesh = formation::wait_for_meshes(
         cluster,
         topic,
@@ -288,8 +342,25 @@ async fn measure<C: Cluster>(
     )
     .await?;
 
+    progress.say("waiting for the network to stop opening connections");
+    let quiet =
+        formation::wait_for_quiet(cluster, Duration::from_secs(config.settle_timeout_secs)).await?;
+    if config.settle_timeout_secs == 0 {
+        notes.push("no wait for start-up connection churn to end (--settle-timeout-secs 0)".into());
+    } else if !quiet.settled {
+        notes.push(format!(
+            "the network was still opening {:.2} connections per node per second when the workload started (bound {} s)",
+            quiet.last_rate.unwrap_or(0.0),
+            config.settle_timeout_secs
+        ));
+    }
+    let mut peers = Vec::with_capacity(n);
+    for node in 0..n {
+        peers.push(cluster.peers(node).await?);
+    }
+    let workload_metrics = [RECV_UNFILTERED, RECV_FILTERED, CONNECTIONS];
     let traffic_before = total_traffic(cluster.as_ref()).await?;
-    let counts_before = gossip_counts(cluster.as_ref()).await?;
+    let metrics_before = metric_sums(cluster.as_ref(), &workload_metrics).await?;
     let loopback_before = procfs::loopback_rx_bytes().ok();
     let ticks = procfs::clock_ticks_per_second();
     let own_cpu = || -> f64 {
@@ -305,6 +376,12 @@ async fn measure<C: Cluster>(
     let cpu_before = cluster.cpu_seconds()?;
     let load_started = Instant::now();
 
+    progress.say(&format!(
+        "publishing {} messages ({} valid) over {:.0} s",
+        plan.slots.len(),
+        config.messages,
+        config.workload_duration().as_secs_f64()
+    ));
     let (published, publishing) = workload::publish_all(cluster, &plan.slots, &plan.spec).await?;
     let accepted: Vec<(u32, usize)> = published
         .iter()
@@ -312,6 +389,7 @@ async fn measure<C: Cluster>(
         .map(|p| (p.slot.seq, p.slot.publisher))
         .collect();
     let expected = (accepted.len() * (n - 1)) as u64;
+    progress.say("waiting for the last deliveries");
     recorder
         .wait_for(expected, Duration::from_secs(config.drain_secs))
         .await;
@@ -327,30 +405,55 @@ async fn measure<C: Cluster>(
         _ => None,
     };
     let traffic = total_traffic(cluster.as_ref()).await?.since(traffic_before);
-    let gossip_counts = match (counts_before, gossip_counts(cluster.as_ref()).await?) {
-        (Some((u0, f0)), Some((u1, f1))) => Some((u1 - u0, f1 - f0)),
-        _ => None,
-    };
+    let metrics_after = metric_sums(cluster.as_ref(), &workload_metrics).await?;
+    let gossip_counts =
+        delta(metrics_before[0], metrics_after[0]).zip(delta(metrics_before[1], metrics_after[1]));
+    let load_connections = delta(metrics_before[2], metrics_after[2]);
     let recorded = recorder.snapshot();
     let delivery = delivery_stats(&accepted, &recorded.deliveries, n);
 
-    let dht = if config.dht_lookups > 0 {
-        Some(bench::dht::lookups(cluster.as_ref(), config.dht_lookups, plan.spec.run, rng).await?)
+    let (dht, dht_requests_per_lookup) = if config.dht_lookups > 0 {
+        progress.say(&format!(
+            "{} DHT announcements and lookups",
+            config.dht_lookups
+        ));
+        match bench::dht::announce(cluster.as_ref(), config.dht_lookups, plan.spec.run, rng).await {
+            Ok(announced) => {
+                let before = metric_sums(cluster.as_ref(), &[KAD_GET_SERVED]).await?[0];
+                let dht = bench::dht::look_up(cluster.as_ref(), announced, rng).await;
+                let after = metric_sums(cluster.as_ref(), &[KAD_GET_SERVED]).await?[0];
+                // No sample at all: no node served a GetRecord request.
+                let requests = delta(before, after).unwrap_or(0.0);
+                let per_lookup = Some(requests / config.dht_lookups as f64);
+                (Some(dht), per_lookup)
+            }
+            Err(e) => {
+                notes.push(format!("DHT announcements failed: {e}"));
+                (None, None)
+            }
+        }
     } else {
-        None
+        (None, None)
     };
     // Idle last, once start-up work (identify, DHT bootstrap, grafting) and
     // the workload are over: the steady state of a formed network.
     let idle_window = Duration::from_secs(config.idle_secs);
-    let (idle_cpu_s, idle_traffic) = if config.idle_secs > 0 {
+    let (idle_cpu_s, idle_traffic, idle_connections) = if config.idle_secs > 0 {
+        progress.say(&format!("measuring {} s of idle network", config.idle_secs));
         let traffic_before = total_traffic(cluster.as_ref()).await?;
+        let connections_before = metric_sums(cluster.as_ref(), &[CONNECTIONS]).await?[0];
         let before = cluster.cpu_seconds()?;
         tokio::time::sleep(idle_window).await;
         let cpu = cluster.cpu_seconds()? - before;
         let traffic = total_traffic(cluster.as_ref()).await?.since(traffic_before);
-        (Some(cpu), Some(traffic))
+        let connections_after = metric_sums(cluster.as_ref(), &[CONNECTIONS]).await?[0];
+        (
+            Some(cpu),
+            Some(traffic),
+            delta(connections_before, connections_after),
+        )
     } else {
-        (None, None)
+        (None, None, None)
     };
     let rss = cluster.rss_bytes()?;
     let process_rss = if cluster.cpu_is_per_process() {
@@ -360,6 +463,12 @@ async fn measure<C: Cluster>(
     };
     Ok(NetworkFigures {
         dial_us,
+        subscribe_us,
+        peers,
+        load_connections,
+        idle_connections,
+        dht_requests_per_lookup,
+        quiet,
         mesh,
         published,
         publishing,
@@ -377,6 +486,7 @@ async fn measure<C: Cluster>(
         dht,
         rss,
         process_rss,
+        notes,
     })
 }
 
@@ -498,6 +608,7 @@ fn assemble(
             diameter: plan.topology.diameter(),
         },
         mesh: f.mesh,
+        settle: f.quiet,
         workload: WorkloadReport {
             messages: config.messages,
             rate: config.rate,
@@ -565,6 +676,21 @@ fn assemble(
         },
         connect_ms,
         topology_dial_ms: summarize_us(&mut f.dial_us.clone()),
+        subscribe_ms: summarize_us(&mut f.subscribe_us.clone()),
+        peers_per_node: PeersReport {
+            mean: f.peers.iter().sum::<usize>() as f64 / n as f64,
+            max: f.peers.iter().copied().max().unwrap_or(0),
+            topology_mean: 2.0 * plan.topology.edges.len() as f64 / n as f64,
+        },
+        connections_opened_per_node_per_min: ChurnReport {
+            load: f
+                .load_connections
+                .and_then(|c| per_node_per_minute(c, n, f.load_window)),
+            idle: f
+                .idle_connections
+                .and_then(|c| per_node_per_minute(c, n, f.idle_window)),
+        },
+        dht_requests_per_lookup: f.dht_requests_per_lookup,
         dht_lookup_ms: f.dht.as_ref().and_then(|d| d.lookup),
         dht: f.dht,
         dht_hops: None,

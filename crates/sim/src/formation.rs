@@ -9,13 +9,82 @@ use std::{
 use serde::Serialize;
 use tokio::{sync::Semaphore, task::JoinSet};
 
-use crate::{cluster::Cluster, delivery::Recorder, error::SimError, topology::Topology};
+use crate::{
+    cluster::{metric_sums, Cluster},
+    delivery::Recorder,
+    error::SimError,
+    topology::Topology,
+};
 
 /// Gossipsub's `mesh_n_low` in the node: below it a node grafts more peers.
 pub const MESH_N_LOW: usize = 4;
 /// How often mesh sizes are polled: gossipsub reports no event when its
 /// mesh changes, and grafting happens on its 1 s heartbeat.
 const MESH_POLL: Duration = Duration::from_millis(250);
+
+/// libp2p's count of connections established (both directions).
+pub const CONNECTIONS: (&str, &str) = ("swarm_connections_established_total", "");
+/// Window over which connection churn is judged.
+const QUIET_WINDOW: Duration = Duration::from_secs(2);
+/// New connections per node per second below which the network is quiet.
+const QUIET_RATE: f64 = 0.05;
+
+/// How long the network took to stop opening connections after forming.
+#[derive(Debug, Clone, Serialize)]
+pub struct QuietOutcome {
+    /// Until a window with (almost) no new connections, from the end of
+    /// mesh formation.
+    pub settled_ms: f64,
+    /// Whether it settled within the bound.
+    pub settled: bool,
+    /// New connections per node per second in the last window.
+    pub last_rate: Option<f64>,
+}
+
+/// Waits, at most `bound`, until the nodes stop opening connections: after
+/// dialling the topology they run DHT bootstrap queries (which dial many
+/// peers) and AutoNAT probes. libp2p has no event for this, so the
+/// connection counter is read every 2 s.
+pub async fn wait_for_quiet<C: Cluster>(
+    cluster: &Arc<C>,
+    bound: Duration,
+) -> Result<QuietOutcome, SimError> {
+    let started = Instant::now();
+    if bound.is_zero() {
+        return Ok(QuietOutcome {
+            settled_ms: 0.0,
+            settled: false,
+            last_rate: None,
+        });
+    }
+    let n = cluster.len() as f64;
+    let mut before = metric_sums(cluster.as_ref(), &[CONNECTIONS]).await?[0];
+    let mut last_rate = None;
+    while started.elapsed() < bound {
+        let window = Instant::now();
+        tokio::time::sleep(QUIET_WINDOW).await;
+        let after = metric_sums(cluster.as_ref(), &[CONNECTIONS]).await?[0];
+        let (Some(a), Some(b)) = (before, after) else {
+            // The node does not count connections: nothing to wait for.
+            break;
+        };
+        let rate = (b - a) / n / window.elapsed().as_secs_f64();
+        last_rate = Some(rate);
+        before = after;
+        if rate < QUIET_RATE {
+            return Ok(QuietOutcome {
+                settled_ms: started.elapsed().as_secs_f64() * 1000.0,
+                settled: true,
+                last_rate,
+            });
+        }
+    }
+    Ok(QuietOutcome {
+        settled_ms: started.elapsed().as_secs_f64() * 1000.0,
+        settled: last_rate.is_none(),
+        last_rate,
+    })
+}
 
 /// How the meshes looked when the workload started.
 #[derive(Debug, Clone, Serialize)]
@@ -58,19 +127,24 @@ pub async fn dial_topology<C: Cluster>(
     Ok(times)
 }
 
-/// Subscribes every node to `topic`, recording into `recorder` for `bound`.
+/// Subscribes every node to `topic`, recording into `recorder` for `bound`;
+/// returns each subscription's time in microseconds (a node's answer to a
+/// command: how busy its event loop is).
 pub async fn subscribe_all<C: Cluster>(
     cluster: &Arc<C>,
     topic: &str,
     recorder: &Arc<Recorder>,
     bound: Duration,
-) -> Result<(), SimError> {
+) -> Result<Vec<u64>, SimError> {
+    let mut times = Vec::with_capacity(cluster.len());
     for node in 0..cluster.len() {
+        let started = Instant::now();
         cluster
             .subscribe(node, topic, recorder.clone(), bound)
             .await?;
+        times.push(started.elapsed().as_micros() as u64);
     }
-    Ok(())
+    Ok(times)
 }
 
 /// Waits until every node sees all its neighbours subscribed to `topic`,

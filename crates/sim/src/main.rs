@@ -75,6 +75,10 @@ struct Args {
     /// Bound on forming the gossip meshes, in seconds.
     #[arg(long, default_value_t = 60)]
     mesh_timeout_secs: u64,
+    /// Bound on waiting for start-up connection churn (DHT bootstrap,
+    /// AutoNAT) to end before the workload, in seconds (0: no wait).
+    #[arg(long, default_value_t = 120)]
+    settle_timeout_secs: u64,
     /// Connection set-ups timed per transport (0 skips).
     #[arg(long, default_value_t = 100)]
     connect_samples: usize,
@@ -116,6 +120,7 @@ impl Args {
             idle_secs: self.idle_secs,
             drain_secs: self.drain_secs,
             mesh_timeout_secs: self.mesh_timeout_secs,
+            settle_timeout_secs: self.settle_timeout_secs,
             connect_samples: self.connect_samples,
             dht_lookups: self.dht_lookups,
             throughput_messages: self.throughput_messages,

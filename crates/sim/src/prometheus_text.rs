@@ -6,6 +6,12 @@
 /// `topic_msg_recv_counts_total` also matches
 /// `gossipsub_topic_msg_recv_counts_total`.
 pub fn sum_samples(text: &str, name: &str) -> Option<f64> {
+    sum_samples_labelled(text, name, "")
+}
+
+/// Like [`sum_samples`], counting only samples whose label set contains
+/// `label` (such as `type="GetRecord"`).
+pub fn sum_samples_labelled(text: &str, name: &str, label: &str) -> Option<f64> {
     let mut found = false;
     let mut sum = 0.0;
     for line in text.lines().filter(|l| !l.starts_with('#')) {
@@ -19,6 +25,9 @@ pub fn sum_samples(text: &str, name: &str) -> Option<f64> {
             continue;
         }
         let rest = &line[name_end..];
+        if !label.is_empty() && !rest.contains(label) {
+            continue;
+        }
         let value = if rest.starts_with('{') {
             rest.rsplit_once("} ").map(|(_, v)| v)
         } else {
@@ -45,6 +54,8 @@ gossipsub_topic_msg_recv_counts_unfiltered_total{hash="a"} 31
 libp2p_bandwidth_bytes_total{protocols="/ip4/udp/quic-v1",direction="Inbound"} 1024
 plain_gauge 2.5
 xplain_gauge 7
+libp2p_kad_query_result_num_requests_sum{type="GetRecord"} 12.0
+libp2p_kad_query_result_num_requests_sum{type="Bootstrap"} 30.0
 # EOF
 "#;
 
@@ -61,5 +72,15 @@ xplain_gauge 7
         );
         assert_eq!(sum_samples(TEXT, "plain_gauge"), Some(2.5));
         assert_eq!(sum_samples(TEXT, "missing_total"), None);
+        let name = "kad_query_result_num_requests_sum";
+        assert_eq!(sum_samples(TEXT, name), Some(42.0));
+        assert_eq!(
+            sum_samples_labelled(TEXT, name, r#"type="GetRecord""#),
+            Some(12.0)
+        );
+        assert_eq!(
+            sum_samples_labelled(TEXT, name, r#"type="PutRecord""#),
+            None
+        );
     }
 }

@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::{
     bench::{dht::DhtFigures, throughput::ThroughputFigures},
     config::{Mode, TopologyKind},
-    formation::MeshOutcome,
+    formation::{MeshOutcome, QuietOutcome},
     machine::Machine,
     percentiles::Summary,
     traffic::DuplicateMethod,
@@ -118,6 +118,28 @@ pub struct ConnectReport {
     pub method: String,
 }
 
+/// Connected peers per node when the workload started.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeersReport {
+    /// Mean.
+    pub mean: f64,
+    /// Largest.
+    pub max: usize,
+    /// Mean neighbours in the dialled topology (the rest the nodes dialled
+    /// on their own, mostly for DHT queries).
+    pub topology_mean: f64,
+}
+
+/// New connections per node per minute (libp2p's
+/// `swarm_connections_established` counter, both directions).
+#[derive(Debug, Clone, Serialize)]
+pub struct ChurnReport {
+    /// During the workload.
+    pub load: Option<f64>,
+    /// With the network idle.
+    pub idle: Option<f64>,
+}
+
 /// Everything a run measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -133,6 +155,8 @@ pub struct Report {
     pub topology: TopologyReport,
     /// Mesh formation before the workload.
     pub mesh: MeshOutcome,
+    /// The wait for start-up connection churn to end before the workload.
+    pub settle: QuietOutcome,
     /// The workload.
     pub workload: WorkloadReport,
     /// Signed envelopes.
@@ -169,8 +193,18 @@ pub struct Report {
     /// Dials of the topology, as made (concurrently in-process, one at a
     /// time through the control socket in process mode).
     pub topology_dial_ms: Option<Summary>,
+    /// Time each node took to answer the subscribe command.
+    pub subscribe_ms: Option<Summary>,
+    /// Connected peers per node at the start of the workload.
+    pub peers_per_node: PeersReport,
+    /// Connection churn.
+    pub connections_opened_per_node_per_min: ChurnReport,
     /// DHT lookup times.
     pub dht_lookup_ms: Option<Summary>,
+    /// GetRecord requests the nodes served during the lookups, per lookup
+    /// (libp2p's `kad_inbound_requests{request="GetRecord"}`): a proxy for
+    /// hops, as the node does not expose them.
+    pub dht_requests_per_lookup: Option<f64>,
     /// DHT details (announce times, failures).
     pub dht: Option<DhtFigures>,
     /// DHT lookup hops (not exposed by the node API: always null).
@@ -234,6 +268,15 @@ impl Report {
                 format!(
                     "formed in {:.0} ms, {} nodes below target, smallest {}",
                     self.mesh.formed_ms, self.mesh.nodes_below_target, self.mesh.smallest_mesh
+                ),
+            ),
+            (
+                "settled",
+                format!(
+                    "{} after {:.0} ms (last {} new connections/node/s)",
+                    if self.settle.settled { "yes" } else { "NO" },
+                    self.settle.settled_ms,
+                    opt(self.settle.last_rate, 3)
                 ),
             ),
             (
@@ -315,6 +358,24 @@ impl Report {
             ("connect TCP ms", dist(&self.connect_ms.tcp)),
             ("connect memory ms", dist(&self.connect_ms.memory)),
             ("topology dials ms", dist(&self.topology_dial_ms)),
+            ("subscribe ms", dist(&self.subscribe_ms)),
+            (
+                "peers per node",
+                format!(
+                    "mean {:.1} max {} at workload start (topology gives {:.1})",
+                    self.peers_per_node.mean,
+                    self.peers_per_node.max,
+                    self.peers_per_node.topology_mean
+                ),
+            ),
+            (
+                "new conns/node/min",
+                format!(
+                    "load {} idle {}",
+                    opt(self.connections_opened_per_node_per_min.load, 2),
+                    opt(self.connections_opened_per_node_per_min.idle, 2)
+                ),
+            ),
             (
                 "DHT lookup ms",
                 format!(
@@ -322,7 +383,11 @@ impl Report {
                     dist(&self.dht_lookup_ms),
                     self.dht
                         .as_ref()
-                        .map(|d| format!(", {} failed", d.failures))
+                        .map(|d| format!(
+                            ", {} failed, {} requests/lookup",
+                            d.failures,
+                            opt(self.dht_requests_per_lookup, 1)
+                        ))
                         .unwrap_or_default()
                 ),
             ),
@@ -363,7 +428,7 @@ impl Report {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::formation::MeshOutcome;
+    use crate::formation::{MeshOutcome, QuietOutcome};
 
     pub(crate) fn sample() -> Report {
         let s = Summary {
@@ -390,6 +455,11 @@ pub(crate) mod tests {
                 formed_ms: 1000.0,
                 nodes_below_target: 0,
                 smallest_mesh: 2,
+            },
+            settle: QuietOutcome {
+                settled_ms: 2000.0,
+                settled: true,
+                last_rate: Some(0.0),
             },
             workload: WorkloadReport {
                 messages: 10,
@@ -442,7 +512,18 @@ pub(crate) mod tests {
                 method: "pair".into(),
             },
             topology_dial_ms: Some(s),
+            subscribe_ms: Some(s),
+            peers_per_node: PeersReport {
+                mean: 2.0,
+                max: 2,
+                topology_mean: 2.0,
+            },
+            connections_opened_per_node_per_min: ChurnReport {
+                load: Some(0.0),
+                idle: Some(0.0),
+            },
             dht_lookup_ms: Some(s),
+            dht_requests_per_lookup: Some(3.0),
             dht: None,
             dht_hops: None,
             publish_msgs_per_s: Some(1234.0),

@@ -24,6 +24,7 @@ fn small(mode: Mode) -> SimConfig {
         idle_secs: 0,
         drain_secs: 20,
         mesh_timeout_secs: 20,
+        settle_timeout_secs: 10,
         connect_samples: 5,
         dht_lookups: 5,
         throughput_messages: 200,

@@ -4,7 +4,8 @@
 //! A lookup can be answered from the asking node's own store when that node
 //! is among the peers the record was replicated to (the 20 closest to its
 //! key); such lookups take microseconds and are part of the distribution,
-//! as they are for real users. Hop counts are not exposed by the node API.
+//! as they are for real users. Hop counts are not exposed by the node API;
+//! the experiment counts the GetRecord requests the lookups caused instead.
 
 use std::time::Instant;
 
@@ -34,15 +35,21 @@ pub struct DhtFigures {
     pub first_failure: Option<String>,
 }
 
-/// Announces `count` resources and looks each up from another node.
-pub async fn lookups<C: Cluster>(
+/// Resources announced for the lookups: `(announcing node, id)`.
+pub struct Announced {
+    resources: Vec<(usize, String)>,
+    announce_us: Vec<u64>,
+}
+
+/// Announces `count` resources from random nodes.
+pub async fn announce<C: Cluster>(
     cluster: &C,
     count: usize,
     run: u32,
     rng: &mut impl Rng,
-) -> Result<DhtFigures, SimError> {
+) -> Result<Announced, SimError> {
     let n = cluster.len();
-    let mut announced = Vec::with_capacity(count);
+    let mut resources = Vec::with_capacity(count);
     let mut announce_us = Vec::with_capacity(count);
     for i in 0..count {
         let node = rng.gen_range(0..n);
@@ -50,12 +57,26 @@ pub async fn lookups<C: Cluster>(
         let started = Instant::now();
         cluster.announce(node, KIND, &id).await?;
         announce_us.push(started.elapsed().as_micros() as u64);
-        announced.push((node, id));
+        resources.push((node, id));
     }
-    let mut lookup_us = Vec::with_capacity(count);
+    Ok(Announced {
+        resources,
+        announce_us,
+    })
+}
+
+/// Looks every announced resource up from a random node other than its
+/// announcer, one at a time.
+pub async fn look_up<C: Cluster>(
+    cluster: &C,
+    mut announced: Announced,
+    rng: &mut impl Rng,
+) -> DhtFigures {
+    let n = cluster.len();
+    let mut lookup_us = Vec::with_capacity(announced.resources.len());
     let mut failures = 0;
     let mut first_failure = None;
-    for (owner, id) in &announced {
+    for (owner, id) in &announced.resources {
         let mut asker = rng.gen_range(0..n - 1);
         if asker >= *owner {
             asker += 1;
@@ -69,10 +90,10 @@ pub async fn lookups<C: Cluster>(
             }
         }
     }
-    Ok(DhtFigures {
+    DhtFigures {
         lookup: summarize_us(&mut lookup_us),
-        announce: summarize_us(&mut announce_us),
+        announce: summarize_us(&mut announced.announce_us),
         failures,
         first_failure,
-    })
+    }
 }

@@ -50,6 +50,9 @@ pub struct LocalOptions {
     pub byzantine: Vec<bool>,
     /// Upper bound of connections per node.
     pub max_connections: u32,
+    /// Node events buffered per subscriber; a receiver further behind
+    /// loses events (counted as lag). Each slot costs memory in every node.
+    pub event_buffer: usize,
 }
 
 /// Nodes running in this process.
@@ -83,8 +86,7 @@ fn node_config(options: &LocalOptions, byzantine: bool) -> NodeConfig {
             options.max_message_size
         },
         transport,
-        // Room for bursts: a receiver that falls behind loses events.
-        event_buffer: 8192,
+        event_buffer: options.event_buffer,
         ..NodeConfig::default()
     }
 }
@@ -231,6 +233,14 @@ impl Cluster for LocalCluster {
             .iter()
             .find(|t| t.topic == topic)
             .map_or(0, |t| t.mesh_peers))
+    }
+
+    async fn peers(&self, node: usize) -> Result<usize, SimError> {
+        self.nodes[node]
+            .peers()
+            .await
+            .map(|p| p.len())
+            .map_err(Self::node_err(node))
     }
 
     async fn publish(&self, node: usize, topic: &str, data: Vec<u8>) -> Result<(), SimError> {

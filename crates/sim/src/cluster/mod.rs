@@ -62,6 +62,10 @@ pub trait Cluster: Send + Sync + 'static {
         topic: &str,
     ) -> impl Future<Output = Result<usize, SimError>> + Send;
 
+    /// Peers node `node` is connected to (topology dials plus any the node
+    /// made on its own, e.g. for DHT queries).
+    fn peers(&self, node: usize) -> impl Future<Output = Result<usize, SimError>> + Send;
+
     /// Node `node` publishes `data` on `topic`.
     fn publish(
         &self,
@@ -104,6 +108,25 @@ pub trait Cluster: Send + Sync + 'static {
 
     /// Stops every node.
     fn stop(&self) -> impl Future<Output = ()> + Send;
+}
+
+/// Sums, over all nodes, each `(sample name, label)` metric of their
+/// registries. A node without a sample counts 0 (labelled families only
+/// show label sets that were used); `None` when no node has it at all.
+pub async fn metric_sums<C: Cluster>(
+    cluster: &C,
+    metrics: &[(&str, &str)],
+) -> Result<Vec<Option<f64>>, SimError> {
+    let mut sums: Vec<Option<f64>> = vec![None; metrics.len()];
+    for node in 0..cluster.len() {
+        let text = cluster.metrics_text(node).await?;
+        for (sum, (name, label)) in sums.iter_mut().zip(metrics) {
+            if let Some(v) = crate::prometheus_text::sum_samples_labelled(&text, name, label) {
+                *sum = Some(sum.unwrap_or(0.0) + v);
+            }
+        }
+    }
+    Ok(sums)
 }
 
 /// Sums traffic over all nodes.

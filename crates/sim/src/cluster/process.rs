@@ -366,6 +366,11 @@ impl Cluster for ProcessCluster {
             .unwrap_or(0) as usize)
     }
 
+    async fn peers(&self, node: usize) -> Result<usize, SimError> {
+        let stats = self.stats(node).await?;
+        Ok(stats["peers"].as_u64().unwrap_or(0) as usize)
+    }
+
     async fn publish(&self, node: usize, topic: &str, data: Vec<u8>) -> Result<(), SimError> {
         let text = String::from_utf8(data)
             .map_err(|_| daemon_err(node, "the control socket publishes text only"))?;
