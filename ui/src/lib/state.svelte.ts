@@ -56,8 +56,12 @@ export function setPeers(list: PeerView[]): void {
   peerMap = new Map(list.map((p) => [p.peer_id, p]));
 }
 
+/** Changes that arrive while a full list is being fetched, replayed on it. */
+let inFlight: PeerChanged[] | null = null;
+
 function applyPeerChange(change: PeerChanged): void {
   if (app.synthetic) return;
+  inFlight?.push(change);
   switch (change.kind) {
     case "connected":
     case "updated": {
@@ -81,12 +85,20 @@ function applyPeerChange(change: PeerChanged): void {
 
 export async function refreshPeers(): Promise<void> {
   if (app.synthetic) return;
+  const changes: PeerChanged[] = [];
+  inFlight = changes;
   try {
-    setPeers(await unwrap(commands.peers()));
+    const list = await unwrap(commands.peers());
+    inFlight = null;
+    // The list may predate events that arrived meanwhile (a first RTT, a
+    // disconnect): apply them again on top of it.
+    setPeers(list);
+    for (const c of changes) if (c.kind !== "resync") applyPeerChange(c);
     app.peersError = null;
   } catch (e) {
     app.peersError = e instanceof Error ? e.message : String(e);
   } finally {
+    if (inFlight === changes) inFlight = null;
     app.peersLoaded = true;
   }
 }
