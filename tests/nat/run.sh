@@ -137,21 +137,36 @@ home() { # letter wan-addr lan-router-addr/len host-addr/len nat-rules
   nsx "r$x" nft -f - <<<"$5" || return 1
 }
 
+# Every router is a home router: source NAT on its WAN side, and a firewall
+# that drops unsolicited packets to the router itself. (The drop matters for
+# hole punching: a peer's punch packet that arrives first would otherwise
+# leave a conntrack entry that clashes with the NAT mapping of our own
+# outgoing punch, and masquerade would pick another port.)
+FIREWALL='table inet filter {
+  chain input {
+    type filter hook input priority filter; policy accept;
+    iifname "wan" ct state new drop
+  }
+}'
+# Endpoint-independent mapping: masquerade keeps the source port when free.
 MASQ='table ip nat {
   chain postrouting {
     type nat hook postrouting priority srcnat; policy accept;
     oifname "wan" masquerade
   }
-}'
+}'"
+$FIREWALL"
 # Address- and port-dependent mapping: every new flow gets a random port.
 SYMMETRIC='table ip nat {
   chain postrouting {
     type nat hook postrouting priority srcnat; policy accept;
     oifname "wan" masquerade random,fully-random
   }
-}'
+}'"
+$FIREWALL"
+# Endpoint-independent mapping, and no UDP through the router at all.
 DROP_UDP="$MASQ"'
-table inet filter {
+table inet udpblock {
   chain forward {
     type filter hook forward priority filter; policy accept;
     meta l4proto udp counter drop
@@ -195,7 +210,7 @@ start_node() {
   ARGS[$name]="$*"
   : >"$dir/out"
   ip netns exec "$RUN-$ns" env P2P_MIN_CONNECTIONS="${NAT_MIN_CONNECTIONS:-10}" \
-    "$BIN/conclaved" --key-file "$dir/identity.key" --data-dir "$dir" "$@" \
+    ${NAT_RUST_LOG:+RUST_LOG="$NAT_RUST_LOG"} "$BIN/conclaved" --key-file "$dir/identity.key" --data-dir "$dir" "$@" \
     >"$dir/out" 2>>"$dir/err" &
   PID[$name]=$!
 }
@@ -249,7 +264,8 @@ wait_for() {
 
 # Paths ("direct"/"relayed") of NAME's connections to PEER, one per line.
 paths_to() { ctl "$1" peers | jq -r --arg p "$2" '.[] | select(.peer_id == $p) | (.connections // [{path: .path}])[] | .path'; }
-transports_to() { ctl "$1" peers | jq -r --arg p "$2" '.[] | select(.peer_id == $p) | (.connections // [{transport: .transport}])[] | .transport'; }
+# Transports of NAME's direct (not relayed) connections to PEER.
+transports_to() { ctl "$1" peers | jq -r --arg p "$2" '.[] | select(.peer_id == $p) | (.connections // [{transport: .transport, path: .path}])[] | select(.path != "relayed") | .transport'; }
 is_connected() { ctl "$1" peers | jq -e --arg p "$2" 'any(.[]; .peer_id == $p)' >/dev/null; }
 not_connected() { ! is_connected "$@"; }
 has_path() { paths_to "$1" "$2" | grep -qx "$3"; }
@@ -297,29 +313,42 @@ start_wan() {
   for x in public A B C D; do wait_ready "$x" || return 1; done
 }
 
-test_autonat() {
-  local -A expect=([public]=public [A]=private [B]=private [C]=private [D]=private)
-  local -A took=()
-  local deadline=$(($(now_ms) + 30000)) name r
+# Polls every daemon's `nat` from the start, recording when each home peer
+# holds a reservation and when each peer reports its expected reachability
+# (both measured from that daemon's ready line), for at most 30 s.
+declare -A EXPECT_REACH=([public]=public [A]=private [B]=private [C]=private [D]=private)
+declare -A REACH_MS=() RESERVE_MS=()
+watch_startup() {
+  local deadline=$(($(now_ms) + 30000)) name nat wanted
+  wanted=$((${#EXPECT_REACH[@]} + 4))
   while :; do
-    for name in "${!expect[@]}"; do
-      [ -n "${took[$name]:-}" ] && continue
-      r=$(nat_field "$name" .reachability 2>/dev/null)
-      if [ "$r" = "${expect[$name]}" ]; then took[$name]=$(($(now_ms) - READY_MS[$name])); fi
+    for name in public A B C D; do
+      [ -n "${REACH_MS[$name]:-}" ] && { [ "$name" = public ] || [ -n "${RESERVE_MS[$name]:-}" ]; } && continue
+      nat=$(ctl "$name" nat) || continue
+      if [ -z "${REACH_MS[$name]:-}" ] && [ "$(jq -r .reachability <<<"$nat")" = "${EXPECT_REACH[$name]}" ]; then
+        REACH_MS[$name]=$(($(now_ms) - READY_MS[$name]))
+      fi
+      if [ "$name" != public ] && [ -z "${RESERVE_MS[$name]:-}" ] &&
+        jq -e --arg r "${PEER[relay]}" '(.relays // []) | index($r) != null' <<<"$nat" >/dev/null; then
+        RESERVE_MS[$name]=$(($(now_ms) - READY_MS[$name]))
+      fi
     done
-    [ "${#took[@]}" -eq "${#expect[@]}" ] && break
-    [ "$(now_ms)" -lt "$deadline" ] || break
+    [ $((${#REACH_MS[@]} + ${#RESERVE_MS[@]})) -ge "$wanted" ] && return
+    [ "$(now_ms)" -lt "$deadline" ] || return
     sleep 0.2
   done
-  local summary="" missing=""
+}
+
+test_autonat() {
+  local summary="" missing="" name r
   for name in public A B C D; do
-    if [ -n "${took[$name]:-}" ]; then
-      summary+=" $name=${expect[$name]} in ${took[$name]} ms;"
-      figure "time to reachability ($name ${expect[$name]})" "${took[$name]} ms"
+    if [ -n "${REACH_MS[$name]:-}" ]; then
+      summary+=" $name ${EXPECT_REACH[$name]} in ${REACH_MS[$name]} ms;"
+      figure "time to reachability ($name ${EXPECT_REACH[$name]})" "${REACH_MS[$name]} ms"
     else
       r=$(nat_field "$name" .reachability 2>/dev/null)
       [ -n "$r" ] || r="? ($(last_ctl_error "$name"))"
-      missing+=" $name reports $r, not ${expect[$name]};"
+      missing+=" $name reports $r, not ${EXPECT_REACH[$name]} (autonat $(nat_field "$name" '.autonat|tostring' 2>/dev/null));"
     fi
   done
   if [ -z "$missing" ]; then
@@ -330,22 +359,11 @@ test_autonat() {
 }
 
 test_reservation() {
-  local -A took=()
-  local deadline=$(($(now_ms) + 30000)) x
-  while :; do
-    for x in A B C D; do
-      [ -n "${took[$x]:-}" ] && continue
-      has_reservation "$x" && took[$x]=$(($(now_ms) - READY_MS[$x]))
-    done
-    [ "${#took[@]}" -eq 4 ] && break
-    [ "$(now_ms)" -lt "$deadline" ] || break
-    sleep 0.2
-  done
-  local summary="" missing=""
+  local summary="" missing="" x
   for x in A B C D; do
-    if [ -n "${took[$x]:-}" ]; then
-      summary+=" $x in ${took[$x]} ms;"
-      figure "relay reservation ($x)" "${took[$x]} ms after start"
+    if [ -n "${RESERVE_MS[$x]:-}" ]; then
+      summary+=" $x in ${RESERVE_MS[$x]} ms;"
+      figure "relay reservation ($x)" "${RESERVE_MS[$x]} ms after start"
     else
       missing+=" $x (nat: $(ctl "$x" nat | jq -c '{relays, relayed_addrs}' 2>/dev/null || last_ctl_error "$x"));"
     fi
@@ -359,6 +377,7 @@ test_reservation() {
 
 test_holepunch() {
   local t=holepunch
+  wait_for 30 has_reservation B || { fail $t "B holds no relay reservation"; return; }
   if is_connected A "${PEER[B]}"; then
     log "A and B were already connected ($(paths_to A "${PEER[B]}" | tr '\n' ' ')); disconnecting first"
     ctl A disconnect "${PEER[B]}" >/dev/null
@@ -402,6 +421,7 @@ test_holepunch() {
 
 test_symmetric() {
   local t=symmetric
+  wait_for 30 has_reservation A || { fail $t "A holds no relay reservation"; return; }
   local before_fail=$(($(hole_punch C failures) + $(hole_punch A failures)))
   local t0 t1
   t0=$(now_ms)
@@ -436,28 +456,37 @@ test_tcp() {
   wait_for 20 is_connected D "${PEER[relay]}" || { fail $t "D never connected to the relay: $(last_ctl_error D)"; return; }
   local tr
   tr=$(transports_to D "${PEER[relay]}" | sort -u | tr '\n' ' ')
-  [ "$tr" = "tcp " ] || problems+=" D-relay transports '$tr' (want tcp);"
+  [ "$tr" = "tcp " ] || problems+=" D-relay direct connections' transports '$tr' (want tcp);"
   # D asks for the public peer by id only: the node must pick an address
-  # that works (QUIC is blocked) by itself.
+  # that works (QUIC is blocked) by itself. A relayed connection does not
+  # count: drop it first, or connect would answer at once.
   local t0 t1 how="by peer id"
-  t0=$(now_ms)
-  if is_connected D "${PEER[public]}"; then
-    how="not needed: D had connected to it by itself"
-  elif ! ctl D connect "/p2p/${PEER[public]}" >/dev/null; then
-    how="by peer id failed ($(last_ctl_error D)); then by its QUIC address, then TCP"
-    ctl D connect "/ip4/198.51.100.20/udp/4001/quic-v1/p2p/${PEER[public]}" >/dev/null ||
+  direct_to_public() { [ -n "$(transports_to D "${PEER[public]}")" ]; }
+  if direct_to_public; then
+    how="not needed: D had a direct connection to it already"
+  else
+    if is_connected D "${PEER[public]}"; then
+      ctl D disconnect "${PEER[public]}" >/dev/null
+      wait_for 5 not_connected D "${PEER[public]}"
+    fi
+    t0=$(now_ms)
+    if ! ctl D connect "/p2p/${PEER[public]}" >/dev/null; then
+      how="by its TCP address, as by peer id failed ($(last_ctl_error D))"
       ctl D connect "/ip4/198.51.100.20/tcp/4001/p2p/${PEER[public]}" >/dev/null ||
-      { fail $t "D cannot reach the public peer: $(last_ctl_error D)"; return; }
+        { fail $t "D cannot reach the public peer: $(last_ctl_error D)"; return; }
+    fi
+    t1=$(now_ms)
+    wait_for 10 direct_to_public || problems+=" no direct D-public connection after connect ($how), paths: $(paths_to D "${PEER[public]}" | tr '\n' ' ');"
+    figure "connect with UDP blocked (D to public peer, $how)" "$((t1 - t0)) ms"
+    how+=" in $((t1 - t0)) ms"
   fi
-  t1=$(now_ms)
-  [ "${how#not needed}" = "$how" ] && figure "connect over TCP with UDP blocked (D to public peer)" "$((t1 - t0)) ms"
   tr=$(transports_to D "${PEER[public]}" | sort -u | tr '\n' ' ')
-  [ "$tr" = "tcp " ] || problems+=" D-public transports '$tr' (want tcp);"
+  [ -z "$tr" ] || [ "$tr" = "tcp " ] || problems+=" D-public direct connections' transports '$tr' (want tcp);"
   message_flows D public "tcp-$RUN" "gossip D to public over TCP" || problems+=" gossip D->public failed;"
   local drops
-  drops=$(nsx rD nft list chain inet filter forward | grep -o 'packets [0-9]*' | head -n1)
+  drops=$(nsx rD nft list chain inet udpblock forward | grep -o 'packets [0-9]*' | head -n1)
   if [ -z "$problems" ]; then
-    pass $t "UDP dropped by D's router ($drops); D reached relay and public peer over tcp, connect ($how) took $((t1 - t0)) ms, gossip flows"
+    pass $t "UDP dropped by D's router ($drops); D reached relay and public peer over tcp (connect $how), gossip flows"
   else
     fail $t "connect $how;$problems"
   fi
@@ -513,9 +542,24 @@ test_mdns() {
   fi
 }
 
+# Whether NAME has a connection to PEER established at or after epoch second
+# SINCE (with path PATH, if given): tells new connections from old ones.
+conn_since() { # NAME PEER SINCE [PATH]
+  ctl "$1" peers | jq -e --arg p "$2" --argjson t "$3" --arg path "${4:-}" \
+    'any(.[] | select(.peer_id == $p) | .connections[]?; .established_at >= $t and ($path == "" or .path == $path))' >/dev/null
+}
+conn_before() { # NAME PEER BEFORE [PATH]
+  ctl "$1" peers | jq -e --arg p "$2" --argjson t "$3" --arg path "${4:-}" \
+    'any(.[] | select(.peer_id == $p) | .connections[]?; .established_at < $t and ($path == "" or .path == $path))' >/dev/null
+}
+
 test_restart() {
   local t=relay-restart
   stop_node relay
+  # Connection times are whole seconds: start the new relay in a later second
+  # than any connection to the old one, so new connections can be told apart.
+  local since=$(($(now_ms) / 1000 + 1))
+  while [ $(($(now_ms) / 1000)) -lt "$since" ]; do sleep 0.05; done
   start_node relay relay "${RELAY_ARGS[@]}"
   if ! wait_ready relay; then
     fail $t "the relay did not come back"
@@ -523,7 +567,8 @@ test_restart() {
   fi
   local t0=${READY_MS[relay]} x
   local -A took=()
-  regained() { is_connected "$1" "${PEER[relay]}" && has_reservation "$1"; }
+  # A new connection to the new relay process, and a reservation on it.
+  regained() { is_connected relay "${PEER[$1]}" && conn_since "$1" "${PEER[relay]}" "$since" && has_reservation "$1"; }
   local deadline=$((t0 + 45000))
   while :; do
     for x in A B; do
@@ -540,17 +585,21 @@ test_restart() {
       summary+=" $x in ${took[$x]} ms;"
       figure "reservation regained after relay restart ($x)" "${took[$x]} ms"
     else
-      problems+=" $x: connected=$(is_connected "$x" "${PEER[relay]}" && echo yes || echo no), nat $(ctl "$x" nat | jq -c '{relays, relayed_addrs}' 2>/dev/null || last_ctl_error "$x");"
+      problems+=" $x: relay sees it: $(is_connected relay "${PEER[$x]}" && echo yes || echo no), new connection: $(conn_since "$x" "${PEER[relay]}" "$since" && echo yes || echo no), nat $(ctl "$x" nat | jq -c '{relays, relayed_addrs}' 2>/dev/null || last_ctl_error "$x");"
     fi
   done
-  # The regained reservation works: C reaches A through the new relay.
+  # The regained reservation works: C reaches A through the new relay (once
+  # its circuit through the old relay is gone, or by itself).
   if [ -z "$problems" ]; then
-    wait_for 30 has_path C "${PEER[A]}" relayed || ctl C connect "$(circuit_to A)" >/dev/null ||
+    new_circuit() { conn_since C "${PEER[A]}" "$since" relayed; }
+    old_circuit_gone() { new_circuit || ! conn_before C "${PEER[A]}" "$since" relayed; }
+    wait_for 30 old_circuit_gone || problems+=" C's circuit to A through the old relay still listed after 30 s;"
+    new_circuit || ctl C connect "$(circuit_to A)" >/dev/null ||
       problems+=" C cannot dial A through the restarted relay: $(last_ctl_error C);"
-    has_path C "${PEER[A]}" relayed || problems+=" no relayed C-A connection;"
+    wait_for 5 new_circuit || problems+=" no new relayed C-A connection;"
   fi
   if [ -z "$problems" ]; then
-    pass $t "after the relay restarted, home peers reconnected and re-reserved by themselves:$summary a circuit to A works again"
+    pass $t "after the relay restarted, home peers reconnected and re-reserved by themselves:$summary a new circuit to A works"
   else
     fail $t "within 45 s of the relay's restart:$problems${summary:+ (regained:$summary)}"
   fi
@@ -574,6 +623,7 @@ elif ! start_wan; then
   fail daemons "the daemons did not start (see $WORK)"
 else
   log "network and daemons up in $(($(now_ms) - T_START)) ms: relay ${PEER[relay]}"
+  { want autonat || want reservation; } && watch_startup
   want autonat && test_autonat
   want reservation && test_reservation
   want holepunch && test_holepunch
@@ -583,6 +633,7 @@ else
   want restart && test_restart
 fi
 
+[ $((PASSED + FAILED)) -gt 0 ] || fail suite "no test ran (NAT_TESTS=$TESTS)"
 echo "nat: figures (suite took $((($(now_ms) - T_START) / 1000)) s):"
 for f in "${FIGURES[@]}"; do echo "  $f"; done
 echo "$PASSED passed, $FAILED failed"
