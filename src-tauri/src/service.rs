@@ -390,3 +390,97 @@ fn save_blocked(path: &std::path::Path, list: &[String]) -> CommandResult<()> {
     std::fs::write(&tmp, text).map_err(storage)?;
     std::fs::rename(&tmp, path).map_err(storage)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Collects what the service emits.
+    #[derive(Default)]
+    struct RecordingSink {
+        states: Mutex<Vec<NodeState>>,
+    }
+
+    impl EventSink for RecordingSink {
+        fn status(&self, status: &NodeStatus) {
+            self.states.lock().unwrap().push(status.state);
+        }
+        fn peer(&self, _change: PeerChanged) {}
+        fn stats(&self, _sample: StatsSampled) {}
+    }
+
+    async fn peer_count(service: &NodeService, want: usize) -> bool {
+        for _ in 0..100 {
+            if service.peers().await.unwrap().len() == want {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn starts_connects_denies_and_restarts_with_saved_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let profile = Profile::resolve("test", Some(dir.path())).unwrap();
+        profile.create_dirs().unwrap();
+        std::fs::write(
+            profile.config_file(),
+            "listen = [\"/ip4/127.0.0.1/udp/0/quic-v1\"]\nmdns = false\nmin_connections = 0\n",
+        )
+        .unwrap();
+        let sink = Arc::new(RecordingSink::default());
+        let identity = AppIdentity {
+            keypair: Keypair::generate_ed25519(),
+            pq: None,
+        };
+        let service = NodeService::new(profile, identity, sink.clone(), Instant::now());
+        service.start().await.unwrap();
+        assert_eq!(service.status().state, NodeState::Running);
+
+        let main = service.handle().unwrap();
+        let view = service
+            .sandbox()
+            .lock()
+            .await
+            .start(&main, 2)
+            .await
+            .unwrap();
+        assert_eq!(view.running, 2);
+        assert!(peer_count(&service, 2).await, "sandbox peers connected");
+
+        let err = service.connect("not a multiaddr").await.unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidInput);
+
+        // Saving restarts the node with the new values; the sandbox rejoins.
+        let mut settings = service.settings().unwrap().saved;
+        settings.max_connections = 9;
+        service.save_settings(&settings).await.unwrap();
+        assert_eq!(service.node_config().unwrap().max_connections, 9);
+        assert!(
+            peer_count(&service, 2).await,
+            "sandbox rejoined after restart"
+        );
+
+        // Deny closes the peer's connections and is remembered.
+        let denied = view.peer_ids[0].clone();
+        assert_eq!(service.block(&denied).await.unwrap(), vec![denied.clone()]);
+        assert!(peer_count(&service, 1).await, "denied peer disconnected");
+        assert_eq!(service.blocked(), vec![denied.clone()]);
+        assert!(service.unblock(&denied).await.unwrap().is_empty());
+
+        service.shutdown().await;
+        assert_eq!(service.status().state, NodeState::Stopped);
+        let states = sink.states.lock().unwrap().clone();
+        assert_eq!(
+            states,
+            [
+                NodeState::Starting,
+                NodeState::Running,
+                NodeState::Starting,
+                NodeState::Running,
+                NodeState::Stopped
+            ]
+        );
+    }
+}

@@ -20,7 +20,9 @@ export async function open(view) {
  * whose snapshot request sometimes never answers under Xvfb.
  */
 export async function screenshot(name) {
-  // Let the view paint the state the test just checked.
+  // Park the pointer on the sidebar so no tooltip covers the view, and let
+  // the view paint the state the test just checked.
+  await browser.action("pointer").move({ x: 4, y: 4 }).perform().catch(() => {});
   await browser.execute(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
   await run("import", ["-window", "root", path.join(screenshotDir, `${name}.png`)], { timeout: 20000 });
 }
