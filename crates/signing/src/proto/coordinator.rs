@@ -169,9 +169,6 @@ impl Coordinator {
         message: SessionMessage,
         now: Instant,
     ) -> Result<Vec<Action>, Refusal> {
-        if self.phase.is_terminal() {
-            return Err(Refusal(format!("session {} is over", self.spec.session_id)));
-        }
         let theirs = self.spec.keys_of(&from);
         if theirs.is_empty() {
             return Err(Refusal(format!(
@@ -187,6 +184,11 @@ impl Coordinator {
         };
         if let Some(foreign) = claimed.iter().find(|k| !theirs.contains(k)) {
             return Err(Refusal(format!("{from} does not sign for {foreign}")));
+        }
+        if self.phase.is_terminal() {
+            // Late but harmless (e.g. crossed the outcome on the way): the
+            // outcome already tells the sender how the session ended.
+            return Ok(Vec::new());
         }
         match message {
             SessionMessage::Join { keys } => self.on_join(keys, now),
@@ -219,14 +221,26 @@ impl Coordinator {
             return Ok(Vec::new());
         }
         if self.joined.len() < self.spec.signers.len() {
-            let holdouts = self.holdouts();
-            return Ok(vec![
-                self.to_signers(SessionMessage::Progress {
-                    phase: Phase::Join,
-                    holdouts,
-                }),
-                self.phase_action(),
-            ]);
+            // To the signers that joined: the others may not even have
+            // their invitation yet, and it lists everyone as outstanding.
+            let joined: Vec<PeerId> = self
+                .spec
+                .peers()
+                .into_iter()
+                .filter(|p| self.spec.keys_of(p).iter().all(|k| self.joined.contains(k)))
+                .collect();
+            let mut actions = Vec::new();
+            if !joined.is_empty() {
+                actions.push(Action::Send {
+                    to: joined,
+                    message: SessionMessage::Progress {
+                        phase: Phase::Join,
+                        holdouts: self.holdouts(),
+                    },
+                });
+            }
+            actions.push(self.phase_action());
+            return Ok(actions);
         }
         self.enter(Phase::Nonces, now);
         Ok(vec![

@@ -16,6 +16,9 @@ use super::{
 };
 use crate::keys::SecretKey;
 
+/// Rewrites a message (from its sender) before delivery.
+type Tamper = Box<dyn FnMut(PeerId, &mut SessionMessage)>;
+
 /// A coordinator and one participant per signer peer.
 struct Net {
     now: Instant,
@@ -28,7 +31,7 @@ struct Net {
     /// Messages refused by their recipient (the session goes on).
     refusals: Vec<String>,
     /// Messages a test wants to rewrite before delivery.
-    tamper: Option<Box<dyn FnMut(PeerId, &mut SessionMessage)>>,
+    tamper: Option<Tamper>,
 }
 
 impl Net {

@@ -1,0 +1,198 @@
+//! Shared by the in-process session tests: loopback nodes (127.0.0.1, port
+//! 0, no mDNS, no dialling on their own), a signing service per node with
+//! its keys in memory, and bounded waits on events (never sleeps).
+#![allow(dead_code)]
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use conclave_node::{Keypair, Multiaddr, Node, NodeConfig, NodeHandle};
+use conclave_signing::{
+    keys::KeyStore, MemoryKeyStore, SecretKey, SignerKey, SigningConfig, SigningEvent,
+    SigningEvents, SigningHandle, SigningService, Timeouts,
+};
+use tempfile::TempDir;
+
+/// Generous bound for anything awaited in a test: a failure must not hang.
+pub const LIMIT: Duration = Duration::from_secs(30);
+
+/// Logs to the test output when `RUST_LOG` is set.
+pub fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+/// QUIC and TCP on 127.0.0.1 port 0, no mDNS, no dialling of its own.
+pub fn test_config() -> NodeConfig {
+    NodeConfig {
+        listen: vec![
+            "/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap(),
+            "/ip4/127.0.0.1/tcp/0".parse().unwrap(),
+        ],
+        bootstrap: Vec::new(),
+        mdns: false,
+        min_connections: 0,
+        ..NodeConfig::default()
+    }
+}
+
+/// Awaits `fut` for at most [`LIMIT`], panicking with `what` on timeout.
+pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(LIMIT, fut)
+        .await
+        .unwrap_or_else(|_| panic!("timed out after {LIMIT:?} waiting for {what}"))
+}
+
+/// A node with a signing service and one signing key in memory.
+pub struct Peer {
+    pub node: NodeHandle,
+    pub signing: SigningHandle,
+    pub key: SignerKey,
+    pub keys: Arc<dyn KeyStore>,
+    pub dir: TempDir,
+}
+
+impl Peer {
+    /// Starts a node, a key and a signing service with `timeouts`.
+    pub async fn start(timeouts: Timeouts) -> Self {
+        let node = within(
+            "node start",
+            Node::start(test_config(), Keypair::generate_ed25519()),
+        )
+        .await
+        .expect("node starts");
+        let store = MemoryKeyStore::new();
+        let key = store.insert(&SecretKey::generate()).unwrap();
+        let keys: Arc<dyn KeyStore> = Arc::new(store);
+        let dir = tempfile::tempdir().unwrap();
+        let signing = Self::service(&node, &keys, &dir, timeouts).await;
+        Self {
+            node,
+            signing,
+            key,
+            keys,
+            dir,
+        }
+    }
+
+    /// Starts a signing service on `node` with the ledger in `dir`.
+    pub async fn service(
+        node: &NodeHandle,
+        keys: &Arc<dyn KeyStore>,
+        dir: &TempDir,
+        timeouts: Timeouts,
+    ) -> SigningHandle {
+        let mut config = SigningConfig::new(dir.path());
+        config.timeouts = timeouts;
+        within(
+            "signing service start",
+            SigningService::start(node.clone(), keys.clone(), config),
+        )
+        .await
+        .expect("signing service starts")
+    }
+
+    /// The node's QUIC listen address.
+    pub async fn addr(&self) -> Multiaddr {
+        self.node
+            .listen_addrs()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|a| a.to_string().contains("quic-v1"))
+            .expect("a QUIC address")
+    }
+}
+
+/// `from` dials `to` and waits until both sides hold each other's PQ
+/// identity records (sealing needs them).
+pub async fn connect(from: &NodeHandle, to: &Peer) {
+    let mut ours = from.subscribe_events();
+    let mut theirs = to.node.subscribe_events();
+    let addr = to.addr().await;
+    within("connect", from.connect(addr))
+        .await
+        .expect("connects");
+    let (a, b) = (from.peer_id(), to.node.peer_id());
+    within("PQ identity records on both sides", async {
+        // Each record arrives with a PeerUpdated event on its side.
+        while from.pq_record(&b).is_none() || to.node.pq_record(&a).is_none() {
+            tokio::select! {
+                e = ours.recv() => assert!(e.is_some(), "node stopped"),
+                e = theirs.recv() => assert!(e.is_some(), "node stopped"),
+            }
+        }
+    })
+    .await;
+}
+
+/// `n` peers, the first connected to every other (a star: signers only
+/// talk to the coordinator), each having announced its key.
+pub async fn cluster(n: usize, timeouts: Timeouts) -> Vec<Peer> {
+    let mut peers = Vec::with_capacity(n);
+    for _ in 0..n {
+        peers.push(Peer::start(timeouts).await);
+    }
+    for other in &peers[1..] {
+        connect(&peers[0].node, other).await;
+    }
+    for p in &peers {
+        within("advertise", p.signing.advertise())
+            .await
+            .expect("advertises");
+    }
+    peers
+}
+
+/// Reads events until `pick` returns `Some`; panics after [`LIMIT`].
+pub async fn wait_for<T>(
+    events: &mut SigningEvents,
+    what: &str,
+    mut pick: impl FnMut(&SigningEvent) -> Option<T>,
+) -> T {
+    within(what, async {
+        loop {
+            match events.recv().await {
+                Some(event) => {
+                    if let Some(found) = pick(&event) {
+                        return found;
+                    }
+                }
+                None => panic!("signing service stopped while waiting for {what}"),
+            }
+        }
+    })
+    .await
+}
+
+/// Waits for an invitation to `session_id` and joins it.
+pub async fn join_when_invited(peer: &Peer, events: &mut SigningEvents, session_id: &str) {
+    wait_for(events, "invitation", |e| match e {
+        SigningEvent::Invitation(info) if info.session_id == session_id => Some(()),
+        _ => None,
+    })
+    .await;
+    within("join", peer.signing.join(session_id))
+        .await
+        .expect("joins");
+}
+
+/// Waits for the end of `session_id`.
+pub async fn finished(
+    events: &mut SigningEvents,
+    session_id: &str,
+) -> conclave_signing::SessionStatus {
+    wait_for(events, "session end", |e| match e {
+        SigningEvent::Finished(status) if status.session_id == session_id => {
+            Some((**status).clone())
+        }
+        _ => None,
+    })
+    .await
+}
+
+/// Milliseconds with one decimal, for the printed figures.
+pub fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
