@@ -111,7 +111,7 @@ pub fn run(launched: Instant) -> anyhow::Result<()> {
     let (log_buffer, _log_guard) = logs::init(profile.log_dir())?;
     let identity = identity::load_identity(&profile)
         .with_context(|| format!("loading the keys of profile {:?}", profile.name()))?;
-    tracing::info!(profile = profile.name(), peer_id = %identity.keypair.public().to_peer_id(), "conclave starting");
+    tracing::info!(profile = profile.name(), peer_id = %identity.peer_id(), "conclave starting");
 
     let builder = specta_builder();
     let app = tauri::Builder::default()

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use conclave_node::{Keypair, Multiaddr, Node, NodeConfig, NodeHandle};
+use conclave_node::{identity::NodeIdentity, Multiaddr, Node, NodeConfig, NodeHandle};
 use serde::Serialize;
 use specta::Type;
 use tokio::task::JoinHandle;
@@ -77,7 +77,7 @@ impl Sandbox {
         }
         main.subscribe(SANDBOX_TOPIC).await?;
         for _ in 0..count {
-            let handle = Node::start(peer_config(), Keypair::generate_ed25519()).await?;
+            let handle = Node::start(peer_config(), NodeIdentity::generate()).await?;
             let addr = handle
                 .listen_addrs()
                 .await?

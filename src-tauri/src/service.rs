@@ -10,10 +10,11 @@ use std::{
 };
 
 use conclave_node::{
-    profile::Profile, Keypair, Node, NodeConfig, NodeError, NodeEvent, NodeHandle, PeerId,
+    identity::NodeIdentity, profile::Profile, Node, NodeConfig, NodeError, NodeEvent, NodeHandle,
+    PeerId,
 };
 
-use crate::{identity::AppIdentity, views::PqFingerprints};
+use crate::views::PqFingerprints;
 use tokio::task::JoinHandle;
 
 use crate::{
@@ -36,7 +37,7 @@ struct Running {
 /// Owns the node for the app's lifetime.
 pub struct NodeService {
     profile: Profile,
-    keypair: Keypair,
+    identity: NodeIdentity,
     pq: Option<PqFingerprints>,
     sink: Arc<dyn EventSink>,
     /// Serialises start, stop and restart.
@@ -51,19 +52,19 @@ pub struct NodeService {
 }
 
 impl NodeService {
-    /// A service for `profile` with its key; the node starts on [`start`](Self::start).
+    /// A service for `profile` with its keys; the node starts on [`start`](Self::start).
     pub fn new(
         profile: Profile,
-        identity: AppIdentity,
+        identity: NodeIdentity,
         sink: Arc<dyn EventSink>,
         launched: Instant,
     ) -> Self {
-        let AppIdentity { keypair, pq } = identity;
-        let peer_id = keypair.public().to_peer_id();
+        let pq = crate::identity::pq_fingerprints(&identity);
+        let peer_id = identity.peer_id();
         let blocked = load_blocked(&blocked_file(&profile));
         Self {
             profile,
-            keypair,
+            identity,
             pq,
             sink,
             lifecycle: tokio::sync::Mutex::new(None),
@@ -88,7 +89,7 @@ impl NodeService {
 
     /// Our peer id.
     pub fn peer_id(&self) -> PeerId {
-        self.keypair.public().to_peer_id()
+        self.identity.peer_id()
     }
 
     /// Fingerprints of the post-quantum keys, if the node has them.
@@ -172,7 +173,11 @@ impl NodeService {
 
     async fn start_locked(&self) -> CommandResult<Running> {
         let config = self.node_config()?;
-        let handle = Node::start(config, self.keypair.clone()).await?;
+        // The node takes its key set by value; every (re)start gets the same
+        // keys rebuilt from their seeds.
+        let identity = NodeIdentity::from_seeds(&self.identity.seeds())
+            .map_err(|e| CommandError::new(ErrorCode::Internal, e.to_string()))?;
+        let handle = Node::start(config, identity).await?;
         let blocked: Vec<PeerId> = self
             .blocked
             .lock()
@@ -232,7 +237,7 @@ impl NodeService {
 
     /// A stats snapshot.
     pub async fn stats(&self) -> CommandResult<StatsView> {
-        Ok(StatsView::from(&self.handle()?.stats().await?))
+        snapshot(&self.handle()?).await
     }
 
     /// Dials `addr`; returns the peer's id once connected.
@@ -310,6 +315,13 @@ impl NodeService {
     }
 }
 
+/// The node's counters and NAT status, as one view.
+async fn snapshot(handle: &NodeHandle) -> CommandResult<StatsView> {
+    let stats = handle.stats().await?;
+    let nat = handle.nat_status().await?;
+    Ok(StatsView::new(&stats, &nat))
+}
+
 /// Forwards peer events from the node to the sink until the node stops.
 async fn forward_events(handle: NodeHandle, sink: Arc<dyn EventSink>) {
     let mut events = handle.subscribe_events();
@@ -340,9 +352,8 @@ async fn sample_stats(handle: NodeHandle, sink: Arc<dyn EventSink>) {
     let mut previous: Option<(Instant, StatsView)> = None;
     loop {
         ticker.tick().await;
-        let stats = match handle.stats().await {
-            Ok(s) => StatsView::from(&s),
-            Err(_) => return,
+        let Ok(stats) = snapshot(&handle).await else {
+            return;
         };
         let now = Instant::now();
         let at_ms = crate::unix_ms();
@@ -430,10 +441,7 @@ mod tests {
         )
         .unwrap();
         let sink = Arc::new(RecordingSink::default());
-        let identity = AppIdentity {
-            keypair: Keypair::generate_ed25519(),
-            pq: None,
-        };
+        let identity = NodeIdentity::generate();
         let service = NodeService::new(profile, identity, sink.clone(), Instant::now());
         service.start().await.unwrap();
         assert_eq!(service.status().state, NodeState::Running);

@@ -9,6 +9,7 @@
 //!   are sent as u32 and saturate instead of wrapping.
 
 use conclave_node::{
+    nat::{NatStatus, Reachability as NatReachability},
     peers::{Direction, PathKind, TransportKind},
     NodeStats, PeerInfo,
 };
@@ -114,16 +115,26 @@ pub struct TopicView {
     pub subscribed_peers: u32,
 }
 
-/// What the node can tell about being reachable from outside.
+/// Whether others can dial this node directly (AutoNAT).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, Type, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Reachability {
-    /// At least one external address is confirmed (AutoNAT).
+    /// An address was confirmed reachable from outside.
     Public,
-    /// No confirmed external address, but a relay circuit address is held.
-    Relayed,
-    /// Nothing confirmed yet: behind NAT, firewalled, or not yet tested.
+    /// AutoNAT servers could not reach any of our addresses.
+    Private,
+    /// Not tested yet (no AutoNAT server, or no candidate address).
     Unknown,
+}
+
+impl From<NatReachability> for Reachability {
+    fn from(r: NatReachability) -> Self {
+        match r {
+            NatReachability::Public => Reachability::Public,
+            NatReachability::Private => Reachability::Private,
+            NatReachability::Unknown => Reachability::Unknown,
+        }
+    }
 }
 
 /// A snapshot of the node for the Network health view.
@@ -151,16 +162,27 @@ pub struct StatsView {
     pub listen_addrs: Vec<String>,
     /// Addresses others can reach us at, as confirmed.
     pub external_addrs: Vec<String>,
-    /// Relay circuit addresses we listen on (reservations on relays).
+    /// Relays we hold a reservation on (peer ids).
+    pub relays: Vec<String>,
+    /// Our addresses through those relays.
     pub relay_addrs: Vec<String>,
-    /// Reachability from outside, derived from the above.
+    /// Reachability from outside (AutoNAT).
     pub reachability: Reachability,
+    /// AutoNAT probes that confirmed an address.
+    pub autonat_confirmed: f64,
+    /// AutoNAT probes whose dial-back failed.
+    pub autonat_failed: f64,
+    /// Hole punches (DCUtR) tried.
+    pub hole_punch_attempts: f64,
+    /// Hole punches that gave a direct connection.
+    pub hole_punch_successes: f64,
     /// Seconds since the node started.
     pub uptime_secs: f64,
 }
 
-impl From<&NodeStats> for StatsView {
-    fn from(s: &NodeStats) -> Self {
+impl StatsView {
+    /// One view of the node's counters and its NAT status.
+    pub fn new(s: &NodeStats, nat: &NatStatus) -> Self {
         let named = |m: &std::collections::BTreeMap<String, usize>| {
             m.iter()
                 .map(|(name, n)| NamedCount {
@@ -169,21 +191,7 @@ impl From<&NodeStats> for StatsView {
                 })
                 .collect()
         };
-        let listen_addrs: Vec<String> = s.listen_addrs.iter().map(ToString::to_string).collect();
-        let relay_addrs: Vec<String> = listen_addrs
-            .iter()
-            .filter(|a| a.contains("/p2p-circuit"))
-            .cloned()
-            .collect();
-        let external_addrs: Vec<String> =
-            s.external_addrs.iter().map(ToString::to_string).collect();
-        let reachability = if !external_addrs.is_empty() {
-            Reachability::Public
-        } else if !relay_addrs.is_empty() {
-            Reachability::Relayed
-        } else {
-            Reachability::Unknown
-        };
+        let strings = |v: &[conclave_node::Multiaddr]| v.iter().map(ToString::to_string).collect();
         Self {
             peers: count(s.peers),
             connections: count(s.connections),
@@ -207,10 +215,15 @@ impl From<&NodeStats> for StatsView {
                     .saturating_add(s.direct_sent)
                     .saturating_add(s.direct_received),
             ),
-            listen_addrs,
-            external_addrs,
-            relay_addrs,
-            reachability,
+            listen_addrs: strings(&s.listen_addrs),
+            external_addrs: strings(&s.external_addrs),
+            relays: nat.relays.iter().map(ToString::to_string).collect(),
+            relay_addrs: strings(&nat.relayed_addrs),
+            reachability: nat.reachability.into(),
+            autonat_confirmed: counter(nat.autonat.confirmed),
+            autonat_failed: counter(nat.autonat.failed),
+            hole_punch_attempts: counter(nat.hole_punch.attempts),
+            hole_punch_successes: counter(nat.hole_punch.successes),
             uptime_secs: counter(s.uptime_secs),
         }
     }
@@ -306,8 +319,13 @@ mod tests {
             messages,
             listen_addrs: vec![],
             external_addrs: vec![],
+            relays: vec![],
             relay_addrs: vec![],
             reachability: Reachability::Unknown,
+            autonat_confirmed: 0.0,
+            autonat_failed: 0.0,
+            hole_punch_attempts: 0.0,
+            hole_punch_successes: 0.0,
             uptime_secs: 0.0,
         }
     }

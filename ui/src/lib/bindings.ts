@@ -229,13 +229,13 @@ export type RateSample = {
 	messages_per_sec: number | null,
 };
 
-/**  What the node can tell about being reachable from outside. */
+/**  Whether others can dial this node directly (AutoNAT). */
 export type Reachability = 
-/**  At least one external address is confirmed (AutoNAT). */
+/**  An address was confirmed reachable from outside. */
 "public" | 
-/**  No confirmed external address, but a relay circuit address is held. */
-"relayed" | 
-/**  Nothing confirmed yet: behind NAT, firewalled, or not yet tested. */
+/**  AutoNAT servers could not reach any of our addresses. */
+"private" | 
+/**  Not tested yet (no AutoNAT server, or no candidate address). */
 "unknown";
 
 /**  What the sandbox runs, for the UI. */
@@ -304,10 +304,20 @@ export type StatsView = {
 	listen_addrs: string[],
 	/**  Addresses others can reach us at, as confirmed. */
 	external_addrs: string[],
-	/**  Relay circuit addresses we listen on (reservations on relays). */
+	/**  Relays we hold a reservation on (peer ids). */
+	relays: string[],
+	/**  Our addresses through those relays. */
 	relay_addrs: string[],
-	/**  Reachability from outside, derived from the above. */
+	/**  Reachability from outside (AutoNAT). */
 	reachability: Reachability,
+	/**  AutoNAT probes that confirmed an address. */
+	autonat_confirmed: number | null,
+	/**  AutoNAT probes whose dial-back failed. */
+	autonat_failed: number | null,
+	/**  Hole punches (DCUtR) tried. */
+	hole_punch_attempts: number | null,
+	/**  Hole punches that gave a direct connection. */
+	hole_punch_successes: number | null,
 	/**  Seconds since the node started. */
 	uptime_secs: number | null,
 };

@@ -53,12 +53,15 @@ export function healthHints({ status, stats, bootstrapCount, mdns }: HintInput):
           },
     );
   }
-  if (stats.reachability === "unknown" && stats.peers > 0) {
+  if (stats.reachability !== "public" && stats.relays.length === 0 && stats.peers > 0) {
     hints.push({
       id: "private-no-relay",
-      level: "info",
-      title: "Private and no relay",
-      detail: "No peer has confirmed an external address for this node, and it holds no relay reservation, so others may not be able to dial in. Outgoing connections work; connect to a relay to be reachable.",
+      level: stats.reachability === "private" ? "warn" : "info",
+      title: stats.reachability === "private" ? "Private and no relay" : "Reachability not confirmed, and no relay",
+      detail:
+        stats.reachability === "private"
+          ? "Peers could not dial this node back and it holds no relay reservation, so nobody can connect to it; outgoing connections still work. Connect to a peer that runs a relay server."
+          : "No peer has confirmed that this node can be dialled from outside, and it holds no relay reservation. Outgoing connections work; connect to a relay to be sure others can reach you.",
     });
   }
   if (stats.listen_addrs.length === 0) {
