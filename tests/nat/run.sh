@@ -12,6 +12,7 @@
 #                           and port-dependent mapping: breaks hole punching)
 #   home D  192.0.2.192/26  router: masquerade, and drops all forwarded UDP
 #   mDNS LAN 203.0.113.0/24 (a bridge, multicast on): two peers
+# Each router also drops unsolicited packets to itself, as home routers do.
 #
 # Only documentation ranges are used, and no namespace has a link to the
 # host's network, so nothing leaves. Every namespace carries a per-run prefix
@@ -21,7 +22,10 @@
 # Environment: CONCLAVE_BIN (folder with conclaved and conclavectl; default
 # $CARGO_TARGET_DIR/debug), NAT_TESTS (space-separated subset of: autonat
 # reservation holepunch symmetric tcp mdns restart), NAT_MDNS_TRIES (20),
-# NAT_KEEP=1 keeps the work folder (logs, keys) even when all passed.
+# NAT_KEEP=1 keeps the work folder (logs, keys) even when all passed,
+# NAT_RUST_LOG sets the daemons' RUST_LOG, NAT_MIN_CONNECTIONS their
+# P2P_MIN_CONNECTIONS (10: more than the 6 WAN nodes can reach, so every node
+# keeps its maintenance running and redials a lost relay by itself).
 set -uo pipefail
 
 BIN="${CONCLAVE_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/conclave/target}/debug}"
