@@ -454,19 +454,13 @@ impl Coordinator {
     }
 
     /// A message to `peer` could not be delivered (or it refused it): the
-    /// session cannot go on without it.
+    /// session cannot go on without it, and fails listing its keys.
     pub fn handle_send_failure(&mut self, peer: PeerId, reason: &str) -> Vec<Action> {
         if self.phase.is_terminal() {
             return Vec::new();
         }
-        let keys = self.spec.keys_of(&peer);
-        let mut holdouts = self.holdouts();
-        for k in &keys {
-            if !holdouts.contains(k) {
-                holdouts.push(*k);
-            }
-        }
-        holdouts.sort();
+        // The others owe nothing yet: only this peer cannot answer.
+        let holdouts = self.spec.keys_of(&peer);
         let kind = if reason.starts_with("refused") {
             FailureKind::Refused
         } else {
