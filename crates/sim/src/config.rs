@@ -104,6 +104,9 @@ pub struct SimConfig {
     pub throughput_messages: usize,
     /// Nodes in the throughput test (2 to 5).
     pub throughput_nodes: usize,
+    /// Connection cap per node (`max_connections`); `None`: the node's
+    /// default (50), raised when the topology gives a node more neighbours.
+    pub max_connections: Option<u32>,
     /// The `conclaved` binary for process mode (default: next to this
     /// executable, or `$CONCLAVED`).
     pub conclaved: Option<PathBuf>,
@@ -130,6 +133,7 @@ impl Default for SimConfig {
             dht_lookups: 100,
             throughput_messages: 5000,
             throughput_nodes: 3,
+            max_connections: None,
             conclaved: None,
         }
     }
@@ -186,6 +190,9 @@ impl SimConfig {
         }
         if !(2..=5).contains(&self.throughput_nodes) {
             return Err(out_of_range("throughput-nodes", "must be between 2 and 5"));
+        }
+        if self.max_connections == Some(0) {
+            return Err(out_of_range("max-connections", "must be at least 1"));
         }
         if self.mesh_timeout_secs == 0 || self.drain_secs == 0 {
             return Err(out_of_range(

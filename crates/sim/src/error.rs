@@ -42,6 +42,16 @@ pub enum SimError {
         /// Paths tried.
         looked: Vec<PathBuf>,
     },
+    /// Too many of the topology's dials failed to call it that topology.
+    #[error("{failed} of {total} topology dials failed; first: {first}")]
+    Topology {
+        /// Dials that failed.
+        failed: usize,
+        /// Dials tried.
+        total: usize,
+        /// The first failure.
+        first: String,
+    },
     /// A step did not finish within its bound.
     #[error("timed out after {secs} s: {what}")]
     Timeout {

@@ -99,6 +99,7 @@ impl Progress {
 /// What the main network runs.
 struct Plan {
     topology: Topology,
+    max_connections: u32,
     byzantine: Vec<bool>,
     slots: Vec<Slot>,
     spec: Spec,
@@ -132,9 +133,12 @@ pub async fn run(config: SimConfig, command: String) -> Result<Report, SimError>
     };
     let neighbours = topology.neighbours();
     let most_neighbours = neighbours.iter().map(Vec::len).max().unwrap_or(0);
-    let max_connections = (most_neighbours as u32 + 16).max(50);
+    let max_connections = config.max_connections.unwrap_or(
+        (most_neighbours as u32 + 16).max(conclave_node::config::DEFAULT_MAX_CONNECTIONS),
+    );
     let plan = Plan {
         topology,
+        max_connections,
         byzantine,
         slots,
         spec,
@@ -316,7 +320,22 @@ async fn measure<C: Cluster>(
     let topic = plan.spec.topic.as_str();
     let mut notes = Vec::new();
     progress.say(&format!("dialling {} edges", plan.topology.edges.len()));
-    let dial_us = formation::dial_topology(cluster, &plan.topology).await?;
+    let dials = formation::dial_topology(cluster, &plan.topology).await;
+    if let Some(e) = &dials.first_failure {
+        notes.push(format!(
+            "{} of {} topology dials failed (first: {e})",
+            dials.failures,
+            plan.topology.edges.len()
+        ));
+        if dials.failures == plan.topology.edges.len() {
+            return Err(SimError::Topology {
+                failed: dials.failures,
+                total: plan.topology.edges.len(),
+                first: e.clone(),
+            });
+        }
+    }
+    let dial_us = dials.times_us;
     progress.say("subscribing");
 
     let recorder = Arc::new(Recorder::new(
@@ -560,6 +579,14 @@ fn assemble(
         }
     };
 
+    if let Some(e) = &f.mesh.first_error {
+        warnings.push(format!(
+            "{} nodes saw fewer than min(neighbours, {}) subscribed peers within {} s; first: {e}",
+            f.mesh.nodes_short_of_topic_peers,
+            formation::MESH_N_LOW,
+            config.mesh_timeout_secs
+        ));
+    }
     if f.mesh.nodes_below_target > 0 {
         warnings.push(format!(
             "{} nodes had meshes below min(neighbours, {}) when the workload started (bound {} s)",
@@ -606,6 +633,7 @@ fn assemble(
             edges: plan.topology.edges.len(),
             bridges: plan.topology.bridges,
             diameter: plan.topology.diameter(),
+            max_connections: plan.max_connections,
         },
         mesh: f.mesh,
         settle: f.quiet,

@@ -91,6 +91,10 @@ struct Args {
     /// Nodes in the throughput test (2 to 5).
     #[arg(long, default_value_t = 3)]
     throughput_nodes: usize,
+    /// Connection cap per node (default: the node's 50, raised when the
+    /// topology gives a node more neighbours).
+    #[arg(long, value_name = "N")]
+    max_connections: Option<u32>,
     /// The conclaved binary (process mode).
     #[arg(long, env = "CONCLAVED", value_name = "PATH")]
     conclaved: Option<PathBuf>,
@@ -125,6 +129,7 @@ impl Args {
             dht_lookups: self.dht_lookups,
             throughput_messages: self.throughput_messages,
             throughput_nodes: self.throughput_nodes,
+            max_connections: self.max_connections,
             conclaved: self.conclaved.clone(),
         }
     }

@@ -27,6 +27,8 @@ pub struct TopologyReport {
     pub bridges: usize,
     /// Longest shortest path, in hops.
     pub diameter: usize,
+    /// Connection cap of every node.
+    pub max_connections: u32,
 }
 
 /// The workload as run.
@@ -252,15 +254,15 @@ impl Report {
             (
                 "network",
                 format!(
-                    "{} nodes, {} over {}, {} {} (degree {}, {} dials, diameter {})",
+                    "{} nodes, {} over {}, {} topology (degree {}, {} dials, diameter {}), at most {} connections per node",
                     self.nodes,
                     self.mode,
                     self.transport,
                     self.topology.kind,
-                    "topology",
                     self.topology.degree,
                     self.topology.edges,
-                    self.topology.diameter
+                    self.topology.diameter,
+                    self.topology.max_connections
                 ),
             ),
             (
@@ -450,11 +452,14 @@ pub(crate) mod tests {
                 edges: 3,
                 bridges: 0,
                 diameter: 1,
+                max_connections: 50,
             },
             mesh: MeshOutcome {
                 formed_ms: 1000.0,
                 nodes_below_target: 0,
                 smallest_mesh: 2,
+                nodes_short_of_topic_peers: 0,
+                first_error: None,
             },
             settle: QuietOutcome {
                 settled_ms: 2000.0,

@@ -29,6 +29,7 @@ fn small(mode: Mode) -> SimConfig {
         dht_lookups: 5,
         throughput_messages: 200,
         throughput_nodes: 3,
+        max_connections: None,
         conclaved: None,
     }
 }
