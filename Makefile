@@ -37,6 +37,7 @@ lint: setup ui
 ## Rust tests run inside a private D-Bus session with a fresh gnome-keyring,
 ## so keychain tests use a real Secret Service.
 unit: setup ui
+	cd ui && npm run --silent test
 	scripts/with-keyring.sh cargo test --workspace --all-targets
 
 ## The desktop UI tests, headless (screenshots in tests/ui/screenshots/).
@@ -58,6 +59,7 @@ nat-test: setup
 ## Every test: formatting, lints, unit, in-process and cross-process tests,
 ## then the desktop UI tests.
 test: setup lint
+	cd ui && npm run --silent test
 	scripts/with-keyring.sh cargo test --workspace --all-targets
 	$(MAKE) --no-print-directory nat-test
 	$(MAKE) --no-print-directory ui-test
