@@ -4,7 +4,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { browser } from "@wdio/globals";
-import { byTestId, screenshot, waitOnline } from "../support/app.mjs";
+import { byTestId, reveal, screenshot, waitOnline } from "../support/app.mjs";
 import { screenshotDir } from "../wdio.conf.mjs";
 
 const LAUNCHES = 3;
@@ -52,6 +52,8 @@ describe("benchmarks", () => {
     );
     if (r.peers !== 500) throw new Error(`expected 500 peers, had ${r.peers}`);
     await screenshot("bench-peers-500");
+    await reveal(byTestId("topology"));
+    await screenshot("bench-topology-500");
     fs.writeFileSync(path.join(screenshotDir, "bench-results.json"), JSON.stringify(results, null, 2) + "\n");
   });
 });
