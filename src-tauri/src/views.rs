@@ -10,7 +10,7 @@
 
 use conclave_node::{
     nat::{NatStatus, Reachability as NatReachability},
-    peers::{Direction, PathKind, TransportKind},
+    peers::{Direction, PathKind},
     NodeStats, PeerInfo,
 };
 use serde::{Deserialize, Serialize};
@@ -45,22 +45,16 @@ pub struct PeerView {
     pub agent_version: Option<String>,
     /// Protocols the peer supports.
     pub protocols: Vec<String>,
-    /// How the channel is secured (transport-level).
+    /// How the channel is secured, as the node reports it (for example
+    /// `tls13+X25519MLKEM768` on QUIC, `noise` on TCP).
     pub security: String,
+    /// Whether the peer's post-quantum identity record was received and
+    /// verified.
+    pub pq_identity: bool,
     /// Gossipsub score, where scoring knows the peer.
     pub score: Option<f64>,
     /// Open connections to the peer.
     pub connections: u32,
-}
-
-/// How a transport secures its connections.
-fn security_of(transport: TransportKind) -> &'static str {
-    match transport {
-        TransportKind::Quic => "TLS 1.3 (QUIC)",
-        TransportKind::Tcp | TransportKind::Websocket => "Noise",
-        TransportKind::Memory => "Noise (in memory)",
-        TransportKind::Other => "unknown",
-    }
 }
 
 fn direction_name(direction: Direction) -> &'static str {
@@ -88,7 +82,8 @@ impl From<&PeerInfo> for PeerView {
             rtt_ms: p.rtt_ms,
             agent_version: p.agent_version.clone(),
             protocols: p.protocols.clone(),
-            security: security_of(p.transport).to_string(),
+            security: p.security.to_string(),
+            pq_identity: p.pq_identity,
             score: p.score,
             connections: count(p.connections.len()),
         }

@@ -44,7 +44,8 @@ export function syntheticPeers(n: number): PeerView[] {
       rtt_ms: 1 + ((i * 37) % 180),
       agent_version: `conclave/0.1.${i % 4}`,
       protocols: ["/ipfs/id/1.0.0", "/ipfs/ping/1.0.0", "/meshsub/1.1.0", "/conclave/kad/1.0.0"],
-      security: transport === "quic" ? "TLS 1.3 (QUIC)" : "Noise",
+      security: transport === "quic" ? "tls13+X25519MLKEM768" : "noise",
+      pq_identity: i % 9 !== 0,
       score: (i % 7) - 1,
       connections: 1,
     };

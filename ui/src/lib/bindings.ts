@@ -196,8 +196,16 @@ export type PeerView = {
 	agent_version: string | null,
 	/**  Protocols the peer supports. */
 	protocols: string[],
-	/**  How the channel is secured (transport-level). */
+	/**
+	 *  How the channel is secured, as the node reports it (for example
+	 *  `tls13+X25519MLKEM768` on QUIC, `noise` on TCP).
+	 */
 	security: string,
+	/**
+	 *  Whether the peer's post-quantum identity record was received and
+	 *  verified.
+	 */
+	pq_identity: boolean,
 	/**  Gossipsub score, where scoring knows the peer. */
 	score: number | null,
 	/**  Open connections to the peer. */

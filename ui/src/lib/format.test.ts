@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { bytes, duration, ms, plural, shortId } from "./format";
+import { bytes, duration, ms, plural, security, shortId } from "./format";
 
 describe("formatting", () => {
   it("shows bytes in binary units and null as a dash", () => {
@@ -16,5 +16,10 @@ describe("formatting", () => {
     expect(shortId("12D3KooWQamD6UqNmSompdzEh8xfKmhJVVUsdiovS78sXg9wYvJY")).toBe("12D3KooW…9wYvJY");
     expect(plural(1, "peer")).toBe("1 peer");
     expect(plural(2, "peer")).toBe("2 peers");
+  });
+
+  it("names channel security plainly", () => {
+    expect(security("tls13+X25519MLKEM768")).toBe("TLS 1.3 · PQ hybrid");
+    expect(security("noise")).toBe("Noise");
   });
 });

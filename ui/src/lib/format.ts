@@ -50,3 +50,11 @@ export function time(atMs: number | null): string {
 export function plural(n: number, one: string, many = `${one}s`): string {
   return `${n} ${n === 1 ? one : many}`;
 }
+
+/** The node's channel-security name, for people. */
+export function security(name: string): string {
+  const [base, group] = name.split("+");
+  const label = base === "tls13" ? "TLS 1.3" : base === "noise" ? "Noise" : base;
+  if (!group) return label;
+  return group.includes("MLKEM") ? `${label} · PQ hybrid` : `${label} · ${group}`;
+}
