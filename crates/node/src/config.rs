@@ -160,7 +160,9 @@ impl Default for NodeConfig {
             bootstrap: Vec::new(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             min_connections: DEFAULT_MIN_CONNECTIONS,
-            max_connections_per_peer: 2,
+            // Direct and relayed, both transports, hole punches and AutoNAT
+            // dial-backs can coexist briefly.
+            max_connections_per_peer: 6,
             max_pending_connections: 32,
             max_memory_fraction: 0.9,
             kad_protocol: DEFAULT_KAD_PROTOCOL.to_string(),

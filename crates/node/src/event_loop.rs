@@ -437,14 +437,36 @@ impl EventLoop {
             }));
             return;
         }
+        // Connected already: done, unless only through relays and a direct
+        // address was asked for.
+        let only_relayed = |state: &crate::peers::PeerState| {
+            state
+                .connections
+                .iter()
+                .all(|(_, c)| c.path == crate::peers::PathKind::Relayed)
+        };
         if let Some(peer) = peer.filter(|p| self.swarm.is_connected(p)) {
-            let _ = reply.send(Ok(peer));
-            return;
+            let wants_direct =
+                !is_relayed(&addr) && self.peers.get(&peer).is_some_and(only_relayed);
+            if !wants_direct {
+                let _ = reply.send(Ok(peer));
+                return;
+            }
         }
+        // A bare /p2p/ID: dial the addresses we know for the peer.
+        let bare = addr.iter().count() == 1 && peer.is_some();
         let opts = match peer {
+            Some(peer) if bare => {
+                let known = self.address_book.peek(&peer).cloned().unwrap_or_default();
+                DialOpts::peer_id(peer)
+                    .addresses(known)
+                    .extend_addresses_through_behaviour()
+                    .condition(PeerCondition::Always)
+                    .build()
+            }
             Some(peer) => DialOpts::peer_id(peer)
                 .addresses(vec![addr.clone()])
-                .condition(PeerCondition::Disconnected)
+                .condition(PeerCondition::Always)
                 .build(),
             None => DialOpts::unknown_peer_id().address(addr.clone()).build(),
         };
@@ -1092,8 +1114,49 @@ impl EventLoop {
         }
     }
 
+    /// Whether `addr`, reported for `peer`, is worth dialling from here:
+    /// not a relay circuit (circuits are dialled on request, never redialled
+    /// in bulk), with a transport, and loopback only for a peer we reach over
+    /// loopback (a peer's 127.0.0.1 is ourselves elsewhere).
+    fn dialable(&self, peer: &PeerId, addr: &Multiaddr) -> bool {
+        let loopback = |a: &Multiaddr| {
+            a.iter().any(|p| match p {
+                Protocol::Ip4(ip) => ip.is_loopback(),
+                Protocol::Ip6(ip) => ip.is_loopback(),
+                _ => false,
+            })
+        };
+        let has_transport = matches!(
+            addr.iter().next(),
+            Some(
+                Protocol::Ip4(_)
+                    | Protocol::Ip6(_)
+                    | Protocol::Dns(_)
+                    | Protocol::Dns4(_)
+                    | Protocol::Dns6(_)
+                    | Protocol::Memory(_)
+            )
+        );
+        if is_relayed(addr) || !has_transport {
+            return false;
+        }
+        if !loopback(addr) {
+            return true;
+        }
+        self.peers
+            .get(peer)
+            .is_some_and(|s| s.connections.iter().any(|(_, c)| loopback(&c.remote_addr)))
+    }
+
     fn discovered(&mut self, peer: PeerId, addrs: Vec<Multiaddr>, source: DiscoverySource) {
         if peer == *self.swarm.local_peer_id() {
+            return;
+        }
+        let addrs: Vec<Multiaddr> = addrs
+            .into_iter()
+            .filter(|a| self.dialable(&peer, a))
+            .collect();
+        if addrs.is_empty() {
             return;
         }
         let mut new = false;
@@ -1133,10 +1196,12 @@ impl EventLoop {
                     let speaks_kad = info.protocols.iter().any(|p| p.as_ref() == kad_protocol);
                     if speaks_kad {
                         for addr in &info.listen_addrs {
-                            self.swarm
-                                .behaviour_mut()
-                                .kad
-                                .add_address(&peer_id, addr.clone());
+                            if self.dialable(&peer_id, addr) {
+                                self.swarm
+                                    .behaviour_mut()
+                                    .kad
+                                    .add_address(&peer_id, addr.clone());
+                            }
                         }
                     }
                     self.discovered(
@@ -1208,6 +1273,14 @@ impl EventLoop {
             }
             BehaviourEvent::AutonatClient(event) => {
                 tracing::debug!(addr = %event.tested_addr, ok = event.result.is_ok(), "autonat probe");
+                let meaningful = !is_relayed(&event.tested_addr)
+                    && !matches!(
+                        event.tested_addr.iter().next(),
+                        Some(Protocol::P2p(_)) | None
+                    );
+                if !meaningful {
+                    return;
+                }
                 if let Some(reachability) = self.nat.probe_result(event.result.is_ok()) {
                     tracing::info!(?reachability, "reachability changed");
                     self.emit(NodeEvent::ReachabilityChanged { reachability });

@@ -19,6 +19,7 @@ pub mod gate;
 pub mod gossip;
 mod handle;
 pub mod identity;
+pub mod inbox;
 pub mod logging;
 pub mod metrics;
 pub mod nat;

@@ -20,6 +20,8 @@ pub enum TransportKind {
     Websocket,
     /// libp2p's in-memory transport.
     Memory,
+    /// A relay circuit whose underlying transport is not known here.
+    Relay,
     /// Anything else.
     Other,
 }
@@ -35,7 +37,12 @@ impl TransportKind {
                 Protocol::Ws(_) | Protocol::Wss(_) => TransportKind::Websocket,
                 Protocol::Tcp(_) if kind != TransportKind::Websocket => TransportKind::Tcp,
                 Protocol::Memory(_) => TransportKind::Memory,
-                Protocol::P2pCircuit => break,
+                Protocol::P2pCircuit => {
+                    if kind == TransportKind::Other {
+                        kind = TransportKind::Relay;
+                    }
+                    break;
+                }
                 _ => kind,
             };
         }
@@ -49,6 +56,7 @@ impl TransportKind {
             TransportKind::Tcp => "tcp",
             TransportKind::Websocket => "websocket",
             TransportKind::Memory => "memory",
+            TransportKind::Relay => "relay",
             TransportKind::Other => "other",
         }
     }
@@ -97,12 +105,19 @@ pub struct ConnectionInfo {
 impl ConnectionInfo {
     /// Describes a newly established connection.
     pub fn new(endpoint: &ConnectedPoint) -> Self {
-        let (remote_addr, direction) = match endpoint {
+        let (mut remote_addr, direction) = match endpoint {
             ConnectedPoint::Dialer { address, .. } => (address.clone(), Direction::Outbound),
             ConnectedPoint::Listener { send_back_addr, .. } => {
                 (send_back_addr.clone(), Direction::Inbound)
             }
         };
+        // Dialled addresses can end in the peer id twice (ours and libp2p's).
+        let mut tail = remote_addr.iter().collect::<Vec<_>>().into_iter().rev();
+        if let (Some(Protocol::P2p(a)), Some(Protocol::P2p(b))) = (tail.next(), tail.next()) {
+            if a == b {
+                remote_addr.pop();
+            }
+        }
         let path = if endpoint.is_relayed() {
             PathKind::Relayed
         } else {

@@ -13,6 +13,11 @@ use crate::{
     error::NodeError,
 };
 
+/// Longest connection set-up (transport and security handshake). Under the
+/// AutoNAT server's 10 s dial-back limit, so an unreachable address is
+/// reported as a failed probe rather than a time-out nobody counts.
+const CONNECTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(8);
+
 fn startup(what: &str) -> impl Fn(&dyn std::fmt::Display) -> NodeError + '_ {
     move |e| NodeError::Startup(format!("{what}: {e}"))
 }
@@ -50,6 +55,7 @@ pub async fn build_swarm(
             .with_behaviour(|key, relay| Behaviour::new(key, relay, config))
             .map_err(|e| startup("behaviour")(&e))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+            .with_connection_timeout(CONNECTION_TIMEOUT)
             .build()),
         TransportMode::Memory => Ok(SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
@@ -69,6 +75,7 @@ pub async fn build_swarm(
             .with_behaviour(|key, relay| Behaviour::new(key, relay, config))
             .map_err(|e| startup("behaviour")(&e))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+            .with_connection_timeout(CONNECTION_TIMEOUT)
             .build()),
     }
 }

@@ -172,6 +172,20 @@ fn three_daemons_gossip_and_resources_through_conclavectl() {
         started.elapsed().as_secs_f64() * 1000.0
     );
 
+    // A direct (signed) text message from B to A, acknowledged and kept.
+    let sent = b.json(&["send", &a.peer_id, "hello A, from B"]);
+    assert_eq!(sent["reply"], "received");
+    let inbox = a.json(&["inbox"]);
+    let last = inbox
+        .as_array()
+        .unwrap()
+        .last()
+        .expect("a message in A's inbox")
+        .clone();
+    assert_eq!(last["from"], b.peer_id.as_str());
+    assert_eq!(last["text"], "hello A, from B");
+    assert!(a.json(&["stats"])["direct_received"].as_u64().unwrap() >= 1);
+
     // A resource announced by A is found from C, then gone after its TTL.
     let ttl = 3;
     let announced = a.json(&[

@@ -117,6 +117,15 @@ enum Command {
     },
     /// Counters: peers, topics, DHT, bytes.
     Stats,
+    /// Send a text as a direct (signed) message; prints the peer's reply.
+    Send {
+        /// Peer id.
+        peer_id: String,
+        /// Text.
+        text: String,
+    },
+    /// Texts this daemon received by `send`, oldest first.
+    Inbox,
     /// Reachability (AutoNAT), relay reservations and hole punching.
     Nat,
     /// Always admit a peer (also in private mode).
@@ -339,6 +348,11 @@ fn request(command: &Command) -> Result<(&'static str, Value)> {
         Command::Discover { kind } => ("discover", json!({ "type": kind })),
         Command::Get { kind, id } => ("get", json!({ "type": kind, "id": id })),
         Command::Stats => ("stats", json!({})),
+        Command::Send { peer_id, text } => {
+            NodeError::parse_peer_id(peer_id)?;
+            ("send", json!({ "peer_id": peer_id, "text": text }))
+        }
+        Command::Inbox => ("inbox", json!({})),
         Command::Nat => ("nat", json!({})),
         Command::Allow { peer_id } | Command::Deny { peer_id } | Command::Unlist { peer_id } => {
             NodeError::parse_peer_id(peer_id)?;

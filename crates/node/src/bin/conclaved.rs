@@ -120,7 +120,10 @@ async fn main() -> Result<()> {
         .control
         .clone()
         .unwrap_or_else(|| profile.control_socket());
-    let control_task = control::server::serve(node.clone(), &control_path).await?;
+    let inbox = std::sync::Arc::new(conclave_node::inbox::TextInbox::default());
+    node.register_handler(inbox.clone()).await?;
+    let control_task =
+        control::server::serve_with_inbox(node.clone(), &control_path, Some(inbox)).await?;
     let metrics_addr = match args.metrics {
         Some(addr) => {
             let (bound, _task) = metrics::serve(addr, node.registry())

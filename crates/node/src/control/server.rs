@@ -15,7 +15,11 @@ use super::{
     rpc::{self, Message, Request},
     ControlError,
 };
-use crate::{events::NodeEvent, NodeError, NodeHandle, PolicyChange};
+use crate::{
+    events::NodeEvent,
+    inbox::{TextInbox, TEXT_PROTOCOL},
+    NodeError, NodeHandle, PolicyChange,
+};
 
 /// Clients served at once; more wait for a slot.
 const MAX_CLIENTS: usize = 32;
@@ -26,6 +30,15 @@ const MAX_WAIT_SECS: u64 = 24 * 3600;
 /// is aborted. A stale socket file from a crashed daemon is replaced; a live
 /// one is an error.
 pub async fn serve(node: NodeHandle, path: &Path) -> Result<JoinHandle<()>, ControlError> {
+    serve_with_inbox(node, path, None).await
+}
+
+/// Like [`serve`], also answering `inbox` from `inbox`.
+pub async fn serve_with_inbox(
+    node: NodeHandle,
+    path: &Path,
+    inbox: Option<Arc<TextInbox>>,
+) -> Result<JoinHandle<()>, ControlError> {
     let display = path.display().to_string();
     if path.exists() {
         if UnixStream::connect(path).await.is_ok() {
@@ -60,8 +73,9 @@ pub async fn serve(node: NodeHandle, path: &Path) -> Result<JoinHandle<()>, Cont
                 }
             };
             let node = node.clone();
+            let inbox = inbox.clone();
             tokio::spawn(async move {
-                if let Err(e) = serve_client(node, stream).await {
+                if let Err(e) = serve_client(node, inbox, stream).await {
                     tracing::debug!(%e, "control client ended");
                 }
                 drop(permit);
@@ -76,7 +90,11 @@ async fn write(out: &mut OwnedWriteHalf, message: &Message) -> std::io::Result<(
     out.write_all(&line).await
 }
 
-async fn serve_client(node: NodeHandle, stream: UnixStream) -> std::io::Result<()> {
+async fn serve_client(
+    node: NodeHandle,
+    inbox: Option<Arc<TextInbox>>,
+    stream: UnixStream,
+) -> std::io::Result<()> {
     let (read, mut out) = stream.into_split();
     let mut lines = BufReader::new(read);
     let mut line = Vec::new();
@@ -117,6 +135,10 @@ async fn serve_client(node: NodeHandle, stream: UnixStream) -> std::io::Result<(
         let id = request.id.clone();
         let response = match request.method.as_str() {
             "subscribe" => subscribe(&node, request.params, &mut out).await,
+            "inbox" => match &inbox {
+                Some(inbox) => to_json(inbox.recent()),
+                None => Err((rpc::METHOD_NOT_FOUND, "this node keeps no inbox".into())),
+            },
             _ => dispatch(&node, &request.method, request.params).await,
         };
         let message = match response {
@@ -163,6 +185,11 @@ struct PublishParams {
     wait_peers: usize,
     #[serde(default = "default_wait")]
     timeout: u64,
+}
+#[derive(Deserialize)]
+struct SendParams {
+    peer_id: String,
+    text: String,
 }
 #[derive(Deserialize)]
 struct PolicyParams {
@@ -246,6 +273,15 @@ async fn dispatch(node: &NodeHandle, method: &str, raw: Value) -> CallResult {
                 .await
                 .map_err(node_err)?;
             Ok(json!({ "message_id": id }))
+        }
+        "send" => {
+            let p: SendParams = params(raw)?;
+            let peer = NodeError::parse_peer_id(&p.peer_id).map_err(node_err)?;
+            let reply = node
+                .send_to(peer, TEXT_PROTOCOL, p.text.into_bytes())
+                .await
+                .map_err(node_err)?;
+            Ok(json!({ "peer_id": peer.to_string(), "reply": String::from_utf8_lossy(&reply) }))
         }
         "allow" | "deny" | "unlist" => {
             let p: PeerParams = params(raw)?;
