@@ -1,7 +1,7 @@
 //! Where the app gets the node's keys.
 //!
-//! [`load_identity`] is the one place that loads them: when keys move to the
-//! OS keychain, only it changes.
+//! [`load_identity`] is the one place that loads them: the OS keychain, or an
+//! explicit key file.
 
 use conclave_node::{identity::NodeIdentity, profile::Profile};
 
@@ -9,20 +9,36 @@ use crate::views::PqFingerprints;
 
 /// Errors loading the node's keys.
 #[derive(Debug, thiserror::Error)]
-#[error(transparent)]
-pub struct IdentityError(#[from] conclave_node::identity::KeyFileError);
+pub enum IdentityError {
+    /// The explicit key file is unusable.
+    #[error(transparent)]
+    KeyFile(#[from] conclave_node::identity::KeyFileError),
+    /// The OS keychain is missing, locked or refused (never a silent
+    /// plaintext fallback).
+    #[error(transparent)]
+    Keychain(#[from] conclave_node::identity::keystore::KeystoreError),
+}
 
-/// Loads the profile's keys (Ed25519 and the post-quantum set), creating
-/// them on first start.
+/// Environment variable naming an explicit key file instead of the keychain.
+pub const KEY_FILE_ENV: &str = "CONCLAVE_KEY_FILE";
+
+/// Loads the profile's keys (Ed25519 and the post-quantum set) from the OS
+/// keychain, creating them on first start; or from the key file named by
+/// `CONCLAVE_KEY_FILE`.
 pub fn load_identity(profile: &Profile) -> Result<NodeIdentity, IdentityError> {
-    Ok(conclave_node::identity::load_or_create_key_file(
-        &profile.key_file(),
-    )?)
+    if let Some(path) = std::env::var_os(KEY_FILE_ENV) {
+        return Ok(conclave_node::identity::load_or_create_key_file(std::path::Path::new(&path))?);
+    }
+    let keychain = conclave_node::identity::keystore::Keychain::open(profile.name())?;
+    Ok(keychain.load_or_create()?.0)
 }
 
 /// Where [`load_identity`] keeps the keys, for the Identity view.
 pub fn key_storage(profile: &Profile) -> String {
-    format!("key file {}", profile.key_file().display())
+    match std::env::var_os(KEY_FILE_ENV) {
+        Some(path) => format!("key file {}", std::path::Path::new(&path).display()),
+        None => format!("OS keychain, profile {}", profile.name()),
+    }
 }
 
 /// Fingerprints (BLAKE3, first 16 bytes, hex) of the PQ keys the identity

@@ -22,16 +22,19 @@ fn in_keyring_session() -> bool {
     false
 }
 
-/// Starts a daemon on `profile` (keys in the keychain), returns its PeerId
-/// once ready, and stops it.
-fn daemon_peer_id(profile: &str, data_dir: &Path) -> Result<String, String> {
+/// The profile's data folder (inside the session's fresh XDG_DATA_HOME).
+fn profile_dir(profile: &str) -> std::path::PathBuf {
+    conclave_node::profile::Profile::resolve(profile, None)
+        .unwrap()
+        .data_dir()
+        .to_path_buf()
+}
+
+/// Starts a daemon on `profile` (keys in the keychain: no --data-dir, no
+/// --key-file), returns its PeerId once ready, and stops it.
+fn daemon_peer_id(profile: &str) -> Result<String, String> {
     let mut child = Command::new(DAEMON)
-        .args([
-            "--profile",
-            profile,
-            "--data-dir",
-            data_dir.to_str().unwrap(),
-        ])
+        .args(["--profile", profile])
         .args(["--listen", "/ip4/127.0.0.1/udp/0/quic-v1", "--no-mdns"])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -75,11 +78,15 @@ fn keys_live_in_the_keychain_survive_restarts_move_by_backup_and_fail_clearly_wh
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let dir_a = tmp.path().join("a");
+    assert!(
+        std::env::var("XDG_DATA_HOME").is_ok_and(|d| profile_dir("alice").starts_with(d)),
+        "profiles live in the session's own XDG_DATA_HOME"
+    );
+    let dir_a = profile_dir("alice");
 
     // First start creates keys in the keychain; restart keeps the PeerId.
-    let first = daemon_peer_id("alice", &dir_a).expect("first start");
-    let again = daemon_peer_id("alice", &dir_a).expect("restart");
+    let first = daemon_peer_id("alice").expect("first start");
+    let again = daemon_peer_id("alice").expect("restart");
     assert_eq!(first, again, "the PeerId is stable across restarts");
     assert!(
         !dir_a.join("identity.key").exists(),
@@ -137,11 +144,11 @@ fn keys_live_in_the_keychain_survive_restarts_move_by_backup_and_fail_clearly_wh
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let bob = daemon_peer_id("bob", &tmp.path().join("b")).expect("bob starts");
+    let bob = daemon_peer_id("bob").expect("bob starts");
     assert_eq!(bob, first, "the imported identity has the same PeerId");
 
     // A profile with other keys refuses an import without --force.
-    daemon_peer_id("carol", &tmp.path().join("c")).expect("carol starts");
+    daemon_peer_id("carol").expect("carol starts");
     let out = ctl(&[
         "--profile",
         "carol",
@@ -156,9 +163,9 @@ fn keys_live_in_the_keychain_survive_restarts_move_by_backup_and_fail_clearly_wh
 
     // Locked keychain: a clear error, and nothing written in its place.
     lock_login_collection();
-    let dir_d = tmp.path().join("d");
+    let dir_d = profile_dir("dave");
     let started = std::time::Instant::now();
-    let err = daemon_peer_id("dave", &dir_d).expect_err("a locked keychain must stop the start");
+    let err = daemon_peer_id("dave").expect_err("a locked keychain must stop the start");
     assert!(started.elapsed() < Duration::from_secs(60));
     assert!(err.contains("keychain"), "{err}");
     assert!(

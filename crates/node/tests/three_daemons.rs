@@ -24,7 +24,6 @@ impl Daemon {
     fn start(dir: &Path) -> Daemon {
         let mut child = Command::new(DAEMON)
             .args(["--data-dir", dir.to_str().unwrap()])
-            .args(["--key-file", dir.join("identity.key").to_str().unwrap()])
             .args([
                 "--listen",
                 "/ip4/127.0.0.1/udp/0/quic-v1",

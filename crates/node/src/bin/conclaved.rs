@@ -18,7 +18,8 @@ struct Args {
     /// Profile: separate keys, config, data and logs.
     #[arg(long, env = "CONCLAVE_PROFILE", default_value = DEFAULT_PROFILE)]
     profile: String,
-    /// Put all of the profile's files (key, socket, logs, config) under DIR.
+    /// Put all of the profile's files under DIR: config, socket, logs and the
+    /// keys (DIR/identity.key instead of the OS keychain).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// Address to listen on (repeatable; replaces the configured ones).
@@ -100,7 +101,13 @@ async fn main() -> Result<()> {
     let _log_guard = logging::init(profile.log_dir(), "conclaved")?;
     let config = load_config(&args, &profile)?;
 
-    let identity = match &args.key_file {
+    // Keys: an explicit --key-file; with --data-dir, the key file inside it
+    // (everything of the profile lives there); otherwise the OS keychain.
+    let key_file = args
+        .key_file
+        .clone()
+        .or_else(|| args.data_dir.as_ref().map(|_| profile.key_file()));
+    let identity = match &key_file {
         Some(path) => identity::load_or_create_key_file(path)?,
         None => {
             let (identity, created) = identity::keystore::load_or_create_identity(profile.name())
