@@ -27,7 +27,9 @@ pub const KEY_FILE_ENV: &str = "CONCLAVE_KEY_FILE";
 /// `CONCLAVE_KEY_FILE`.
 pub fn load_identity(profile: &Profile) -> Result<NodeIdentity, IdentityError> {
     if let Some(path) = std::env::var_os(KEY_FILE_ENV) {
-        return Ok(conclave_node::identity::load_or_create_key_file(std::path::Path::new(&path))?);
+        return Ok(conclave_node::identity::load_or_create_key_file(
+            std::path::Path::new(&path),
+        )?);
     }
     let keychain = conclave_node::identity::keystore::Keychain::open(profile.name())?;
     Ok(keychain.load_or_create()?.0)

@@ -68,8 +68,9 @@ describe("Conclave desktop app", () => {
     await browser.waitUntil(async () => (await byTestId("health-peers").getText()) === "1", {
       timeoutMsg: "Network health does not count the peer",
     });
-    // Both ends may dial, so there can be two QUIC connections to one peer.
-    await expect(byTestId("conn-transport-quic")).toHaveText(/quic\s*[12]$/i);
+    // Both ends may dial, and AutoNAT dial-backs open short-lived ones, so
+    // there can be several QUIC connections to one peer.
+    await expect(byTestId("conn-transport-quic")).toHaveText(/quic\s*[1-9]$/i);
     await expect(byTestId("conn-path-direct")).toBeDisplayed();
     await browser.waitUntil(
       async () =>

@@ -87,6 +87,11 @@ fn node_config(options: &LocalOptions, byzantine: bool) -> NodeConfig {
         },
         transport,
         event_buffer: options.event_buffer,
+        // The simulator measures capacity: the per-peer abuse limits
+        // (100 msg/s per topic, 1 MB/s) would cap what it measures.
+        max_messages_per_sec: 1e9,
+        max_bytes_per_sec: 1e12,
+        max_new_connections_per_sec: 1e6,
         ..NodeConfig::default()
     }
 }
