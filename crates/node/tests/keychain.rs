@@ -60,18 +60,6 @@ fn ctl(args: &[&str]) -> std::process::Output {
     Command::new(CTL).args(args).output().unwrap()
 }
 
-fn lock_login_collection() {
-    let status = Command::new("gdbus")
-        .args(["call", "--session", "--dest", "org.freedesktop.secrets"])
-        .args(["--object-path", "/org/freedesktop/secrets"])
-        .args(["--method", "org.freedesktop.Secret.Service.Lock"])
-        .arg("['/org/freedesktop/secrets/collection/login']")
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "locking the keychain");
-}
-
 #[test]
 fn keys_live_in_the_keychain_survive_restarts_move_by_backup_and_fail_clearly_when_locked() {
     if !in_keyring_session() {
@@ -161,12 +149,34 @@ fn keys_live_in_the_keychain_survive_restarts_move_by_backup_and_fail_clearly_wh
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--force"));
 
-    // Locked keychain: a clear error, and nothing written in its place.
-    lock_login_collection();
-    let dir_d = profile_dir("dave");
+    // Locked keychain: a clear error, and nothing written in its place. It
+    // runs in a keyring session of its own, so that no other test finds the
+    // shared keyring locked.
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/with-keyring.sh");
+    let inner = r#"gdbus call --session --dest org.freedesktop.secrets --object-path /org/freedesktop/secrets --method org.freedesktop.Secret.Service.Lock "['/org/freedesktop/secrets/collection/login']" >/dev/null || exit 90
+"$0" --profile dave --listen /ip4/127.0.0.1/udp/0/quic-v1 --no-mdns
+code=$?
+find "$XDG_DATA_HOME" "$XDG_CONFIG_HOME" -type f | sed 's/^/FILE /'
+exit $code"#;
     let started = std::time::Instant::now();
-    let err = daemon_peer_id("dave").expect_err("a locked keychain must stop the start");
+    let out = Command::new(script)
+        .env_remove("CONCLAVE_KEYRING_SESSION")
+        .args(["bash", "-c", inner, DAEMON])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
     assert!(started.elapsed() < Duration::from_secs(60));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(
+        out.status.code(),
+        Some(90),
+        "locking the keychain failed: {err}"
+    );
+    assert!(
+        !out.status.success(),
+        "a locked keychain must stop the start: {stdout}"
+    );
     assert!(err.contains("keychain"), "{err}");
     assert!(
         err.contains("locked") || err.contains("did not answer"),
@@ -176,11 +186,12 @@ fn keys_live_in_the_keychain_survive_restarts_move_by_backup_and_fail_clearly_wh
         err.contains("--key-file"),
         "the error says what to do: {err}"
     );
-    assert!(
-        !dir_d.join("identity.key").exists(),
-        "no plaintext fallback"
-    );
-    assert!(walk(&dir_d).iter().all(|p| !p.ends_with(".key")));
+    assert!(!stdout.contains("\"ready\""), "{stdout}");
+    let keys: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("FILE ") && l.ends_with(".key"))
+        .collect();
+    assert!(keys.is_empty(), "no plaintext fallback: {keys:?}");
 }
 
 fn walk(dir: &Path) -> Vec<String> {
