@@ -5,7 +5,7 @@ use std::{
     collections::HashSet,
     sync::{
         atomic::{AtomicU64, Ordering},
-        Arc, Mutex,
+        Mutex,
     },
     time::Duration,
 };
@@ -15,7 +15,6 @@ use tokio::sync::Notify;
 
 use crate::{
     clock::Clock,
-    envelope::PayloadCodec,
     payload,
     percentiles::{summarize_us, Summary},
 };
@@ -43,7 +42,6 @@ struct Log {
 pub struct Recorder {
     run: u32,
     clock: Clock,
-    codec: Arc<dyn PayloadCodec>,
     oversized_above: usize,
     log: Mutex<Log>,
     valid: AtomicU64,
@@ -53,19 +51,12 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// A recorder for run `run`, stamping receipts on `clock` and opening
-    /// payloads with `codec`. Messages longer than `oversized_above` bytes
-    /// are counted as oversized.
-    pub fn new(
-        run: u32,
-        clock: Clock,
-        codec: Arc<dyn PayloadCodec>,
-        oversized_above: usize,
-    ) -> Self {
+    /// A recorder for run `run`, stamping receipts on `clock`. Messages
+    /// longer than `oversized_above` bytes are counted as oversized.
+    pub fn new(run: u32, clock: Clock, oversized_above: usize) -> Self {
         Self {
             run,
             clock,
-            codec,
             oversized_above,
             log: Mutex::new(Log::default()),
             valid: AtomicU64::new(0),
@@ -82,12 +73,7 @@ impl Recorder {
             self.lock().oversized.push(receiver as u32);
             return;
         }
-        let header = self
-            .codec
-            .open(data)
-            .ok()
-            .and_then(|body| payload::decode(&body, self.run).ok());
-        let Some(header) = header else {
+        let Ok(header) = payload::decode(data, self.run) else {
             self.lock().invalid.push(receiver as u32);
             return;
         };
@@ -225,7 +211,6 @@ pub fn delivery_stats(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::envelope::Plain;
 
     fn d(seq: u32, receiver: u32, latency_us: u64) -> Delivery {
         Delivery {
@@ -258,7 +243,7 @@ mod tests {
     #[tokio::test]
     async fn recorder_counts_valid_once_and_invalid_separately() {
         let clock = Clock::monotonic();
-        let rec = Recorder::new(7, clock, Arc::new(Plain), 1000);
+        let rec = Recorder::new(7, clock, 1000);
         let header = payload::Header {
             run: 7,
             seq: 3,

@@ -71,9 +71,6 @@ pub enum SimError {
     /// A payload could not be built.
     #[error(transparent)]
     Payload(#[from] crate::payload::PayloadError),
-    /// A payload could not be sealed.
-    #[error(transparent)]
-    Envelope(#[from] crate::envelope::EnvelopeError),
 }
 
 impl SimError {

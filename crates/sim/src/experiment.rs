@@ -12,9 +12,10 @@ use conclave_node::peers::TransportKind;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 use crate::{
-    bench::{self, dht::DhtFigures, throughput::ThroughputFigures},
+    bench::{self, dht::DhtFigures, envelope::EnvelopeCost, throughput::ThroughputFigures},
     clock::Clock,
     cluster::{
+        ask_every_node,
         local::{LocalCluster, LocalOptions, LocalTransport},
         metric_sums,
         process::{find_conclaved, ProcessCluster, ProcessOptions},
@@ -22,7 +23,7 @@ use crate::{
     },
     config::{Mode, SimConfig},
     delivery::{delivery_stats, DeliveryStats, RecordedTotals, Recorder},
-    envelope::{self, EnvelopeStatus},
+    envelope::EnvelopeStatus,
     error::SimError,
     formation::{self, MeshOutcome, QuietOutcome, CONNECTIONS},
     machine::Machine,
@@ -72,6 +73,7 @@ struct NetworkFigures {
     dht: Option<DhtFigures>,
     rss: Option<Vec<u64>>,
     process_rss: Option<u64>,
+    raw_publish_supported: bool,
     notes: Vec<String>,
 }
 
@@ -115,7 +117,7 @@ pub async fn run(config: SimConfig, command: String) -> Result<Report, SimError>
     let topology = Topology::generate(config.topology, config.nodes, config.degree, &mut rng);
     let byzantine = schedule::byzantine_nodes(config.nodes, config.byzantine_nodes(), &mut rng);
     let slots = schedule::plan(config.messages, config.rate, &byzantine, &mut rng);
-    let (codec, envelope_status) = envelope::choose(config.envelopes);
+    let envelope_status = EnvelopeStatus::choose(config.envelopes);
     let clock = match config.mode {
         Mode::Process => Clock::Wall,
         Mode::Inproc | Mode::Memory => Clock::monotonic(),
@@ -124,7 +126,6 @@ pub async fn run(config: SimConfig, command: String) -> Result<Report, SimError>
         topic: format!("conclave-sim/{run_id:08x}"),
         run: run_id,
         clock,
-        codec: codec.clone(),
         sizes: Sizes {
             payload: config.size,
             oversized: config.oversized_size(),
@@ -150,6 +151,9 @@ pub async fn run(config: SimConfig, command: String) -> Result<Report, SimError>
     };
 
     let progress = Progress::start();
+    // Measured first, on an idle runtime: the bytes one envelope adds also
+    // size one message copy for the duplicate estimate.
+    let envelope_cost = bench::envelope::measure(config.size, &plan.spec.topic, 200).await?;
     let (figures, transport, connect_ms, throughput) = match config.mode {
         Mode::Inproc | Mode::Memory => {
             let transport = if config.mode == Mode::Memory {
@@ -166,6 +170,7 @@ pub async fn run(config: SimConfig, command: String) -> Result<Report, SimError>
                 // Workload receivers keep up at these rates; a bigger buffer
                 // would cost memory in every one of up to thousands of nodes.
                 event_buffer: 2048,
+                envelopes: config.envelopes,
             };
             progress.say(&format!("starting {} nodes", config.nodes));
             let cluster = Arc::new(LocalCluster::start(config.nodes, &options).await?);
@@ -221,6 +226,7 @@ pub async fn run(config: SimConfig, command: String) -> Result<Report, SimError>
                 byzantine_max_message_size: config.oversized_size(),
                 byzantine: plan.byzantine.clone(),
                 max_connections,
+                envelopes: config.envelopes,
             };
             let cluster = Arc::new(ProcessCluster::start(config.nodes, &options).await?);
             let figures = measure(&cluster, &config, &plan, &mut rng, &progress).await;
@@ -262,6 +268,11 @@ pub async fn run(config: SimConfig, command: String) -> Result<Report, SimError>
     };
     progress.say("done");
     warnings.extend(figures.notes.iter().cloned());
+    let envelope_overhead = if config.envelopes {
+        envelope_cost.overhead_bytes
+    } else {
+        0
+    };
 
     Ok(assemble(
         &config,
@@ -272,6 +283,7 @@ pub async fn run(config: SimConfig, command: String) -> Result<Report, SimError>
         connect_ms,
         throughput,
         envelope_status,
+        (envelope_cost, envelope_overhead),
         warnings,
     ))
 }
@@ -341,7 +353,6 @@ async fn measure<C: Cluster>(
     let recorder = Arc::new(Recorder::new(
         plan.spec.run,
         plan.spec.clock,
-        plan.spec.codec.clone(),
         config.oversized_threshold(),
     ));
     let receive_bound = Duration::from_secs(
@@ -373,10 +384,7 @@ async fn measure<C: Cluster>(
             config.settle_timeout_secs
         ));
     }
-    let mut peers = Vec::with_capacity(n);
-    for node in 0..n {
-        peers.push(cluster.peers(node).await?);
-    }
+    let peers = ask_every_node(cluster, |c, node| async move { c.peers(node).await }).await?;
     let workload_metrics = [RECV_UNFILTERED, RECV_FILTERED, CONNECTIONS];
     let traffic_before = total_traffic(cluster.as_ref()).await?;
     let metrics_before = metric_sums(cluster.as_ref(), &workload_metrics).await?;
@@ -505,6 +513,7 @@ async fn measure<C: Cluster>(
         dht,
         rss,
         process_rss,
+        raw_publish_supported: cluster.raw_publish_supported(),
         notes,
     })
 }
@@ -528,9 +537,17 @@ fn assemble(
     connect_ms: ConnectReport,
     throughput: Option<ThroughputFigures>,
     envelope_status: EnvelopeStatus,
+    (envelope_cost, envelope_overhead): (EnvelopeCost, usize),
     mut warnings: Vec<String>,
 ) -> Report {
     let n = config.nodes;
+    let byzantine_path = match (envelope_status.enabled(), f.raw_publish_supported) {
+        (_, true) => "broadcast_raw: invalid messages bypass the publisher's envelope",
+        (true, false) => {
+            "the daemon's publish request wraps everything: Byzantine garbage travels in valid envelopes"
+        }
+        (false, false) => "plain publish",
+    };
     let valid: Vec<&Published> = f
         .published
         .iter()
@@ -572,7 +589,7 @@ fn assemble(
                 traffic::duplicates_from_bytes(
                     f.traffic.bytes_in.saturating_sub(background),
                     f.delivery.delivered,
-                    config.size,
+                    config.size + envelope_overhead,
                 ),
                 DuplicateMethod::WireBytesEstimate,
             )
@@ -607,9 +624,6 @@ fn assemble(
             failures.len(),
             p.error.as_deref().unwrap_or_default()
         ));
-    }
-    if !envelope_status.applied() && envelope_status.requested() {
-        warnings.push(envelope_status.note().to_string());
     }
     let honest_receivers = n - plan.byzantine.iter().filter(|b| **b).count();
     let at_honest = |receivers: &[u32]| {
@@ -648,10 +662,10 @@ fn assemble(
             clock: plan.spec.clock.name(),
         },
         envelopes: EnvelopeReport {
-            requested: envelope_status.requested(),
-            applied: envelope_status.applied(),
-            codec: plan.spec.codec.name(),
+            enabled: envelope_status.enabled(),
             note: envelope_status.note(),
+            byzantine_path,
+            cost: envelope_cost,
         },
         byzantine: ByzantineReport {
             fraction: config.byzantine,

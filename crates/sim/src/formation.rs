@@ -146,22 +146,34 @@ pub async fn dial_topology<C: Cluster>(cluster: &Arc<C>, topology: &Topology) ->
     out
 }
 
-/// Subscribes every node to `topic`, recording into `recorder` for `bound`;
-/// returns each subscription's time in microseconds (a node's answer to a
-/// command: how busy its event loop is).
+/// Subscribes every node to `topic` (up to 32 at once), recording into
+/// `recorder` for `bound`; returns each subscription's time in
+/// microseconds (a node's answer to a command: how busy its event loop is).
 pub async fn subscribe_all<C: Cluster>(
     cluster: &Arc<C>,
     topic: &str,
     recorder: &Arc<Recorder>,
     bound: Duration,
 ) -> Result<Vec<u64>, SimError> {
-    let mut times = Vec::with_capacity(cluster.len());
+    let permits = Arc::new(Semaphore::new(32));
+    let mut subscriptions = JoinSet::new();
     for node in 0..cluster.len() {
-        let started = Instant::now();
-        cluster
-            .subscribe(node, topic, recorder.clone(), bound)
-            .await?;
-        times.push(started.elapsed().as_micros() as u64);
+        let permit = permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore never closed");
+        let (cluster, topic, recorder) = (cluster.clone(), topic.to_string(), recorder.clone());
+        subscriptions.spawn(async move {
+            let started = Instant::now();
+            let result = cluster.subscribe(node, &topic, recorder, bound).await;
+            drop(permit);
+            result.map(|()| started.elapsed().as_micros() as u64)
+        });
+    }
+    let mut times = Vec::with_capacity(cluster.len());
+    while let Some(joined) = subscriptions.join_next().await {
+        times.push(joined.expect("subscription task does not panic")?);
     }
     Ok(times)
 }
@@ -208,10 +220,25 @@ pub async fn wait_for_meshes<C: Cluster>(
     let mut pending: Vec<usize> = (0..cluster.len()).collect();
     let mut sizes = vec![0usize; cluster.len()];
     loop {
-        let mut still = Vec::new();
+        let mut polls = JoinSet::new();
         for &node in &pending {
-            sizes[node] = cluster.mesh_peers(node, topic).await?;
-            if sizes[node] < targets[node] {
+            let permit = permits
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("semaphore never closed");
+            let (cluster, topic) = (cluster.clone(), topic.to_string());
+            polls.spawn(async move {
+                let size = cluster.mesh_peers(node, &topic).await;
+                drop(permit);
+                size.map(|s| (node, s))
+            });
+        }
+        let mut still = Vec::new();
+        while let Some(joined) = polls.join_next().await {
+            let (node, size) = joined.expect("poll task does not panic")?;
+            sizes[node] = size;
+            if size < targets[node] {
                 still.push(node);
             }
         }

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::{
-    bench::{dht::DhtFigures, throughput::ThroughputFigures},
+    bench::{dht::DhtFigures, envelope::EnvelopeCost, throughput::ThroughputFigures},
     config::{Mode, TopologyKind},
     formation::{MeshOutcome, QuietOutcome},
     machine::Machine,
@@ -55,14 +55,15 @@ pub struct WorkloadReport {
 /// Signed envelopes in this run.
 #[derive(Debug, Clone, Serialize)]
 pub struct EnvelopeReport {
-    /// Whether the run asked for envelopes (no `--no-envelopes`).
-    pub requested: bool,
-    /// Whether payloads really were signed envelopes.
-    pub applied: bool,
-    /// Codec used.
-    pub codec: &'static str,
+    /// Whether every node signed and verified envelopes
+    /// (`NodeConfig::envelopes`; off with `--no-envelopes`).
+    pub enabled: bool,
     /// Explanation.
     pub note: &'static str,
+    /// How Byzantine messages got past the publisher's own signing.
+    pub byzantine_path: &'static str,
+    /// What one envelope costs (measured whether or not the run used them).
+    pub cost: EnvelopeCost,
 }
 
 /// Byzantine behaviour in this run.
@@ -293,7 +294,16 @@ impl Report {
                     self.workload.publish_failures
                 ),
             ),
-            ("envelopes", self.envelopes.note.to_string()),
+            (
+                "envelopes",
+                format!(
+                    "{}; one adds {} B, signs in {:.0} us, verifies in {:.0} us",
+                    self.envelopes.note,
+                    self.envelopes.cost.overhead_bytes,
+                    self.envelopes.cost.sign_us,
+                    self.envelopes.cost.verify_us
+                ),
+            ),
             (
                 "byzantine",
                 format!(
@@ -477,10 +487,15 @@ pub(crate) mod tests {
                 clock: "monotonic",
             },
             envelopes: EnvelopeReport {
-                requested: true,
-                applied: false,
-                codec: "plain",
-                note: "NOT WIRED",
+                enabled: true,
+                note: "on",
+                byzantine_path: "broadcast_raw",
+                cost: EnvelopeCost {
+                    overhead_bytes: 5400,
+                    sign_us: 900.0,
+                    verify_us: 300.0,
+                    samples: 10,
+                },
             },
             byzantine: ByzantineReport {
                 fraction: 0.0,
@@ -578,7 +593,7 @@ pub(crate) mod tests {
             "p99 3.00",
             "connect QUIC ms",
             "DHT lookup ms",
-            "NOT WIRED",
+            "envelopes",
             "WARNING",
         ] {
             assert!(t.contains(needle), "{needle} missing in\n{t}");

@@ -43,7 +43,8 @@ pub fn duplicates_from_counters(unfiltered: f64, filtered: f64) -> Option<f64> {
 }
 
 /// Extra copies per delivery estimated from `bytes_in` (all nodes, during
-/// the workload) for `deliveries` first copies of `size`-byte payloads.
+/// the workload) for `deliveries` first copies of `size`-byte messages
+/// (payload plus envelope, if any).
 pub fn duplicates_from_bytes(bytes_in: u64, deliveries: u64, size: usize) -> Option<f64> {
     if deliveries == 0 {
         return None;

@@ -9,7 +9,7 @@ use conclave_sim::{Mode, SimConfig, TopologyKind};
 /// Generous bound on one run: a failure must not hang the test command.
 const LIMIT: Duration = Duration::from_secs(50);
 
-fn small(mode: Mode) -> SimConfig {
+fn small(mode: Mode, byzantine: f64) -> SimConfig {
     SimConfig {
         mode,
         nodes: 10,
@@ -18,7 +18,7 @@ fn small(mode: Mode) -> SimConfig {
         messages: 40,
         rate: 40.0,
         size: 256,
-        byzantine: 0.0,
+        byzantine,
         envelopes: true,
         seed: 11,
         idle_secs: 0,
@@ -36,7 +36,9 @@ fn small(mode: Mode) -> SimConfig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_inproc_nodes_over_quic_deliver_every_message_everywhere() {
-    let report = tokio::time::timeout(LIMIT, conclave_sim::run(small(Mode::Inproc), "test".into()))
+    // Two of the ten publish malformed and oversized messages as well.
+    let config = small(Mode::Inproc, 0.2);
+    let report = tokio::time::timeout(LIMIT, conclave_sim::run(config, "test".into()))
         .await
         .expect("the run finishes within its bound")
         .expect("the run succeeds");
@@ -46,8 +48,14 @@ async fn ten_inproc_nodes_over_quic_deliver_every_message_everywhere() {
     assert_eq!(report.delivered_ratio, 1.0, "{}", report.table());
     assert_eq!(report.complete_messages, 40);
     assert_eq!(report.latency_ms.expect("latencies").count, 40 * 9);
+    assert!(report.byzantine.malformed_sent > 0);
+    assert_eq!(
+        report.byzantine.invalid_received, 0,
+        "envelopes keep malformed messages from honest applications"
+    );
+    assert_eq!(report.byzantine.oversized_received, 0);
     assert_eq!(report.events_lagged, 0);
-    assert!(!report.envelopes.applied, "envelopes are not faked");
+    assert!(report.envelopes.enabled, "envelopes are on by default");
 
     let quic = report.connect_ms.quic.expect("QUIC dials timed");
     let tcp = report.connect_ms.tcp.expect("TCP dials timed");
@@ -95,7 +103,11 @@ fn the_binary_runs_memory_mode_and_prints_one_json_object() {
         report["byzantine"]["oversized_received"], 0,
         "oversized messages never reach an application"
     );
-    assert_eq!(report["envelopes"]["requested"], false);
+    assert_eq!(report["envelopes"]["enabled"], false);
+    assert!(
+        report["byzantine"]["invalid_received"].as_u64().unwrap() > 0,
+        "without envelopes malformed messages reach honest applications"
+    );
     for key in ["p50", "p95", "p99", "max"] {
         assert!(report["latency_ms"][key].is_number(), "latency_ms.{key}");
     }

@@ -36,6 +36,7 @@ pub async fn connect_times(
         byzantine: vec![false, false],
         max_connections: 8,
         event_buffer: 64,
+        envelopes: true,
     };
     let mut times: Vec<Vec<u64>> = vec![Vec::with_capacity(samples); kinds.len()];
     for sample in 0..=samples {

@@ -53,7 +53,6 @@ pub async fn publish_throughput<C: Cluster>(
     let recorder = Arc::new(Recorder::new(
         spec.run,
         spec.clock,
-        spec.codec.clone(),
         spec.sizes.payload * 2 + 64 * 1024,
     ));
     let bound = drain * 4 + Duration::from_secs(120);

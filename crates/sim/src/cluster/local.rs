@@ -50,6 +50,8 @@ pub struct LocalOptions {
     pub byzantine: Vec<bool>,
     /// Upper bound of connections per node.
     pub max_connections: u32,
+    /// Sign and verify messages as envelopes (`NodeConfig::envelopes`).
+    pub envelopes: bool,
     /// Node events buffered per subscriber; a receiver further behind
     /// loses events (counted as lag). Each slot costs memory in every node.
     pub event_buffer: usize,
@@ -87,6 +89,7 @@ fn node_config(options: &LocalOptions, byzantine: bool) -> NodeConfig {
         },
         transport,
         event_buffer: options.event_buffer,
+        envelopes: options.envelopes,
         // The simulator measures capacity: the per-peer abuse limits
         // (100 msg/s per topic, 1 MB/s) would cap what it measures.
         max_messages_per_sec: 1e9,
@@ -238,6 +241,18 @@ impl Cluster for LocalCluster {
             .iter()
             .find(|t| t.topic == topic)
             .map_or(0, |t| t.mesh_peers))
+    }
+
+    async fn publish_raw(&self, node: usize, topic: &str, bytes: Vec<u8>) -> Result<(), SimError> {
+        self.nodes[node]
+            .broadcast_raw(topic, bytes)
+            .await
+            .map(|_| ())
+            .map_err(Self::node_err(node))
+    }
+
+    fn raw_publish_supported(&self) -> bool {
+        true
     }
 
     async fn peers(&self, node: usize) -> Result<usize, SimError> {

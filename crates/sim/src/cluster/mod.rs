@@ -62,6 +62,19 @@ pub trait Cluster: Send + Sync + 'static {
         topic: &str,
     ) -> impl Future<Output = Result<usize, SimError>> + Send;
 
+    /// Node `node` publishes `bytes` on `topic` exactly as given, without
+    /// the envelope its node would add (Byzantine messages).
+    fn publish_raw(
+        &self,
+        node: usize,
+        topic: &str,
+        bytes: Vec<u8>,
+    ) -> impl Future<Output = Result<(), SimError>> + Send;
+
+    /// Whether [`Cluster::publish_raw`] really bypasses envelopes (the
+    /// daemon's control socket can only publish through them).
+    fn raw_publish_supported(&self) -> bool;
+
     /// Peers node `node` is connected to (topology dials plus any the node
     /// made on its own, e.g. for DHT queries).
     fn peers(&self, node: usize) -> impl Future<Output = Result<usize, SimError>> + Send;
@@ -127,6 +140,39 @@ pub async fn metric_sums<C: Cluster>(
         }
     }
     Ok(sums)
+}
+
+/// Runs `ask` for every node, up to 32 at once (a busy node answers
+/// slowly; asking a thousand of them one after another takes minutes), and
+/// returns the answers in node order.
+pub async fn ask_every_node<C, T, F, Fut>(cluster: &Arc<C>, ask: F) -> Result<Vec<T>, SimError>
+where
+    C: Cluster,
+    T: Send + 'static,
+    F: Fn(Arc<C>, usize) -> Fut,
+    Fut: Future<Output = Result<T, SimError>> + Send + 'static,
+{
+    let permits = Arc::new(tokio::sync::Semaphore::new(32));
+    let mut tasks = tokio::task::JoinSet::new();
+    for node in 0..cluster.len() {
+        let permit = permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore never closed");
+        let answer = ask(cluster.clone(), node);
+        tasks.spawn(async move {
+            let r = answer.await;
+            drop(permit);
+            r.map(|v| (node, v))
+        });
+    }
+    let mut answers: Vec<Option<T>> = (0..cluster.len()).map(|_| None).collect();
+    while let Some(joined) = tasks.join_next().await {
+        let (node, v) = joined.expect("node task does not panic")?;
+        answers[node] = Some(v);
+    }
+    Ok(answers.into_iter().flatten().collect())
 }
 
 /// Sums traffic over all nodes.

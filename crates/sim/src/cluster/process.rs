@@ -46,6 +46,8 @@ pub struct ProcessOptions {
     pub byzantine: Vec<bool>,
     /// Upper bound of connections per daemon.
     pub max_connections: u32,
+    /// Sign and verify messages as envelopes (`envelopes` in the config).
+    pub envelopes: bool,
 }
 
 struct Daemon {
@@ -115,6 +117,19 @@ async fn start_daemon(i: usize, dir: &Path, options: &ProcessOptions) -> Result<
     std::fs::create_dir_all(&data_dir).map_err(SimError::io("creating a daemon folder"))?;
     let stderr = std::fs::File::create(data_dir.join("stderr.log"))
         .map_err(SimError::io("creating a daemon log"))?;
+    // Settings without a flag or variable go in a config file. Like the
+    // in-process nodes, the daemons lift the per-peer abuse limits (100 msg/s
+    // per topic, 1 MB/s, 10 new connections/s): the simulator measures
+    // capacity.
+    let config_file = data_dir.join("sim.toml");
+    std::fs::write(
+        &config_file,
+        format!(
+            "envelopes = {}\nmax_messages_per_sec = 1e9\nmax_bytes_per_sec = 1e12\nmax_new_connections_per_sec = 1e6\n",
+            options.envelopes
+        ),
+    )
+    .map_err(SimError::io("writing a daemon config"))?;
     let byzantine = options.byzantine.get(i).copied().unwrap_or(false);
     let max_message_size = if byzantine {
         options.byzantine_max_message_size
@@ -124,6 +139,8 @@ async fn start_daemon(i: usize, dir: &Path, options: &ProcessOptions) -> Result<
     let mut child = Command::new(&options.binary)
         .arg("--data-dir")
         .arg(&data_dir)
+        .arg("--config")
+        .arg(&config_file)
         .args(["--listen", "/ip4/127.0.0.1/udp/0/quic-v1"])
         .args(["--listen", "/ip4/127.0.0.1/tcp/0"])
         .args(["--metrics", "127.0.0.1:0"])
@@ -364,6 +381,15 @@ impl Cluster for ProcessCluster {
             .and_then(|ts| ts.iter().find(|t| t["topic"] == topic))
             .and_then(|t| t["mesh_peers"].as_u64())
             .unwrap_or(0) as usize)
+    }
+
+    async fn publish_raw(&self, node: usize, topic: &str, bytes: Vec<u8>) -> Result<(), SimError> {
+        // The control socket has no raw publish: the daemon wraps it.
+        self.publish(node, topic, bytes).await
+    }
+
+    fn raw_publish_supported(&self) -> bool {
+        false
     }
 
     async fn peers(&self, node: usize) -> Result<usize, SimError> {
