@@ -29,17 +29,26 @@ fn rate(label: &str, n: u32, f: impl FnMut(u32)) {
     );
 }
 
-fn crypto() {
+/// Sign/verify and seal/open rates; `scale` divides the iteration counts.
+fn crypto(scale: u32) {
     let id = NodeIdentity::generate();
     let payload = vec![7u8; 1024];
     let signed = Envelope::sign(&id, MessageKind::Gossip, "t", &payload).unwrap();
     println!("envelope size for a 1 KiB payload: {} bytes", signed.len());
-    rate("envelope sign (Ed25519 + ML-DSA-65, 1 KiB)", 500, |_| {
-        Envelope::sign(&id, MessageKind::Gossip, "t", &payload).unwrap();
-    });
-    rate("envelope verify (both signatures, 1 KiB)", 1000, |_| {
-        Envelope::verify(&signed, MessageKind::Gossip, "t", None, DEFAULT_WINDOW).unwrap();
-    });
+    rate(
+        "envelope sign (Ed25519 + ML-DSA-65, 1 KiB)",
+        500 / scale,
+        |_| {
+            Envelope::sign(&id, MessageKind::Gossip, "t", &payload).unwrap();
+        },
+    );
+    rate(
+        "envelope verify (both signatures, 1 KiB)",
+        1000 / scale,
+        |_| {
+            Envelope::verify(&signed, MessageKind::Gossip, "t", None, DEFAULT_WINDOW).unwrap();
+        },
+    );
     let recipients: Vec<NodeIdentity> = (0..5).map(|_| NodeIdentity::generate()).collect();
     let one = [recipients[0].record()];
     let five: Vec<_> = recipients.iter().map(|r| r.record()).collect();
@@ -52,18 +61,18 @@ fn crypto() {
     );
     rate(
         "seal 1 KiB to 1 recipient (X25519+ML-KEM-768)",
-        1000,
+        1000 / scale,
         |_| {
             sealed::seal(&payload, b"aad", &one).unwrap();
         },
     );
-    rate("seal 1 KiB to 5 recipients", 300, |_| {
+    rate("seal 1 KiB to 5 recipients", 300 / scale, |_| {
         sealed::seal(&payload, b"aad", &five).unwrap();
     });
-    rate("open 1 KiB (1 recipient)", 1000, |_| {
+    rate("open 1 KiB (1 recipient)", 1000 / scale, |_| {
         sealed::open(&sealed_one, b"aad", &recipients[0]).unwrap();
     });
-    rate("open 1 KiB (5 recipients, last slot)", 1000, |_| {
+    rate("open 1 KiB (5 recipients, last slot)", 1000 / scale, |_| {
         sealed::open(&sealed_five, b"aad", &recipients[4]).unwrap();
     });
 }
@@ -136,7 +145,11 @@ async fn gossip(nodes: usize, messages: usize, envelopes: bool) {
 }
 
 fn main() {
-    crypto();
+    // `cargo bench` passes --bench; `cargo test --all-targets` also runs this
+    // file, in a debug build, where a short smoke run is enough.
+    let full = std::env::args().any(|a| a == "--bench");
+    let (scale, messages) = if full { (1, 2000) } else { (20, 50) };
+    crypto(scale);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -144,8 +157,8 @@ fn main() {
         .unwrap();
     runtime.block_on(async {
         for nodes in [2, 5] {
-            gossip(nodes, 2000, true).await;
-            gossip(nodes, 2000, false).await;
+            gossip(nodes, messages, true).await;
+            gossip(nodes, messages, false).await;
         }
     });
 }
