@@ -55,7 +55,9 @@ pub enum KeystoreError {
     },
 }
 
-fn platform_store() -> Result<Arc<CredentialStore>, KeystoreError> {
+/// Opens the platform's credential store (Secret Service, Keychain or
+/// Credential Manager, chosen at compile time). Blocking.
+pub fn platform_store() -> Result<Arc<CredentialStore>, KeystoreError> {
     #[cfg(target_os = "linux")]
     let store = zbus_secret_service_keyring_store::Store::new();
     #[cfg(target_os = "macos")]
@@ -66,7 +68,8 @@ fn platform_store() -> Result<Arc<CredentialStore>, KeystoreError> {
     Ok(store)
 }
 
-fn describe(e: &KeyringError) -> String {
+/// A keyring error with its whole chain of causes, for messages to people.
+pub fn describe(e: &KeyringError) -> String {
     let mut text = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {

@@ -9,6 +9,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use conclave_node::identity::keystore::{self, describe};
 use keyring_core::{CredentialStore, Entry, Error as KeyringError};
 use zeroize::Zeroizing;
 
@@ -17,24 +18,7 @@ use super::{KeyStore, KeyStoreError, SecretKey, SignerKey};
 const INDEX_ENTRY: &str = "index";
 
 fn platform_store() -> Result<Arc<CredentialStore>, KeyStoreError> {
-    #[cfg(target_os = "linux")]
-    let store = zbus_secret_service_keyring_store::Store::new();
-    #[cfg(target_os = "macos")]
-    let store = apple_native_keyring_store::keychain::Store::new();
-    #[cfg(target_os = "windows")]
-    let store = windows_native_keyring_store::Store::new();
-    let store = store.map_err(|e| KeyStoreError::Unavailable(describe(&e)))?;
-    Ok(store)
-}
-
-fn describe(e: &KeyringError) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text = format!("{text}: {s}");
-        source = s.source();
-    }
-    text
+    keystore::platform_store().map_err(|e| KeyStoreError::Unavailable(e.to_string()))
 }
 
 fn map_error(e: KeyringError) -> KeyStoreError {
