@@ -1,7 +1,7 @@
 //! One run from start to report: start the nodes of the chosen mode, dial
-//! the topology, subscribe and wait for the meshes, run the workload, look
-//! things up in the DHT, measure the idle network, then run the connection
-//! and throughput tests on fresh nodes.
+//! the topology, subscribe and wait for the meshes and for connection churn
+//! to settle, measure the idle network, run the workload, look things up in
+//! the DHT, then run the connection and throughput tests on fresh nodes.
 
 use std::{
     sync::Arc,
@@ -71,7 +71,7 @@ struct NetworkFigures {
     other_cpu_s: Option<f64>,
     load_window: Duration,
     dht: Option<DhtFigures>,
-    rss: Option<Vec<u64>>,
+    rss: Option<Vec<procfs::Resident>>,
     process_rss: Option<u64>,
     raw_publish_supported: bool,
     notes: Vec<String>,
@@ -384,6 +384,26 @@ async fn measure<C: Cluster>(
             config.settle_timeout_secs
         ));
     }
+    // Idle once the network has settled and before the workload: the steady
+    // state of a formed network, with no message backlog still draining.
+    let idle_window = Duration::from_secs(config.idle_secs);
+    let (idle_cpu_s, idle_traffic, idle_connections) = if config.idle_secs > 0 {
+        progress.say(&format!("measuring {} s of idle network", config.idle_secs));
+        let traffic_before = total_traffic(cluster.as_ref()).await?;
+        let connections_before = metric_sums(cluster.as_ref(), &[CONNECTIONS]).await?[0];
+        let before = cluster.cpu_seconds()?;
+        tokio::time::sleep(idle_window).await;
+        let cpu = cluster.cpu_seconds()? - before;
+        let traffic = total_traffic(cluster.as_ref()).await?.since(traffic_before);
+        let connections_after = metric_sums(cluster.as_ref(), &[CONNECTIONS]).await?[0];
+        (
+            Some(cpu),
+            Some(traffic),
+            delta(connections_before, connections_after),
+        )
+    } else {
+        (None, None, None)
+    };
     let peers = ask_every_node(cluster, |c, node| async move { c.peers(node).await }).await?;
     let workload_metrics = [RECV_UNFILTERED, RECV_FILTERED, CONNECTIONS];
     let traffic_before = total_traffic(cluster.as_ref()).await?;
@@ -462,31 +482,11 @@ async fn measure<C: Cluster>(
     } else {
         (None, None)
     };
-    // Idle last, once start-up work (identify, DHT bootstrap, grafting) and
-    // the workload are over: the steady state of a formed network.
-    let idle_window = Duration::from_secs(config.idle_secs);
-    let (idle_cpu_s, idle_traffic, idle_connections) = if config.idle_secs > 0 {
-        progress.say(&format!("measuring {} s of idle network", config.idle_secs));
-        let traffic_before = total_traffic(cluster.as_ref()).await?;
-        let connections_before = metric_sums(cluster.as_ref(), &[CONNECTIONS]).await?[0];
-        let before = cluster.cpu_seconds()?;
-        tokio::time::sleep(idle_window).await;
-        let cpu = cluster.cpu_seconds()? - before;
-        let traffic = total_traffic(cluster.as_ref()).await?.since(traffic_before);
-        let connections_after = metric_sums(cluster.as_ref(), &[CONNECTIONS]).await?[0];
-        (
-            Some(cpu),
-            Some(traffic),
-            delta(connections_before, connections_after),
-        )
-    } else {
-        (None, None, None)
-    };
-    let rss = cluster.rss_bytes()?;
+    let rss = cluster.resident()?;
     let process_rss = if cluster.cpu_is_per_process() {
         None
     } else {
-        procfs::rss_bytes(None).ok()
+        procfs::resident(None).ok().map(|r| r.total)
     };
     Ok(NetworkFigures {
         dial_us,
@@ -634,7 +634,14 @@ fn assemble(
     };
     let invalid_received = at_honest(&f.recorded.invalid);
     let oversized_received = at_honest(&f.recorded.oversized);
-    let rss_mb: Option<Vec<f64>> = f.rss.as_ref().map(|v| v.iter().map(|&b| mb(b)).collect());
+    let rss_mb: Option<Vec<f64>> = f
+        .rss
+        .as_ref()
+        .map(|v| v.iter().map(|r| mb(r.total)).collect());
+    let anon_mb: Option<Vec<f64>> = f
+        .rss
+        .as_ref()
+        .map(|v| v.iter().map(|r| mb(r.anonymous)).collect());
 
     Report {
         command,
@@ -695,6 +702,9 @@ fn assemble(
         rss_mb_max: rss_mb
             .as_ref()
             .and_then(|v| v.iter().copied().reduce(f64::max)),
+        anon_rss_mb_per_node: anon_mb
+            .as_ref()
+            .map(|v| v.iter().sum::<f64>() / v.len().max(1) as f64),
         process_rss_mb_per_node: f.process_rss.map(|b| mb(b) / n as f64),
         cpu: {
             let idle = f

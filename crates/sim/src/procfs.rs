@@ -15,11 +15,25 @@ pub fn parse_stat_cpu_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
-/// Resident set size in bytes from the text of `/proc/PID/status`.
-pub fn parse_status_rss_bytes(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+/// A memory field (`VmRSS`, `RssAnon`, ...) in bytes from the text of
+/// `/proc/PID/status`.
+pub fn parse_status_bytes(status: &str, field: &str) -> Option<u64> {
+    let line = status
+        .lines()
+        .find(|l| l.strip_prefix(field).is_some_and(|r| r.starts_with(':')))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
+}
+
+/// Resident memory of a process: all of it, and the private (anonymous)
+/// part. The rest is file-backed, mostly pages of the executable, which
+/// processes running the same binary share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resident {
+    /// `VmRSS`.
+    pub total: u64,
+    /// `RssAnon`.
+    pub anonymous: u64,
 }
 
 /// Received bytes of the loopback interface from the text of
@@ -78,10 +92,13 @@ pub fn cpu_seconds(pid: Option<u32>, ticks_per_second: f64) -> io::Result<f64> {
     Ok(ticks as f64 / ticks_per_second)
 }
 
-/// Resident memory of process `pid` (this process for `None`), in bytes.
-pub fn rss_bytes(pid: Option<u32>) -> io::Result<u64> {
+/// Resident memory of process `pid` (this process for `None`).
+pub fn resident(pid: Option<u32>) -> io::Result<Resident> {
     let text = std::fs::read_to_string(proc_path(pid, "status"))?;
-    parse_status_rss_bytes(&text).ok_or_else(|| malformed("/proc/PID/status"))
+    Ok(Resident {
+        total: parse_status_bytes(&text, "VmRSS").ok_or_else(|| malformed("/proc/PID/status"))?,
+        anonymous: parse_status_bytes(&text, "RssAnon").unwrap_or(0),
+    })
 }
 
 /// CPU seconds the whole machine has been busy since boot (all processes).
@@ -111,9 +128,11 @@ mod tests {
 
     #[test]
     fn status_rss() {
-        let status = "Name:\tconclaved\nVmPeak:\t  100 kB\nVmRSS:\t   20480 kB\nThreads:\t5\n";
-        assert_eq!(parse_status_rss_bytes(status), Some(20 * 1024 * 1024));
-        assert_eq!(parse_status_rss_bytes("Name: x\n"), None);
+        let status = "Name:\tconclaved\nVmPeak:\t  100 kB\nVmRSS:\t   20480 kB\nRssAnon:\t  8192 kB\nThreads:\t5\n";
+        assert_eq!(parse_status_bytes(status, "VmRSS"), Some(20 * 1024 * 1024));
+        assert_eq!(parse_status_bytes(status, "RssAnon"), Some(8 * 1024 * 1024));
+        assert_eq!(parse_status_bytes(status, "Vm"), None);
+        assert_eq!(parse_status_bytes("Name: x\n", "VmRSS"), None);
     }
 
     #[test]
@@ -132,7 +151,7 @@ mod tests {
     #[test]
     fn this_process_is_readable() {
         assert!(cpu_seconds(None, clock_ticks_per_second()).unwrap() >= 0.0);
-        assert!(rss_bytes(None).unwrap() > 0);
+        assert!(resident(None).unwrap().total > 0);
         assert!(machine_busy_seconds(clock_ticks_per_second()).unwrap() > 0.0);
     }
 }

@@ -93,7 +93,7 @@ pub struct CpuReport {
     /// by the number of nodes.
     pub scope: &'static str,
     /// CPU seconds per node per minute with the formed network idle
-    /// (measured after the workload and the DHT lookups).
+    /// (measured after it settled, before the workload).
     pub idle_s_per_node_per_min: Option<f64>,
     /// CPU seconds per node per minute during the workload.
     pub load_s_per_node_per_min: Option<f64>,
@@ -186,6 +186,9 @@ pub struct Report {
     pub rss_mb_per_node: Option<f64>,
     /// Largest resident memory of a `conclaved` (process mode).
     pub rss_mb_max: Option<f64>,
+    /// Mean private (anonymous) resident memory per `conclaved`: RSS less
+    /// the executable's file-backed pages, which daemons share.
+    pub anon_rss_mb_per_node: Option<f64>,
     /// This process's resident memory divided by the nodes (in-process
     /// modes; includes the simulator's own state).
     pub process_rss_mb_per_node: Option<f64>,
@@ -343,9 +346,10 @@ impl Report {
             (
                 "RSS MB / node",
                 format!(
-                    "mean {} max {} (conclaved); {} (this process / nodes)",
+                    "mean {} max {} private {} (conclaved); {} (this process / nodes)",
                     opt(self.rss_mb_per_node, 1),
                     opt(self.rss_mb_max, 1),
+                    opt(self.anon_rss_mb_per_node, 1),
                     opt(self.process_rss_mb_per_node, 1)
                 ),
             ),
@@ -515,6 +519,7 @@ pub(crate) mod tests {
             loopback_bytes_per_payload_byte: None,
             rss_mb_per_node: None,
             rss_mb_max: None,
+            anon_rss_mb_per_node: None,
             process_rss_mb_per_node: Some(5.0),
             cpu: CpuReport {
                 scope: "this process / nodes",

@@ -313,7 +313,7 @@ impl Cluster for LocalCluster {
         false
     }
 
-    fn rss_bytes(&self) -> Result<Option<Vec<u64>>, SimError> {
+    fn resident(&self) -> Result<Option<Vec<procfs::Resident>>, SimError> {
         Ok(None)
     }
 

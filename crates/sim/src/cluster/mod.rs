@@ -116,8 +116,8 @@ pub trait Cluster: Send + Sync + 'static {
     /// processes) rather than this whole process.
     fn cpu_is_per_process(&self) -> bool;
 
-    /// Resident memory of each node in bytes, when nodes are processes.
-    fn rss_bytes(&self) -> Result<Option<Vec<u64>>, SimError>;
+    /// Resident memory of each node, when nodes are processes.
+    fn resident(&self) -> Result<Option<Vec<crate::procfs::Resident>>, SimError>;
 
     /// Stops every node.
     fn stop(&self) -> impl Future<Output = ()> + Send;

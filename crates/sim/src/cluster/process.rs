@@ -450,11 +450,11 @@ impl Cluster for ProcessCluster {
         true
     }
 
-    fn rss_bytes(&self) -> Result<Option<Vec<u64>>, SimError> {
+    fn resident(&self) -> Result<Option<Vec<procfs::Resident>>, SimError> {
         self.daemons
             .iter()
             .map(|d| {
-                procfs::rss_bytes(Some(d.pid))
+                procfs::resident(Some(d.pid))
                     .map_err(SimError::io(format!("reading /proc/{}/status", d.pid)))
             })
             .collect::<Result<Vec<_>, _>>()
