@@ -326,3 +326,25 @@ impl Cluster for LocalCluster {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_envelope_switch_reaches_node_config() {
+        for envelopes in [true, false] {
+            let options = LocalOptions {
+                transport: LocalTransport::Memory,
+                max_message_size: 64 * 1024,
+                byzantine_max_message_size: 256 * 1024,
+                byzantine: Vec::new(),
+                max_connections: 50,
+                envelopes,
+                event_buffer: 16,
+            };
+            assert_eq!(node_config(&options, false).envelopes, envelopes);
+            assert_eq!(node_config(&options, true).envelopes, envelopes);
+        }
+    }
+}

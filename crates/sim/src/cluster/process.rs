@@ -112,6 +112,14 @@ fn daemon_err(node: usize, reason: impl Into<String>) -> SimError {
     }
 }
 
+/// The config file every daemon reads: the envelope switch
+/// (`NodeConfig::envelopes`) and the per-peer abuse limits lifted.
+fn daemon_config_toml(envelopes: bool) -> String {
+    format!(
+        "envelopes = {envelopes}\nmax_messages_per_sec = 1e9\nmax_bytes_per_sec = 1e12\nmax_new_connections_per_sec = 1e6\n"
+    )
+}
+
 async fn start_daemon(i: usize, dir: &Path, options: &ProcessOptions) -> Result<Daemon, SimError> {
     let data_dir = dir.join(format!("n{i}"));
     std::fs::create_dir_all(&data_dir).map_err(SimError::io("creating a daemon folder"))?;
@@ -122,14 +130,8 @@ async fn start_daemon(i: usize, dir: &Path, options: &ProcessOptions) -> Result<
     // per topic, 1 MB/s, 10 new connections/s): the simulator measures
     // capacity.
     let config_file = data_dir.join("sim.toml");
-    std::fs::write(
-        &config_file,
-        format!(
-            "envelopes = {}\nmax_messages_per_sec = 1e9\nmax_bytes_per_sec = 1e12\nmax_new_connections_per_sec = 1e6\n",
-            options.envelopes
-        ),
-    )
-    .map_err(SimError::io("writing a daemon config"))?;
+    std::fs::write(&config_file, daemon_config_toml(options.envelopes))
+        .map_err(SimError::io("writing a daemon config"))?;
     let byzantine = options.byzantine.get(i).copied().unwrap_or(false);
     let max_message_size = if byzantine {
         options.byzantine_max_message_size
@@ -482,4 +484,21 @@ impl Cluster for ProcessCluster {
 /// seen, which the report shows; say why on stderr.
 fn tracing_free_warning(node: usize, error: &str) {
     eprintln!("conclave-sim: subscription of conclaved {node} ended: {error}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_envelope_switch_reaches_the_daemons_node_config() {
+        let dir = tempfile::tempdir().unwrap();
+        for envelopes in [true, false] {
+            let path = dir.path().join(format!("{envelopes}.toml"));
+            std::fs::write(&path, daemon_config_toml(envelopes)).unwrap();
+            let config = conclave_node::NodeConfig::from_file(&path).unwrap();
+            assert_eq!(config.envelopes, envelopes);
+            assert!(config.max_messages_per_sec >= 1e9);
+        }
+    }
 }
