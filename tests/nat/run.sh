@@ -276,6 +276,12 @@ has_path() { paths_to "$1" "$2" | grep -qx "$3"; }
 nat_field() { ctl "$1" nat | jq -r "$2"; }
 reachability_is() { [ "$(nat_field "$1" .reachability)" = "$2" ]; }
 has_reservation() { ctl "$1" nat | jq -e --arg r "${PEER[relay]}" '(.relays // []) | index($r) != null' >/dev/null; }
+# Whether NAME holds a reservation on the relay that became active at or after
+# epoch second SINCE (one made with a restarted relay, not a stale one).
+reserved_since() { # NAME SINCE
+  ctl "$1" nat | jq -e --arg r "${PEER[relay]}" --argjson t "$2" \
+    'any(.reservations[]?; .relay == $r and .active_since_ms >= $t * 1000)' >/dev/null
+}
 hole_punch() { ctl "$1" nat | jq -r ".hole_punch.$2 // 0" 2>/dev/null || echo 0; }
 circuit_to() { echo "/ip4/198.51.100.10/udp/4001/quic-v1/p2p/${PEER[relay]}/p2p-circuit/p2p/${PEER[$1]}"; }
 
@@ -600,7 +606,7 @@ test_restart() {
   local t0=${READY_MS[relay]} x
   local -A took=()
   # A new connection to the new relay process, and a reservation on it.
-  regained() { is_connected relay "${PEER[$1]}" && conn_since "$1" "${PEER[relay]}" "$since" && has_reservation "$1"; }
+  regained() { is_connected relay "${PEER[$1]}" && conn_since "$1" "${PEER[relay]}" "$since" && reserved_since "$1" "$since"; }
   local deadline=$((t0 + 45000))
   while :; do
     for x in A B; do
@@ -617,7 +623,7 @@ test_restart() {
       summary+=" $x in ${took[$x]} ms;"
       figure "reservation regained after relay restart ($x)" "${took[$x]} ms"
     else
-      problems+=" $x: relay sees it: $(is_connected relay "${PEER[$x]}" && echo yes || echo no), new connection: $(conn_since "$x" "${PEER[relay]}" "$since" && echo yes || echo no), nat $(ctl "$x" nat | jq -c '{relays, relayed_addrs}' 2>/dev/null || last_ctl_error "$x");"
+      problems+=" $x: relay sees it: $(is_connected relay "${PEER[$x]}" && echo yes || echo no), new connection: $(conn_since "$x" "${PEER[relay]}" "$since" && echo yes || echo no), nat $(ctl "$x" nat | jq -c '{reservations, relayed_addrs}' 2>/dev/null || last_ctl_error "$x");"
     fi
   done
   # The regained reservation works: C reaches A through the new relay (once

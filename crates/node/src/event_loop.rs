@@ -64,6 +64,8 @@ const MAX_INBOUND_STREAMS: usize = 64;
 const MAX_TOPIC_LEN: usize = 256;
 /// How often the loop checks its connection floor.
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(5);
+/// Longest wait at shutdown for connections to close cleanly.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 /// How long a failed address is left alone before it is dialled again: 5 s,
 /// doubling with each further failure, at most 5 minutes.
 fn dial_backoff(failures: u32) -> Duration {
@@ -212,10 +214,31 @@ impl EventLoop {
         // returns, so that `is_running` is false and `recv` yields `None` then.
         self.commands.close();
         self.handlers.clear();
+        self.close_connections().await;
         drop(self.swarm);
         drop(self.events);
         if let Some(reply) = shutdown_reply {
             let _ = reply.send(());
+        }
+    }
+
+    /// Closes every connection and drives the swarm until they are closed (or
+    /// [`SHUTDOWN_GRACE`] passed), so peers learn at once that we left: a
+    /// QUIC connection merely dropped looks alive to them until it idles out,
+    /// and a relay's clients would keep a dead reservation that long.
+    async fn close_connections(&mut self) {
+        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        for peer in peers {
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+        let grace = tokio::time::sleep(SHUTDOWN_GRACE);
+        tokio::pin!(grace);
+        while self.swarm.connected_peers().next().is_some() {
+            tokio::select! {
+                _ = &mut grace => break,
+                // Nobody listens any more: the events only need polling.
+                _ = self.swarm.select_next_some() => {}
+            }
         }
     }
 
@@ -987,6 +1010,13 @@ impl EventLoop {
                 if num_established == 0 {
                     self.peers.remove(&peer_id);
                     self.nat.remove_relay_candidate(&peer_id);
+                    // A reservation lives on a connection to its relay. The
+                    // relay client keeps the listener open a while after that
+                    // connection is gone, which would stop us reserving again
+                    // when the relay comes back (e.g. after a restart).
+                    for listener in self.nat.listeners_through(&peer_id) {
+                        self.swarm.remove_listener(listener);
+                    }
                     self.metrics.connected_peers.set(self.peers.len() as i64);
                     for reply in self
                         .pending_disconnects

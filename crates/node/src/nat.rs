@@ -54,10 +54,22 @@ pub struct NatStatus {
     pub relays: Vec<PeerId>,
     /// Our addresses through those relays.
     pub relayed_addrs: Vec<Multiaddr>,
+    /// Each reservation and when it became active, so a reservation made on a
+    /// restarted relay can be told from one that is only not yet known lost.
+    pub reservations: Vec<Reservation>,
     /// Hole-punch outcomes.
     pub hole_punch: HolePunchStats,
     /// AutoNAT probe outcomes.
     pub autonat: AutonatStats,
+}
+
+/// An active relay reservation.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reservation {
+    /// The relay.
+    pub relay: PeerId,
+    /// When the reservation became active (Unix milliseconds).
+    pub active_since_ms: u64,
 }
 
 /// NAT state kept by the event loop.
@@ -68,6 +80,8 @@ pub(crate) struct NatState {
     relay_listeners: HashMap<ListenerId, PeerId>,
     /// Relays whose reservation was accepted, with our circuit addresses.
     reserved: BTreeMap<PeerId, BTreeSet<Multiaddr>>,
+    /// When each reservation in `reserved` became active (Unix milliseconds).
+    reserved_since: BTreeMap<PeerId, u64>,
     /// Connected peers offering the relay hop protocol, with a dialable address.
     relay_candidates: BTreeMap<PeerId, Multiaddr>,
     pub hole_punch: HolePunchStats,
@@ -91,6 +105,14 @@ impl NatState {
             confirmed_addrs: self.confirmed.iter().cloned().collect(),
             relays: self.reserved.keys().copied().collect(),
             relayed_addrs: self.reserved.values().flatten().cloned().collect(),
+            reservations: self
+                .reserved_since
+                .iter()
+                .map(|(relay, since)| Reservation {
+                    relay: *relay,
+                    active_since_ms: *since,
+                })
+                .collect(),
             hole_punch: self.hole_punch,
             autonat: self.autonat,
         }
@@ -152,7 +174,17 @@ impl NatState {
     pub fn listen_addr(&mut self, listener: ListenerId, addr: &Multiaddr) -> Option<PeerId> {
         let relay = *self.relay_listeners.get(&listener)?;
         self.reserved.entry(relay).or_default().insert(addr.clone());
+        self.reserved_since.entry(relay).or_insert_with(unix_ms);
         Some(relay)
+    }
+
+    /// Our listeners through `relay` (requested or active reservations).
+    pub fn listeners_through(&self, relay: &PeerId) -> Vec<ListenerId> {
+        self.relay_listeners
+            .iter()
+            .filter(|(_, r)| *r == relay)
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     /// A listener closed; if it was a relay listener, the reservation is gone.
@@ -160,9 +192,16 @@ impl NatState {
         let relay = self.relay_listeners.remove(&listener)?;
         if !self.relay_listeners.values().any(|r| *r == relay) {
             self.reserved.remove(&relay);
+            self.reserved_since.remove(&relay);
         }
         Some(relay)
     }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Whether an address goes through a relay.
@@ -208,10 +247,16 @@ mod tests {
         assert!(nat.relays_to_reserve().is_empty());
         let circuit: Multiaddr = addr.clone().with(Protocol::P2pCircuit);
         assert_eq!(nat.listen_addr(ids[0], &circuit), Some(first[0].0));
+        assert_eq!(nat.listeners_through(&first[0].0), vec![ids[0]]);
         assert_eq!(nat.status().relays, vec![first[0].0]);
+        let reservations = nat.status().reservations;
+        assert_eq!(reservations.len(), 1);
+        assert_eq!(reservations[0].relay, first[0].0);
+        assert!(reservations[0].active_since_ms > 0);
         // Losing one makes room again.
         assert_eq!(nat.listener_closed(ids[0]), Some(first[0].0));
         assert!(nat.status().relays.is_empty());
+        assert!(nat.status().reservations.is_empty());
         assert_eq!(nat.relays_to_reserve().len(), 1);
         nat.external("/ip4/198.51.100.9/tcp/1".parse().unwrap(), true);
         assert!(

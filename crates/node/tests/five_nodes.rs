@@ -729,3 +729,28 @@ async fn stop_makes_later_calls_fail_with_stopped() {
     assert!(b.is_running(), "B is unaffected");
     stop_all(&nodes[1..]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_closes_quic_connections_so_peers_learn_at_once() {
+    init_logging();
+    let nodes = start_many(2, &test_config()).await;
+    let (a, b) = (&nodes[0], &nodes[1]);
+    connect(a, b, Transport::Quic).await;
+    let mut b_events = b.subscribe_events();
+    let stopped = Instant::now();
+    within("stop", a.stop()).await.expect("stop succeeds");
+    // A QUIC connection that was only dropped stays up at its peer until it
+    // idles out (10 s and more); a closed one ends at once.
+    tokio::time::timeout(
+        Duration::from_secs(3),
+        wait_disconnected(&mut b_events, a.peer_id()),
+    )
+    .await
+    .expect("B learns of A's stop before any idle timeout could tell it");
+    println!(
+        "B saw A leave {} after A's stop began",
+        ms(stopped.elapsed())
+    );
+    assert!(!b.is_connected(a.peer_id()).await.unwrap());
+    stop_all(&nodes[1..]).await;
+}
