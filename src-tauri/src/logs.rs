@@ -1,8 +1,9 @@
 //! The node's recent log lines for the Logs view.
 //!
 //! The node library logs through `tracing` but keeps no lines in memory, so
-//! the app installs its own layer beside the usual stderr and file writers:
-//! it keeps the newest [`LOG_CAPACITY`] lines in a ring buffer.
+//! the app hands its logging set-up one more layer, beside the usual stderr
+//! and file writers: it keeps the newest [`LOG_CAPACITY`] lines in a ring
+//! buffer.
 
 use std::{
     collections::VecDeque,
@@ -11,13 +12,12 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+use conclave_node::logging::LoggingError;
 use serde::{Deserialize, Serialize};
 use specta::Type;
 use tracing::{field::Field, Event, Level, Subscriber};
 use tracing_appender::non_blocking::WorkerGuard;
-use tracing_subscriber::{
-    fmt, layer::Context, layer::SubscriberExt, util::SubscriberInitExt, EnvFilter, Layer,
-};
+use tracing_subscriber::{layer::Context, Layer};
 
 /// Lines kept in memory; older ones are dropped (the log files keep them).
 pub const LOG_CAPACITY: usize = 2000;
@@ -169,54 +169,22 @@ impl<S: Subscriber> Layer<S> for BufferLayer {
     }
 }
 
-/// Errors setting up logging.
-#[derive(Debug, thiserror::Error)]
-pub enum LoggingError {
-    /// The log folder could not be used.
-    #[error("cannot write logs to {path}: {reason}")]
-    Folder {
-        /// Folder.
-        path: String,
-        /// Why.
-        reason: String,
-    },
-    /// A global subscriber was already installed.
-    #[error("logging already initialised: {0}")]
-    Init(String),
-}
-
-/// Installs the global subscriber: stderr, daily files in `log_dir` and the
-/// in-memory buffer it returns. Keep the guard alive while the app runs.
+/// Installs the node library's logging (stderr and daily files in
+/// `log_dir`, its filter) with the in-memory buffer it returns as an extra
+/// layer. Keep the guard alive while the app runs.
 pub fn init(log_dir: &Path) -> Result<(LogBuffer, WorkerGuard), LoggingError> {
-    let appender = tracing_appender::rolling::Builder::new()
-        .rotation(tracing_appender::rolling::Rotation::DAILY)
-        .filename_prefix("conclave")
-        .filename_suffix("log")
-        .max_log_files(14)
-        .build(log_dir)
-        .map_err(|e| LoggingError::Folder {
-            path: log_dir.display().to_string(),
-            reason: e.to_string(),
-        })?;
-    let (file_writer, guard) = tracing_appender::non_blocking(appender);
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(conclave_node::logging::DEFAULT_FILTER));
     let buffer = LogBuffer::default();
-    tracing_subscriber::registry()
-        .with(filter)
-        .with(fmt::layer().with_writer(std::io::stderr))
-        .with(fmt::layer().with_ansi(false).with_writer(file_writer))
-        .with(BufferLayer {
-            buffer: buffer.clone(),
-        })
-        .try_init()
-        .map_err(|e| LoggingError::Init(e.to_string()))?;
+    let layer = BufferLayer {
+        buffer: buffer.clone(),
+    };
+    let guard = conclave_node::logging::init_with_layer(log_dir, "conclave", Box::new(layer))?;
     Ok((buffer, guard))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tracing_subscriber::layer::SubscriberExt as _;
 
     #[test]
     fn ring_is_bounded_and_filters_by_level() {

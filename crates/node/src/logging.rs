@@ -1,10 +1,19 @@
 //! Logging: `tracing` to stderr and to daily rolling files in the profile's
 //! log folder.
+//!
+//! Programs that want the log lines elsewhere too (the desktop app keeps the
+//! recent ones for its Logs view) pass an extra layer to [`init_with_layer`],
+//! so every program logs with the same filter, format and files.
 
 use std::path::Path;
 
 use tracing_appender::non_blocking::WorkerGuard;
-use tracing_subscriber::{fmt, layer::SubscriberExt, util::SubscriberInitExt, EnvFilter};
+use tracing_subscriber::{
+    fmt, layer::SubscriberExt, util::SubscriberInitExt, EnvFilter, Layer, Registry,
+};
+
+/// A caller-supplied layer that sees every event the filter lets through.
+pub type ExtraLayer = Box<dyn Layer<Registry> + Send + Sync + 'static>;
 
 /// Default filter when `RUST_LOG` is unset.
 pub const DEFAULT_FILTER: &str = "info,libp2p_kad=error,libp2p_gossipsub=warn,libp2p_mdns=warn";
@@ -28,6 +37,24 @@ pub enum LoggingError {
 /// Installs the global subscriber. Keep the guard alive for the life of the
 /// program: dropping it flushes and stops the file writer.
 pub fn init(log_dir: &Path, file_prefix: &str) -> Result<WorkerGuard, LoggingError> {
+    install(log_dir, file_prefix, None)
+}
+
+/// Like [`init`], and also hands every event that passes the filter
+/// (`RUST_LOG`, else [`DEFAULT_FILTER`]) to `extra`.
+pub fn init_with_layer(
+    log_dir: &Path,
+    file_prefix: &str,
+    extra: ExtraLayer,
+) -> Result<WorkerGuard, LoggingError> {
+    install(log_dir, file_prefix, Some(extra))
+}
+
+fn install(
+    log_dir: &Path,
+    file_prefix: &str,
+    extra: Option<ExtraLayer>,
+) -> Result<WorkerGuard, LoggingError> {
     let appender = tracing_appender::rolling::Builder::new()
         .rotation(tracing_appender::rolling::Rotation::DAILY)
         .filename_prefix(file_prefix)
@@ -41,7 +68,10 @@ pub fn init(log_dir: &Path, file_prefix: &str) -> Result<WorkerGuard, LoggingErr
     let (file_writer, guard) = tracing_appender::non_blocking(appender);
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    // The extra layer sits directly on the registry (the type `ExtraLayer`
+    // names); the filter is global, so it still sees only what passes it.
     tracing_subscriber::registry()
+        .with(extra)
         .with(filter)
         .with(fmt::layer().with_writer(std::io::stderr))
         .with(fmt::layer().with_ansi(false).with_writer(file_writer))
