@@ -26,7 +26,7 @@ run: setup ui
 
 ## Starts the headless node in the foreground (Ctrl-C stops it).
 daemon: setup
-	cargo build --release -p conclave-node --bins
+	cargo build --release -p conclave-daemon --bins
 	$(CARGO_TARGET_DIR)/release/conclaved --profile $(PROFILE)
 
 lint: setup ui
@@ -42,18 +42,18 @@ unit: setup ui
 
 ## The desktop UI tests, headless (screenshots in tests/ui/screenshots/).
 ui-test: setup ui
-	cargo build -p conclave-app -p conclave-node --bins
+	cargo build -p conclave-app -p conclave-daemon --bins
 	tests/ui/run.sh test
 
 ## Launch-to-first-render and Peers-view frame-time figures.
 bench: setup ui
-	cargo build -p conclave-app -p conclave-node --bins
+	cargo build -p conclave-app -p conclave-daemon --bins
 	tests/ui/run.sh bench
 
 ## The NAT test network: daemons in network namespaces behind nftables NATs
 ## (needs root; skipped where network namespaces are unavailable).
 nat-test: setup
-	cargo build -p conclave-node --bins
+	cargo build -p conclave-daemon --bins
 	tests/nat/run.sh
 
 ## Every test: formatting, lints, unit, in-process and cross-process tests,

@@ -42,7 +42,7 @@ command -v ip >/dev/null || { echo "nat: FAIL: ip (iproute2) not found; scripts/
 command -v nft >/dev/null || { echo "nat: FAIL: nft (nftables) not found; scripts/setup.sh installs it" >&2; exit 1; }
 command -v jq >/dev/null || { echo "nat: FAIL: jq not found; scripts/setup.sh installs it" >&2; exit 1; }
 for b in conclaved conclavectl; do
-  [ -x "$BIN/$b" ] || { echo "nat: FAIL: $BIN/$b not built (cargo build -p conclave-node --bins)" >&2; exit 1; }
+  [ -x "$BIN/$b" ] || { echo "nat: FAIL: $BIN/$b not built (cargo build -p conclave-daemon --bins)" >&2; exit 1; }
 done
 
 RUN="cnat$$x$(printf %04x $((RANDOM)))"

@@ -37,7 +37,7 @@ pub enum SimError {
         reason: String,
     },
     /// The `conclaved` binary was not found.
-    #[error("conclaved not found (looked at {looked:?}); build it with `cargo build --release -p conclave-node --bins` or pass --conclaved PATH (or set CONCLAVED)")]
+    #[error("conclaved not found (looked at {looked:?}); build it with `cargo build --release -p conclave-daemon --bins` or pass --conclaved PATH (or set CONCLAVED)")]
     DaemonBinary {
         /// Paths tried.
         looked: Vec<PathBuf>,

@@ -2,6 +2,7 @@
 
 use std::{os::unix::fs::PermissionsExt, path::Path, sync::Arc, time::Duration};
 
+use futures::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::{
@@ -39,6 +40,28 @@ pub async fn serve_with_inbox(
     path: &Path,
     inbox: Option<Arc<TextInbox>>,
 ) -> Result<JoinHandle<()>, ControlError> {
+    serve_extended(node, path, inbox, None).await
+}
+
+/// Methods a program serves on the control socket beside the node's own
+/// (the daemon's signing service): a method the node does not know is
+/// offered to the extension.
+pub trait ControlExtension: Send + Sync + 'static {
+    /// Answers `method`, or `None` when it is not one of the extension's.
+    fn call(
+        &self,
+        method: &str,
+        params: Value,
+    ) -> Option<BoxFuture<'static, Result<Value, rpc::RpcError>>>;
+}
+
+/// Like [`serve_with_inbox`], also offering unknown methods to `extension`.
+pub async fn serve_extended(
+    node: NodeHandle,
+    path: &Path,
+    inbox: Option<Arc<TextInbox>>,
+    extension: Option<Arc<dyn ControlExtension>>,
+) -> Result<JoinHandle<()>, ControlError> {
     let display = path.display().to_string();
     if path.exists() {
         if UnixStream::connect(path).await.is_ok() {
@@ -74,8 +97,9 @@ pub async fn serve_with_inbox(
             };
             let node = node.clone();
             let inbox = inbox.clone();
+            let extension = extension.clone();
             tokio::spawn(async move {
-                if let Err(e) = serve_client(node, inbox, stream).await {
+                if let Err(e) = serve_client(node, inbox, extension, stream).await {
                     tracing::debug!(%e, "control client ended");
                 }
                 drop(permit);
@@ -93,6 +117,7 @@ async fn write(out: &mut OwnedWriteHalf, message: &Message) -> std::io::Result<(
 async fn serve_client(
     node: NodeHandle,
     inbox: Option<Arc<TextInbox>>,
+    extension: Option<Arc<dyn ControlExtension>>,
     stream: UnixStream,
 ) -> std::io::Result<()> {
     let (read, mut out) = stream.into_split();
@@ -139,7 +164,13 @@ async fn serve_client(
                 Some(inbox) => to_json(inbox.recent()),
                 None => Err((rpc::METHOD_NOT_FOUND, "this node keeps no inbox".into())),
             },
-            _ => dispatch(&node, &request.method, request.params).await,
+            method => match extension
+                .as_ref()
+                .and_then(|x| x.call(method, request.params.clone()))
+            {
+                Some(call) => call.await.map_err(|e| (e.code, e.message)),
+                None => dispatch(&node, method, request.params).await,
+            },
         };
         let message = match response {
             Ok(result) => Message::result(id, result),

@@ -1,88 +1,15 @@
 //! Three `conclaved` processes on 127.0.0.1, driven only through `conclavectl`.
 
 use std::{
-    io::{BufRead, BufReader},
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use serde_json::Value;
 
-const DAEMON: &str = env!("CARGO_BIN_EXE_conclaved");
-const CTL: &str = env!("CARGO_BIN_EXE_conclavectl");
+mod common;
 
-/// A daemon child process, killed on drop.
-struct Daemon {
-    child: Child,
-    dir: PathBuf,
-    peer_id: String,
-    quic_addr: String,
-}
-
-impl Daemon {
-    fn start(dir: &Path) -> Daemon {
-        let mut child = Command::new(DAEMON)
-            .args(["--data-dir", dir.to_str().unwrap()])
-            .args([
-                "--listen",
-                "/ip4/127.0.0.1/udp/0/quic-v1",
-                "--listen",
-                "/ip4/127.0.0.1/tcp/0",
-            ])
-            .arg("--no-mdns")
-            .env("P2P_MIN_CONNECTIONS", "0")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("conclaved starts");
-        // The daemon prints one JSON line once it is ready.
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let ready: Value = serde_json::from_str(&line).expect("ready line is JSON");
-        assert_eq!(ready["event"], "ready");
-        let quic_addr = ready["listen_addrs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|a| a.as_str().unwrap().to_string())
-            .find(|a| a.contains("/quic-v1/"))
-            .expect("a QUIC listen address");
-        Daemon {
-            child,
-            dir: dir.to_path_buf(),
-            peer_id: ready["peer_id"].as_str().unwrap().to_string(),
-            quic_addr,
-        }
-    }
-
-    fn ctl(&self) -> Command {
-        let mut cmd = Command::new(CTL);
-        cmd.args(["--data-dir", self.dir.to_str().unwrap()]);
-        cmd
-    }
-
-    /// Runs `conclavectl --json ARGS` and parses its output; panics on failure.
-    fn json(&self, args: &[&str]) -> Value {
-        let out = self.ctl().arg("--json").args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "conclavectl {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("JSON output")
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{Daemon, CTL};
 
 fn unix_now() -> u64 {
     std::time::SystemTime::now()

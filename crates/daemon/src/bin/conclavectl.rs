@@ -4,6 +4,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use conclave_daemon::psbt_file;
 use conclave_node::{
     control::client::ControlClient,
     profile::{Profile, DEFAULT_PROFILE},
@@ -156,8 +157,94 @@ enum Command {
         #[command(subcommand)]
         action: IdentityAction,
     },
+    /// MuSig2 signing keys of the daemon (kept in its keychain).
+    Wallet {
+        #[command(subcommand)]
+        action: WalletAction,
+    },
+    /// MuSig2 signing sessions (BIP-327).
+    Musig2 {
+        #[command(subcommand)]
+        action: Musig2Action,
+    },
     /// Stop the daemon.
     Shutdown,
+}
+
+#[derive(Subcommand, Debug)]
+enum WalletAction {
+    /// Generate a signing key; prints its public key.
+    New,
+    /// Import a signing key (32-byte secret, hex) from a file or the terminal
+    /// (never from the command line, where other users could see it).
+    Import {
+        /// Read the secret key (hex) from this file instead of the terminal.
+        #[arg(long, value_name = "FILE")]
+        secret_file: Option<PathBuf>,
+    },
+    /// The signing keys' public keys.
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+enum Musig2Action {
+    /// Start a session: invite the peers behind the signer keys.
+    Create {
+        /// Signer public keys (66 hex each), comma-separated.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            required = true,
+            value_name = "PUBKEY,..."
+        )]
+        signers: Vec<String>,
+        /// The message to sign, hex.
+        #[arg(
+            long,
+            value_name = "HEX",
+            conflicts_with = "psbt",
+            required_unless_present = "psbt"
+        )]
+        message: Option<String>,
+        /// A PSBT (binary or base64) whose inputs the aggregate key spends.
+        #[arg(long, value_name = "FILE")]
+        psbt: Option<PathBuf>,
+    },
+    /// Invitations waiting for this node's decision.
+    Invitations {
+        /// If there are none, wait up to SECS for one.
+        #[arg(long, value_name = "SECS", default_value_t = 0)]
+        wait: u64,
+    },
+    /// Join a session (an explicit decision to sign what it shows).
+    Join {
+        /// Session id.
+        session_id: String,
+    },
+    /// Decline an invitation (or withdraw from a session, failing it).
+    Decline {
+        /// Session id.
+        session_id: String,
+        /// Reason shown to the coordinator.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// A session's phase, holdouts, aggregate key and, once done, signature.
+    Status {
+        /// Session id.
+        session_id: String,
+        /// If it is still running, wait up to SECS for it to finish.
+        #[arg(long, value_name = "SECS", default_value_t = 0)]
+        wait: u64,
+        /// Write the signed PSBT (base64) here once done.
+        #[arg(long, value_name = "FILE")]
+        psbt_out: Option<PathBuf>,
+        /// Write the finalized transaction (hex) here once done.
+        #[arg(long, value_name = "FILE")]
+        tx_out: Option<PathBuf>,
+    },
+    /// Every session, oldest first.
+    List,
 }
 
 #[derive(Subcommand, Debug)]
@@ -286,6 +373,48 @@ async fn identity_offline(args: &Args, action: &IdentityAction) -> Result<()> {
     Ok(())
 }
 
+/// A signing secret key (hex) from a file or the terminal.
+fn read_secret_key(file: Option<&PathBuf>) -> Result<zeroize::Zeroizing<String>> {
+    let text = match file {
+        Some(path) => zeroize::Zeroizing::new(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading the secret key file {}", path.display()))?,
+        ),
+        None => zeroize::Zeroizing::new(
+            rpassword::prompt_password("Secret key (hex): ")
+                .context("reading the secret key from the terminal (or pass --secret-file)")?,
+        ),
+    };
+    let trimmed = text.trim();
+    if trimmed.len() != 64 || hex::decode(trimmed).is_err() {
+        bail!("a secret key is 64 hex characters (32 bytes)");
+    }
+    Ok(zeroize::Zeroizing::new(trimmed.to_string()))
+}
+
+/// Writes the exports `musig2 status --psbt-out/--tx-out` asked for, once the
+/// session has them.
+fn write_exports(action: &Musig2Action, status: &Value) -> Result<()> {
+    let Musig2Action::Status {
+        psbt_out, tx_out, ..
+    } = action
+    else {
+        return Ok(());
+    };
+    for (path, field) in [(psbt_out, "psbt"), (tx_out, "transaction")] {
+        let Some(path) = path else { continue };
+        let Some(text) = status[field].as_str() else {
+            bail!(
+                "the session has no {field} to export (phase {}; only a finished PSBT session has one)",
+                status["phase"]
+            );
+        };
+        std::fs::write(path, format!("{text}\n"))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
 fn socket_path(args: &Args) -> Result<PathBuf> {
     if let Some(path) = &args.control {
         return Ok(path.clone());
@@ -368,6 +497,56 @@ fn request(command: &Command) -> Result<(&'static str, Value)> {
             json!({ "private": private.as_deref().map(|p| p == "on") }),
         ),
         Command::Identity { .. } => ("identity", json!({})),
+        Command::Wallet { action } => match action {
+            WalletAction::New => ("wallet.new", json!({})),
+            WalletAction::Import { secret_file } => {
+                let secret = read_secret_key(secret_file.as_ref())?;
+                ("wallet.import", json!({ "secret": secret.as_str() }))
+            }
+            WalletAction::List => ("wallet.list", json!({})),
+        },
+        Command::Musig2 { action } => match action {
+            Musig2Action::Create {
+                signers,
+                message,
+                psbt,
+            } => {
+                for key in signers {
+                    key.parse::<conclave_signing::SignerKey>()
+                        .with_context(|| format!("signer key {key:?}"))?;
+                }
+                let mut params = json!({ "signers": signers });
+                if let Some(message) = message {
+                    hex::decode(message).context("--message must be hex")?;
+                    params["message"] = json!(message);
+                }
+                if let Some(path) = psbt {
+                    let contents = std::fs::read(path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    let binary = psbt_file::decode(&contents)
+                        .with_context(|| format!("{}", path.display()))?;
+                    params["psbt"] = json!(psbt_file::to_base64(&binary));
+                }
+                ("musig2.create", params)
+            }
+            Musig2Action::Invitations { wait } => {
+                ("musig2.invitations", json!({ "wait_secs": wait }))
+            }
+            Musig2Action::Join { session_id } => {
+                ("musig2.join", json!({ "session_id": session_id }))
+            }
+            Musig2Action::Decline { session_id, reason } => (
+                "musig2.decline",
+                json!({ "session_id": session_id, "reason": reason }),
+            ),
+            Musig2Action::Status {
+                session_id, wait, ..
+            } => (
+                "musig2.status",
+                json!({ "session_id": session_id, "wait_secs": wait }),
+            ),
+            Musig2Action::List => ("musig2.list", json!({})),
+        },
         Command::Shutdown => ("shutdown", json!({})),
     })
 }
@@ -424,6 +603,54 @@ fn print_text(command: &Command, result: &Value) {
                 );
             }
         }
+        Command::Wallet {
+            action: WalletAction::New | WalletAction::Import { .. },
+        } => println!("signing key {}", s(&result["pubkey"])),
+        Command::Wallet {
+            action: WalletAction::List,
+        } => {
+            let keys = result.as_array().cloned().unwrap_or_default();
+            if keys.is_empty() {
+                println!("no signing keys (create one with: conclavectl wallet new)");
+            }
+            for k in keys {
+                println!("{}", s(&k["pubkey"]));
+            }
+        }
+        Command::Musig2 {
+            action: Musig2Action::Create { .. },
+        } => println!(
+            "session {} created; signers are invited",
+            s(&result["session_id"])
+        ),
+        Command::Musig2 {
+            action: Musig2Action::Join { session_id },
+        } => println!("joined session {session_id}"),
+        Command::Musig2 {
+            action: Musig2Action::Status { .. },
+        } => {
+            println!(
+                "session {}: {}",
+                s(&result["session_id"]),
+                s(&result["phase"])
+            );
+            let holdouts: Vec<String> = result["holdouts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(s)
+                .collect();
+            if !holdouts.is_empty() {
+                println!("waiting for: {}", holdouts.join(", "));
+            }
+            println!("aggregate key: {}", s(&result["aggregate_pubkey"]));
+            if let Some(signature) = result["signature"].as_str() {
+                println!("signature: {signature}");
+            }
+            if let Some(failure) = result.get("failure") {
+                println!("failure: {failure}");
+            }
+        }
         _ => println!(
             "{}",
             serde_json::to_string_pretty(result).unwrap_or_default()
@@ -459,6 +686,9 @@ async fn run(args: Args) -> Result<()> {
     }
     if let (Command::Get { .. }, Value::Null) = (&args.command, &result) {
         bail!("not found");
+    }
+    if let Command::Musig2 { action } = &args.command {
+        write_exports(action, &result)?;
     }
     Ok(())
 }

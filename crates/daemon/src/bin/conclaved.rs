@@ -4,12 +4,40 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use conclave_daemon::signing_control::SigningControl;
 use conclave_node::{
     config::{KadMode, NodeConfig},
     control, identity, logging, metrics,
     profile::{Profile, DEFAULT_PROFILE},
-    Multiaddr, Node,
+    Multiaddr, Node, NodeHandle,
 };
+use conclave_signing::{KeychainKeyStore, SigningConfig, SigningHandle, SigningService};
+
+/// Longest wait for the keychain when the signing service starts.
+const KEYCHAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Starts the signing service with keys in the keychain under `namespace`.
+async fn start_signing(
+    node: NodeHandle,
+    namespace: String,
+    data_dir: PathBuf,
+) -> Result<SigningHandle, String> {
+    let open = tokio::task::spawn_blocking(move || KeychainKeyStore::open(&namespace));
+    let keys = tokio::time::timeout(KEYCHAIN_TIMEOUT, open)
+        .await
+        .map_err(|_| format!("the keychain did not answer within {KEYCHAIN_TIMEOUT:?}"))?
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let start = SigningService::start(
+        node,
+        std::sync::Arc::new(keys),
+        SigningConfig::new(data_dir),
+    );
+    tokio::time::timeout(KEYCHAIN_TIMEOUT, start)
+        .await
+        .map_err(|_| format!("the keychain did not answer within {KEYCHAIN_TIMEOUT:?}"))?
+        .map_err(|e| e.to_string())
+}
 
 /// Runs a Conclave node without a GUI, controlled through `conclavectl`.
 #[derive(Parser, Debug)]
@@ -56,6 +84,10 @@ struct Args {
     /// DHT mode: server (default for the daemon), client or auto.
     #[arg(long, value_parser = ["server", "client", "auto"])]
     kad_mode: Option<String>,
+    /// Where MuSig2 signing keys live: the OS keychain (default) or nowhere
+    /// (no signing service, e.g. on a relay).
+    #[arg(long, value_parser = ["keychain", "none"], default_value = "keychain")]
+    signing_keys: String,
 }
 
 fn load_config(args: &Args, profile: &Profile) -> Result<NodeConfig> {
@@ -129,8 +161,33 @@ async fn main() -> Result<()> {
         .unwrap_or_else(|| profile.control_socket());
     let inbox = std::sync::Arc::new(conclave_node::inbox::TextInbox::default());
     node.register_handler(inbox.clone()).await?;
+    // Signing keys belong to the profile; a daemon with its keys in a data
+    // folder or key file gets its own keychain namespace, so two such daemons
+    // on one machine never share signing keys.
+    let signing = if args.signing_keys == "keychain" {
+        let namespace = if key_file.is_some() {
+            format!("{}@{}", profile.name(), node.peer_id())
+        } else {
+            profile.name().to_string()
+        };
+        Some(std::sync::Arc::new(SigningControl::spawn(start_signing(
+            node.clone(),
+            namespace,
+            profile.data_dir().to_path_buf(),
+        ))))
+    } else {
+        None
+    };
+    let extension: std::sync::Arc<dyn control::server::ControlExtension> = match &signing {
+        Some(signing) => signing.clone(),
+        None => std::sync::Arc::new(SigningControl::disabled(
+            "it was started with --signing-keys none",
+        )),
+    };
+    let extension = Some(extension);
     let control_task =
-        control::server::serve_with_inbox(node.clone(), &control_path, Some(inbox)).await?;
+        control::server::serve_extended(node.clone(), &control_path, Some(inbox), extension)
+            .await?;
     let metrics_addr = match args.metrics {
         Some(addr) => {
             let (bound, _task) = metrics::serve(addr, node.registry())
@@ -163,6 +220,17 @@ async fn main() -> Result<()> {
         _ = node.wait_stopped() => tracing::info!("stopped through the control socket"),
     }
     control_task.abort();
+    if let Some(signing) = &signing {
+        // Aborts sessions in progress (telling their peers) before the node goes.
+        match signing.handle().await {
+            Ok(handle) => {
+                if let Err(e) = handle.stop().await {
+                    tracing::warn!(%e, "stopping the signing service");
+                }
+            }
+            Err(reason) => tracing::warn!(%reason, "signing was unavailable"),
+        }
+    }
     let _ = node.stop().await;
     let _ = std::fs::remove_file(&control_path);
     Ok(())

@@ -1,0 +1,272 @@
+//! The signing service on the daemon's control socket: the `wallet.*` and
+//! `musig2.*` methods behind `conclavectl wallet ...` and `conclavectl
+//! musig2 ...`.
+//!
+//! The service starts in the background (opening the keychain may take a
+//! moment or fail); calls wait for it, and if it could not start they fail
+//! with the reason, while the node itself keeps serving.
+
+use std::time::Duration;
+
+use conclave_node::control::{
+    rpc::{self, RpcError},
+    server::ControlExtension,
+};
+use conclave_signing::{
+    InvitationInfo, Payload, SessionStatus, SignerKey, SigningEvent, SigningHandle,
+};
+use futures::{
+    future::{BoxFuture, Shared},
+    FutureExt,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::psbt_file;
+
+/// Longest `--wait` of `musig2 invitations` and `musig2 status`, in seconds.
+pub const MAX_WAIT_SECS: u64 = 3600;
+
+type Started = Shared<BoxFuture<'static, Result<SigningHandle, String>>>;
+
+/// Serves the signing methods once the service has started.
+pub struct SigningControl {
+    service: Started,
+}
+
+impl SigningControl {
+    /// Starts the service with `start` in the background (so it advertises
+    /// this node's keys without waiting for a first call).
+    pub fn spawn(
+        start: impl std::future::Future<Output = Result<SigningHandle, String>> + Send + 'static,
+    ) -> Self {
+        let service = start
+            .map(|started| {
+                match &started {
+                    Ok(_) => tracing::info!("signing service running"),
+                    Err(reason) => tracing::warn!(%reason, "signing service unavailable"),
+                }
+                started
+            })
+            .boxed()
+            .shared();
+        tokio::spawn(service.clone());
+        Self { service }
+    }
+
+    /// Answers every signing call with `reason` (signing is switched off).
+    pub fn disabled(reason: &str) -> Self {
+        let reason = reason.to_string();
+        Self {
+            service: async move { Err(reason) }.boxed().shared(),
+        }
+    }
+
+    /// The running service, or why it is not running.
+    pub async fn handle(&self) -> Result<SigningHandle, String> {
+        self.service.clone().await
+    }
+}
+
+impl ControlExtension for SigningControl {
+    fn call(
+        &self,
+        method: &str,
+        params: Value,
+    ) -> Option<BoxFuture<'static, Result<Value, RpcError>>> {
+        if !(method.starts_with("wallet.") || method.starts_with("musig2.")) {
+            return None;
+        }
+        let service = self.service.clone();
+        let method = method.to_string();
+        Some(
+            async move {
+                let handle = service.await.map_err(|reason| {
+                    failure(format!("signing is unavailable on this daemon: {reason}"))
+                })?;
+                dispatch(&handle, &method, params).await
+            }
+            .boxed(),
+        )
+    }
+}
+
+fn failure(message: impl Into<String>) -> RpcError {
+    RpcError {
+        code: rpc::NODE_ERROR,
+        message: message.into(),
+    }
+}
+
+fn invalid(message: impl Into<String>) -> RpcError {
+    RpcError {
+        code: rpc::INVALID_PARAMS,
+        message: message.into(),
+    }
+}
+
+fn params<T: for<'de> Deserialize<'de>>(value: Value) -> Result<T, RpcError> {
+    let value = if value.is_null() { json!({}) } else { value };
+    serde_json::from_value(value).map_err(|e| invalid(format!("invalid parameters: {e}")))
+}
+
+fn to_json<T: serde::Serialize>(value: T) -> Result<Value, RpcError> {
+    serde_json::to_value(value).map_err(|e| failure(e.to_string()))
+}
+
+#[derive(Deserialize)]
+struct ImportParams {
+    secret: String,
+}
+
+#[derive(Deserialize)]
+struct CreateParams {
+    signers: Vec<String>,
+    message: Option<String>,
+    psbt: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct SessionParams {
+    session_id: String,
+    #[serde(default)]
+    wait_secs: u64,
+}
+
+#[derive(Deserialize)]
+struct DeclineParams {
+    session_id: String,
+    #[serde(default)]
+    reason: String,
+}
+
+#[derive(Deserialize)]
+struct WaitParams {
+    #[serde(default)]
+    wait_secs: u64,
+}
+
+/// What `musig2.create` signs, from its parameters.
+fn payload(p: &CreateParams) -> Result<Payload, RpcError> {
+    match (&p.message, &p.psbt) {
+        (Some(message), None) => hex::decode(message.trim())
+            .map(Payload::Message)
+            .map_err(|e| invalid(format!("message is not hex: {e}"))),
+        (None, Some(psbt)) => psbt_file::from_base64(psbt)
+            .map(Payload::Psbt)
+            .map_err(|e| invalid(e.to_string())),
+        _ => Err(invalid(
+            "give exactly one of message (hex) and psbt (base64)",
+        )),
+    }
+}
+
+async fn dispatch(handle: &SigningHandle, method: &str, raw: Value) -> Result<Value, RpcError> {
+    let fail = |e: conclave_signing::SigningError| failure(e.to_string());
+    match method {
+        "wallet.new" => to_json(handle.new_key().await.map_err(fail)?),
+        "wallet.import" => {
+            let p: ImportParams = params(raw)?;
+            to_json(handle.import_key(&p.secret).await.map_err(fail)?)
+        }
+        "wallet.list" => to_json(handle.keys().await.map_err(fail)?),
+        "musig2.create" => {
+            let p: CreateParams = params(raw)?;
+            let signers = p
+                .signers
+                .iter()
+                .map(|k| k.parse::<SignerKey>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| invalid(format!("signer key: {e}")))?;
+            let payload = payload(&p)?;
+            to_json(handle.create(&signers, payload).await.map_err(fail)?)
+        }
+        "musig2.invitations" => {
+            let p: WaitParams = params(raw)?;
+            to_json(invitations(handle, wait(p.wait_secs)).await.map_err(fail)?)
+        }
+        "musig2.join" => {
+            let p: SessionParams = params(raw)?;
+            handle.join(&p.session_id).await.map_err(fail)?;
+            Ok(json!({ "session_id": p.session_id, "joined": true }))
+        }
+        "musig2.decline" => {
+            let p: DeclineParams = params(raw)?;
+            let reason = if p.reason.is_empty() {
+                "declined"
+            } else {
+                &p.reason
+            };
+            handle.decline(&p.session_id, reason).await.map_err(fail)?;
+            Ok(json!({ "session_id": p.session_id, "declined": true }))
+        }
+        "musig2.status" => {
+            let p: SessionParams = params(raw)?;
+            to_json(
+                status(handle, &p.session_id, wait(p.wait_secs))
+                    .await
+                    .map_err(fail)?,
+            )
+        }
+        "musig2.list" => to_json(handle.list().await.map_err(fail)?),
+        other => Err(RpcError {
+            code: rpc::METHOD_NOT_FOUND,
+            message: format!("unknown method {other:?}"),
+        }),
+    }
+}
+
+fn wait(secs: u64) -> Duration {
+    Duration::from_secs(secs.min(MAX_WAIT_SECS))
+}
+
+/// The pending invitations; if there are none, waits up to `wait` for one.
+async fn invitations(
+    handle: &SigningHandle,
+    wait: Duration,
+) -> Result<Vec<InvitationInfo>, conclave_signing::SigningError> {
+    // Subscribe before looking, so an invitation arriving in between is seen.
+    let mut events = handle.subscribe();
+    let pending = handle.invitations().await?;
+    if !pending.is_empty() || wait.is_zero() {
+        return Ok(pending);
+    }
+    let _ = tokio::time::timeout(wait, async {
+        while let Some(event) = events.recv().await {
+            if matches!(
+                event,
+                SigningEvent::Invitation(_) | SigningEvent::Lagged { .. }
+            ) {
+                return;
+            }
+        }
+    })
+    .await;
+    handle.invitations().await
+}
+
+/// A session's status; if it is still running, waits up to `wait` for it to
+/// finish (done, failed or aborted).
+async fn status(
+    handle: &SigningHandle,
+    session_id: &str,
+    wait: Duration,
+) -> Result<SessionStatus, conclave_signing::SigningError> {
+    let mut events = handle.subscribe();
+    let current = handle.status(session_id).await?;
+    if current.phase.is_terminal() || wait.is_zero() {
+        return Ok(current);
+    }
+    let _ = tokio::time::timeout(wait, async {
+        while let Some(event) = events.recv().await {
+            match event {
+                SigningEvent::Finished(status) if status.session_id == session_id => return,
+                // Missed events may include ours: look again.
+                SigningEvent::Lagged { .. } => return,
+                _ => {}
+            }
+        }
+    })
+    .await;
+    handle.status(session_id).await
+}
