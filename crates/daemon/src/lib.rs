@@ -1,8 +1,5 @@
-//! `conclave-daemon`: what the `conclaved` and `conclavectl` binaries share
-//! beyond the node library: the signing service served on the control socket
-//! ([`signing_control`]) and the PSBT file handling of the command line
-//! ([`psbt_file`]).
+//! `conclave-daemon`: what the `conclaved` binary adds to the node library:
+//! the signing service served on the control socket ([`signing_control`]).
 #![deny(missing_docs)]
 
-pub mod psbt_file;
 pub mod signing_control;

@@ -22,7 +22,7 @@ use futures::{
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::psbt_file;
+use conclave_signing::psbt_file;
 
 /// Longest `--wait` of `musig2 invitations` and `musig2 status`, in seconds.
 pub const MAX_WAIT_SECS: u64 = 3600;

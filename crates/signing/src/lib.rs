@@ -5,7 +5,8 @@
 //!   (the OS keychain, or memory in tests).
 //! - [`advert`]: signer records binding keys to PeerIds (DHT and gossip).
 //! - [`proto`]: the session protocol as pure state machines.
-//! - [`psbt`]: taproot key-path PSBTs signed by a session.
+//! - [`psbt`]: taproot key-path PSBTs signed by a session; [`psbt_file`]:
+//!   PSBT files (binary or base64) as wallets write them.
 //! - [`ledger`]: session ids used here, persisted, so none is signed twice.
 //! - [`service`]: the actor running sessions over the node, and the
 //!   [`SigningHandle`] the daemon, CLI and app call.
@@ -18,6 +19,7 @@ pub mod keys;
 pub mod ledger;
 pub mod proto;
 pub mod psbt;
+pub mod psbt_file;
 pub mod service;
 
 pub use api::{CreateResponse, InvitationInfo, Role, SessionStatus, Signing, SigningEvent};

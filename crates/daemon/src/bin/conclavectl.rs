@@ -4,12 +4,12 @@ use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use conclave_daemon::psbt_file;
 use conclave_node::{
     control::client::ControlClient,
     profile::{Profile, DEFAULT_PROFILE},
     NodeError,
 };
+use conclave_signing::psbt_file;
 use serde_json::{json, Value};
 
 /// Talks to a running conclaved over its control socket.
