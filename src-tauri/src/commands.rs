@@ -5,7 +5,11 @@ use std::sync::Arc;
 
 use tauri::State;
 
+use conclave_node::{NodeError, PolicyChange};
+use zeroize::Zeroizing;
+
 use crate::{
+    backup::{BackupPreview, BackupWritten, RestoreDone},
     error::CommandResult,
     events::NodeStatus,
     identity,
@@ -13,7 +17,7 @@ use crate::{
     sandbox::SandboxView,
     service::NodeService,
     settings::{Settings, SettingsView},
-    views::{AppInfo, IdentityView, PeerView, StatsView},
+    views::{AppInfo, IdentityView, PeerView, PolicyView, StatsView},
 };
 
 type Service<'a> = State<'a, Arc<NodeService>>;
@@ -51,6 +55,7 @@ pub fn identity(service: Service<'_>) -> IdentityView {
         profile: service.profile().name().to_string(),
         key_storage: identity::key_storage(service.profile()),
         pq: service.pq_fingerprints(),
+        min_passphrase_len: crate::backup::MIN_PASSPHRASE_LEN as u32,
     }
 }
 
@@ -82,25 +87,79 @@ pub async fn disconnect(service: Service<'_>, peer_id: String) -> CommandResult<
     service.disconnect(&peer_id).await
 }
 
-/// Denies a peer; returns the denied list.
+/// Who may connect: allowed and denied peers, private mode.
 #[tauri::command]
 #[specta::specta]
-pub async fn block_peer(service: Service<'_>, peer_id: String) -> CommandResult<Vec<String>> {
-    service.block(&peer_id).await
+pub async fn policy(service: Service<'_>) -> CommandResult<PolicyView> {
+    service.policy().await
 }
 
-/// Allows a denied peer again; returns the denied list.
+/// Puts a peer on the allow list (and off the deny list).
 #[tauri::command]
 #[specta::specta]
-pub async fn unblock_peer(service: Service<'_>, peer_id: String) -> CommandResult<Vec<String>> {
-    service.unblock(&peer_id).await
+pub async fn allow_peer(service: Service<'_>, peer_id: String) -> CommandResult<PolicyView> {
+    let peer = NodeError::parse_peer_id(&peer_id)?;
+    service.update_policy(PolicyChange::Allow(peer)).await
 }
 
-/// Denied peers.
+/// Puts a peer on the deny list (and off the allow list); its connections
+/// close.
 #[tauri::command]
 #[specta::specta]
-pub fn blocked_peers(service: Service<'_>) -> Vec<String> {
-    service.blocked()
+pub async fn deny_peer(service: Service<'_>, peer_id: String) -> CommandResult<PolicyView> {
+    let peer = NodeError::parse_peer_id(&peer_id)?;
+    service.update_policy(PolicyChange::Deny(peer)).await
+}
+
+/// Takes a peer off both lists (undoes allow or deny).
+#[tauri::command]
+#[specta::specta]
+pub async fn unlist_peer(service: Service<'_>, peer_id: String) -> CommandResult<PolicyView> {
+    let peer = NodeError::parse_peer_id(&peer_id)?;
+    service.update_policy(PolicyChange::Unlist(peer)).await
+}
+
+/// Private mode on (only allowed peers may connect) or off.
+#[tauri::command]
+#[specta::specta]
+pub async fn set_private_mode(service: Service<'_>, enabled: bool) -> CommandResult<PolicyView> {
+    service.update_policy(PolicyChange::Private(enabled)).await
+}
+
+/// Writes the identity, encrypted under `passphrase`, to a new file at
+/// `path`.
+#[tauri::command]
+#[specta::specta]
+pub async fn export_identity(
+    service: Service<'_>,
+    path: String,
+    passphrase: String,
+) -> CommandResult<BackupWritten> {
+    service
+        .export_identity(&path, Zeroizing::new(passphrase))
+        .await
+}
+
+/// Decrypts a backup and shows which PeerId it holds; nothing changes until
+/// `restore_identity` confirms it.
+#[tauri::command]
+#[specta::specta]
+pub async fn inspect_backup(
+    service: Service<'_>,
+    path: String,
+    passphrase: String,
+) -> CommandResult<BackupPreview> {
+    service
+        .inspect_backup(&path, Zeroizing::new(passphrase))
+        .await
+}
+
+/// Replaces the profile's keys with the inspected backup (whose PeerId the
+/// user confirmed) and restarts the node with them.
+#[tauri::command]
+#[specta::specta]
+pub async fn restore_identity(service: Service<'_>, peer_id: String) -> CommandResult<RestoreDone> {
+    service.restore_identity(&peer_id).await
 }
 
 /// The saved settings.

@@ -17,6 +17,8 @@ pub enum ErrorCode {
     Network,
     /// Reading or writing the profile's files failed.
     Storage,
+    /// The OS keychain is missing, locked or refused access.
+    Keychain,
     /// Anything else.
     Internal,
 }
@@ -74,6 +76,21 @@ impl From<NodeError> for CommandError {
                 Self::new(ErrorCode::Network, message)
             }
             _ => Self::new(ErrorCode::Internal, message),
+        }
+    }
+}
+
+impl From<crate::identity::IdentityError> for CommandError {
+    fn from(e: crate::identity::IdentityError) -> Self {
+        use conclave_node::identity::keystore::KeystoreError;
+        let message = e.to_string();
+        match e {
+            crate::identity::IdentityError::KeyFile(_) => Self::new(ErrorCode::Storage, message),
+            crate::identity::IdentityError::Keychain(
+                KeystoreError::Locked(_) | KeystoreError::Timeout,
+            ) => Self::new(ErrorCode::Keychain, message)
+                .with_hint("unlock the system keychain and try again; nothing was changed"),
+            crate::identity::IdentityError::Keychain(_) => Self::new(ErrorCode::Keychain, message),
         }
     }
 }

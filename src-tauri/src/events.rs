@@ -82,6 +82,7 @@ pub struct TauriSink<R: Runtime>(pub AppHandle<R>);
 
 impl<R: Runtime> EventSink for TauriSink<R> {
     fn status(&self, status: &NodeStatus) {
+        crate::tray::show_status(&self.0, status);
         if let Err(e) = status.emit(&self.0) {
             tracing::debug!(%e, "cannot emit node status");
         }
@@ -94,6 +95,7 @@ impl<R: Runtime> EventSink for TauriSink<R> {
     }
 
     fn stats(&self, sample: StatsSampled) {
+        crate::tray::show_stats(&self.0, &sample.stats);
         if let Err(e) = sample.emit(&self.0) {
             tracing::debug!(%e, "cannot emit stats");
         }

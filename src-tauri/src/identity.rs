@@ -35,6 +35,37 @@ pub fn load_identity(profile: &Profile) -> Result<NodeIdentity, IdentityError> {
     Ok(keychain.load_or_create()?.0)
 }
 
+/// Replaces the profile's keys with `identity` where [`load_identity`] finds
+/// them (the keychain, or the key file). If the keychain fails part-way, the
+/// previous keys are put back, so a failure changes nothing. Blocking.
+pub fn replace_identity(profile: &Profile, identity: &NodeIdentity) -> Result<(), IdentityError> {
+    if let Some(path) = std::env::var_os(KEY_FILE_ENV) {
+        let path = std::path::Path::new(&path);
+        // Write the new keys beside the old file, then swap them in one rename.
+        let staged = path.with_extension("restoring");
+        let _ = std::fs::remove_file(&staged);
+        conclave_node::identity::keyfile::write_key_file(&staged, identity)?;
+        return std::fs::rename(&staged, path).map_err(|source| {
+            let _ = std::fs::remove_file(&staged);
+            IdentityError::KeyFile(conclave_node::identity::KeyFileError::Io {
+                path: path.display().to_string(),
+                source,
+            })
+        });
+    }
+    let keychain = conclave_node::identity::keystore::Keychain::open(profile.name())?;
+    let previous = keychain.load()?;
+    if let Err(e) = keychain.store(identity) {
+        if let Some(previous) = previous {
+            if let Err(undo) = keychain.store(&previous) {
+                tracing::error!(%undo, "could not put the previous keys back after a failed restore");
+            }
+        }
+        return Err(e.into());
+    }
+    Ok(())
+}
+
 /// Where [`load_identity`] keeps the keys, for the Identity view.
 pub fn key_storage(profile: &Profile) -> String {
     match std::env::var_os(KEY_FILE_ENV) {

@@ -6,6 +6,7 @@
 //! `ui/src/lib/bindings.ts` are generated from these types.
 #![deny(missing_docs)]
 
+pub mod backup;
 pub mod cli;
 pub mod commands;
 pub mod error;
@@ -15,6 +16,7 @@ pub mod logs;
 pub mod sandbox;
 pub mod service;
 pub mod settings;
+pub mod tray;
 pub mod views;
 
 use std::{sync::Arc, time::Instant};
@@ -35,7 +37,7 @@ pub const BINDINGS_PATH: &str = "ui/src/lib/bindings.ts";
 
 /// Every command the UI may call. `build.rs` and the window's capability
 /// list the same names (a test checks it).
-pub const COMMANDS: [&str; 17] = [
+pub const COMMANDS: [&str; 22] = [
     "node_status",
     "app_info",
     "identity",
@@ -43,9 +45,14 @@ pub const COMMANDS: [&str; 17] = [
     "peers",
     "connect",
     "disconnect",
-    "block_peer",
-    "unblock_peer",
-    "blocked_peers",
+    "policy",
+    "allow_peer",
+    "deny_peer",
+    "unlist_peer",
+    "set_private_mode",
+    "export_identity",
+    "inspect_backup",
+    "restore_identity",
     "settings",
     "save_settings",
     "recent_logs",
@@ -69,9 +76,14 @@ pub fn specta_builder() -> Builder<tauri::Wry> {
             commands::peers,
             commands::connect,
             commands::disconnect,
-            commands::block_peer,
-            commands::unblock_peer,
-            commands::blocked_peers,
+            commands::policy,
+            commands::allow_peer,
+            commands::deny_peer,
+            commands::unlist_peer,
+            commands::set_private_mode,
+            commands::export_identity,
+            commands::inspect_backup,
+            commands::restore_identity,
             commands::settings,
             commands::save_settings,
             commands::recent_logs,
@@ -119,6 +131,7 @@ pub fn run(launched: Instant) -> anyhow::Result<()> {
         .manage(log_buffer)
         .setup(move |app| {
             builder.mount_events(app);
+            tray::install(app.handle());
             let sink = Arc::new(TauriSink(app.handle().clone()));
             let service = Arc::new(NodeService::new(profile, identity, sink, launched));
             app.manage(service.clone());

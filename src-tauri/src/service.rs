@@ -3,26 +3,27 @@
 //! periodic stats into UI events.
 
 use std::{
-    collections::BTreeSet,
     path::PathBuf,
     sync::{Arc, Mutex, OnceLock, RwLock},
     time::{Duration, Instant},
 };
 
 use conclave_node::{
-    identity::NodeIdentity, profile::Profile, Node, NodeConfig, NodeError, NodeEvent, NodeHandle,
-    PeerId,
+    gate::Policy,
+    identity::{keystore::KEYCHAIN_TIMEOUT, NodeIdentity},
+    profile::Profile,
+    Node, NodeConfig, NodeError, NodeEvent, NodeHandle, PeerId, PolicyChange,
 };
-
-use crate::views::PqFingerprints;
 use tokio::task::JoinHandle;
+use zeroize::Zeroizing;
 
 use crate::{
+    backup::{self, BackupPreview, BackupWritten, RestoreDone},
     error::{CommandError, CommandResult, ErrorCode},
     events::{EventSink, NodeState, NodeStatus, PeerChanged, StatsSampled},
     sandbox::Sandbox,
     settings::{self, Settings, SettingsView},
-    views::{PeerView, RateSample, StatsView},
+    views::{PeerView, PolicyView, PqFingerprints, RateSample, StatsView},
 };
 
 /// How often the Network health view gets a new sample.
@@ -34,18 +35,24 @@ struct Running {
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// A decrypted backup waiting for the user to confirm the restore.
+struct PendingRestore {
+    path: PathBuf,
+    identity: NodeIdentity,
+}
+
 /// Owns the node for the app's lifetime.
 pub struct NodeService {
     profile: Profile,
-    identity: NodeIdentity,
-    pq: Option<PqFingerprints>,
+    /// Replaced when a backup is restored.
+    identity: RwLock<Arc<NodeIdentity>>,
     sink: Arc<dyn EventSink>,
     /// Serialises start, stop and restart.
     lifecycle: tokio::sync::Mutex<Option<Running>>,
     /// The handle commands use; `None` while starting or failed.
     current: RwLock<Option<NodeHandle>>,
     status: Mutex<NodeStatus>,
-    blocked: Mutex<BTreeSet<PeerId>>,
+    pending_restore: Mutex<Option<PendingRestore>>,
     sandbox: tokio::sync::Mutex<Sandbox>,
     launched: Instant,
     first_render_ms: OnceLock<f64>,
@@ -59,13 +66,10 @@ impl NodeService {
         sink: Arc<dyn EventSink>,
         launched: Instant,
     ) -> Self {
-        let pq = crate::identity::pq_fingerprints(&identity);
         let peer_id = identity.peer_id();
-        let blocked = load_blocked(&blocked_file(&profile));
         Self {
             profile,
-            identity,
-            pq,
+            identity: RwLock::new(Arc::new(identity)),
             sink,
             lifecycle: tokio::sync::Mutex::new(None),
             current: RwLock::new(None),
@@ -75,7 +79,7 @@ impl NodeService {
                 error: None,
                 hint: None,
             }),
-            blocked: Mutex::new(blocked),
+            pending_restore: Mutex::new(None),
             sandbox: tokio::sync::Mutex::new(Sandbox::default()),
             launched,
             first_render_ms: OnceLock::new(),
@@ -87,14 +91,22 @@ impl NodeService {
         &self.profile
     }
 
+    /// The keys the node runs with.
+    fn identity(&self) -> Arc<NodeIdentity> {
+        self.identity
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Our peer id.
     pub fn peer_id(&self) -> PeerId {
-        self.identity.peer_id()
+        self.identity().peer_id()
     }
 
     /// Fingerprints of the post-quantum keys, if the node has them.
     pub fn pq_fingerprints(&self) -> Option<PqFingerprints> {
-        self.pq.clone()
+        crate::identity::pq_fingerprints(&self.identity())
     }
 
     /// The node's life-cycle state.
@@ -126,7 +138,8 @@ impl NodeService {
     }
 
     /// The config the node runs with: the profile's file, then `P2P_*`
-    /// environment variables.
+    /// environment variables; the connection policy in the profile's data
+    /// folder unless the file names another.
     pub fn node_config(&self) -> Result<NodeConfig, CommandError> {
         let mut config = NodeConfig::from_optional_file(&self.profile.config_file())
             .map_err(|e| CommandError::new(ErrorCode::InvalidInput, e.to_string()))?;
@@ -136,6 +149,9 @@ impl NodeService {
         config
             .validate()
             .map_err(|e| CommandError::new(ErrorCode::InvalidInput, e.to_string()))?;
+        if config.policy_file.is_none() {
+            config.policy_file = Some(default_policy_file(&self.profile));
+        }
         Ok(config)
     }
 
@@ -175,19 +191,10 @@ impl NodeService {
         let config = self.node_config()?;
         // The node takes its key set by value; every (re)start gets the same
         // keys rebuilt from their seeds.
-        let identity = NodeIdentity::from_seeds(&self.identity.seeds())
+        let identity = NodeIdentity::from_seeds(&self.identity().seeds())
             .map_err(|e| CommandError::new(ErrorCode::Internal, e.to_string()))?;
         let handle = Node::start(config, identity).await?;
-        let blocked: Vec<PeerId> = self
-            .blocked
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .copied()
-            .collect();
-        for peer in blocked {
-            handle.block_peer(peer).await?;
-        }
+        self.migrate_blocked_list(&handle).await;
         let tasks = vec![
             tokio::spawn(forward_events(handle.clone(), self.sink.clone())),
             tokio::spawn(sample_stats(handle.clone(), self.sink.clone())),
@@ -253,52 +260,162 @@ impl NodeService {
         Ok(self.handle()?.disconnect(peer).await?)
     }
 
-    /// Denies `peer_id`: its connections close and new ones are refused,
-    /// across restarts.
-    pub async fn block(&self, peer_id: &str) -> CommandResult<Vec<String>> {
-        let peer = NodeError::parse_peer_id(peer_id)?;
-        if peer == self.peer_id() {
+    /// The policy file the node uses.
+    fn policy_file(&self) -> PathBuf {
+        self.node_config()
+            .ok()
+            .and_then(|c| c.policy_file)
+            .unwrap_or_else(|| default_policy_file(&self.profile))
+    }
+
+    /// Who may connect. Read from the file while the node is not running.
+    pub async fn policy(&self) -> CommandResult<PolicyView> {
+        let file = self.policy_file();
+        let policy = match self.handle() {
+            Ok(handle) => handle.policy().await?,
+            Err(_) => Policy::load(&file)
+                .map_err(|e| CommandError::new(ErrorCode::Storage, e.to_string()))?,
+        };
+        Ok(PolicyView::new(&policy, &file))
+    }
+
+    /// Changes who may connect (the node saves it and closes connections it
+    /// now refuses) and returns the new policy.
+    pub async fn update_policy(&self, change: PolicyChange) -> CommandResult<PolicyView> {
+        let peer = match change {
+            PolicyChange::Allow(p) | PolicyChange::Deny(p) | PolicyChange::Unlist(p) => Some(p),
+            PolicyChange::Private(_) | PolicyChange::None => None,
+        };
+        if peer == Some(self.peer_id()) {
             return Err(CommandError::new(
                 ErrorCode::InvalidInput,
                 "that is this node's own peer id",
             ));
         }
-        self.handle()?.block_peer(peer).await?;
-        self.update_blocked(|set| {
-            set.insert(peer);
-        })
+        let policy = self.handle()?.update_policy(change).await?;
+        tracing::info!(?change, "connection policy changed");
+        Ok(PolicyView::new(&policy, &self.policy_file()))
     }
 
-    /// Allows `peer_id` again.
-    pub async fn unblock(&self, peer_id: &str) -> CommandResult<Vec<String>> {
-        let peer = NodeError::parse_peer_id(peer_id)?;
-        self.handle()?.unblock_peer(peer).await?;
-        self.update_blocked(|set| {
-            set.remove(&peer);
-        })
+    /// Moves the deny list of earlier versions (`blocked_peers.json`) into
+    /// the node's policy, once.
+    async fn migrate_blocked_list(&self, handle: &NodeHandle) {
+        let legacy = self.profile.data_dir().join("blocked_peers.json");
+        let Ok(text) = std::fs::read_to_string(&legacy) else {
+            return;
+        };
+        let peers: Vec<String> = match serde_json::from_str(&text) {
+            Ok(list) => list,
+            Err(e) => {
+                tracing::warn!(file = %legacy.display(), %e, "ignoring an unreadable old deny list");
+                return;
+            }
+        };
+        for peer in peers.iter().filter_map(|p| p.parse::<PeerId>().ok()) {
+            if let Err(e) = handle.update_policy(PolicyChange::Deny(peer)).await {
+                tracing::warn!(%e, "could not move the old deny list into the policy");
+                return;
+            }
+        }
+        match std::fs::remove_file(&legacy) {
+            Ok(()) => tracing::info!(peers = peers.len(), "old deny list moved into the policy"),
+            Err(e) => {
+                tracing::warn!(file = %legacy.display(), %e, "cannot remove the old deny list")
+            }
+        }
     }
 
-    /// Denied peers.
-    pub fn blocked(&self) -> Vec<String> {
-        self.blocked
+    /// Encrypts the identity under `passphrase` into a new file at `path`.
+    pub async fn export_identity(
+        &self,
+        path: &str,
+        passphrase: Zeroizing<String>,
+    ) -> CommandResult<BackupWritten> {
+        let path = backup::user_path(path)?;
+        let identity = self.identity();
+        let written = blocking(move || backup::write_backup(&identity, &path, &passphrase)).await?;
+        tracing::info!(file = %written.path, "identity backed up");
+        Ok(written)
+    }
+
+    /// Decrypts the backup at `path` and keeps it until
+    /// [`restore_identity`](Self::restore_identity) confirms it.
+    pub async fn inspect_backup(
+        &self,
+        path: &str,
+        passphrase: Zeroizing<String>,
+    ) -> CommandResult<BackupPreview> {
+        let path = backup::user_path(path)?;
+        self.pending().take();
+        let read_from = path.clone();
+        let identity = blocking(move || backup::read_backup(&read_from, &passphrase)).await?;
+        let preview = backup::preview(&path, &identity, &self.identity());
+        *self.pending() = Some(PendingRestore { path, identity });
+        Ok(preview)
+    }
+
+    /// Replaces the profile's keys with the inspected backup, whose PeerId
+    /// the user confirmed, and restarts the node with them.
+    pub async fn restore_identity(&self, confirmed_peer_id: &str) -> CommandResult<RestoreDone> {
+        let pending = self.pending().take().ok_or_else(|| {
+            CommandError::new(
+                ErrorCode::InvalidInput,
+                "no backup is waiting to be restored",
+            )
+            .with_hint("open the backup file with its passphrase first")
+        })?;
+        let peer_id = pending.identity.peer_id().to_string();
+        if peer_id != confirmed_peer_id {
+            return Err(CommandError::new(
+                ErrorCode::InvalidInput,
+                "the confirmed PeerId is not the backup's",
+            )
+            .with_hint("open the backup file again"));
+        }
+        let previous_peer_id = self.peer_id().to_string();
+        let profile = self.profile.clone();
+        let identity = pending.identity;
+        let identity = match tokio::time::timeout(
+            KEYCHAIN_TIMEOUT,
+            tokio::task::spawn_blocking(move || {
+                crate::identity::replace_identity(&profile, &identity).map(|()| identity)
+            }),
+        )
+        .await
+        {
+            Ok(Ok(result)) => result?,
+            Ok(Err(join)) => return Err(CommandError::new(ErrorCode::Internal, join.to_string())),
+            Err(_) => {
+                return Err(crate::identity::IdentityError::Keychain(
+                    conclave_node::identity::keystore::KeystoreError::Timeout,
+                )
+                .into())
+            }
+        };
+        tracing::info!(
+            file = %pending.path.display(),
+            %previous_peer_id,
+            %peer_id,
+            "identity restored from a backup; restarting the node"
+        );
+        *self.identity.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(identity);
+        self.status
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(ToString::to_string)
-            .collect()
+            .peer_id
+            .clone_from(&peer_id);
+        // The keys are saved; a node that fails to start shows that in its status.
+        let _ = self.start().await;
+        Ok(RestoreDone {
+            peer_id,
+            previous_peer_id,
+        })
     }
 
-    fn update_blocked(
-        &self,
-        change: impl FnOnce(&mut BTreeSet<PeerId>),
-    ) -> CommandResult<Vec<String>> {
-        let list = {
-            let mut set = self.blocked.lock().unwrap_or_else(|e| e.into_inner());
-            change(&mut set);
-            set.iter().map(ToString::to_string).collect::<Vec<_>>()
-        };
-        save_blocked(&blocked_file(&self.profile), &list)?;
-        Ok(list)
+    fn pending(&self) -> std::sync::MutexGuard<'_, Option<PendingRestore>> {
+        self.pending_restore
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// The local sandbox.
@@ -371,35 +488,17 @@ async fn sample_stats(handle: NodeHandle, sink: Arc<dyn EventSink>) {
     }
 }
 
-fn blocked_file(profile: &Profile) -> PathBuf {
-    profile.data_dir().join("blocked_peers.json")
+fn default_policy_file(profile: &Profile) -> PathBuf {
+    profile.data_dir().join("policy.json")
 }
 
-fn load_blocked(path: &std::path::Path) -> BTreeSet<PeerId> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return BTreeSet::new();
-    };
-    match serde_json::from_str::<Vec<String>>(&text) {
-        Ok(list) => list.iter().filter_map(|s| s.parse().ok()).collect(),
-        Err(e) => {
-            tracing::warn!(file = %path.display(), %e, "ignoring an unreadable blocked-peer list");
-            BTreeSet::new()
-        }
-    }
-}
-
-fn save_blocked(path: &std::path::Path, list: &[String]) -> CommandResult<()> {
-    let storage = |e: std::io::Error| {
-        CommandError::new(
-            ErrorCode::Storage,
-            format!("cannot save {}: {e}", path.display()),
-        )
-    };
-    let text = serde_json::to_string_pretty(list)
-        .map_err(|e| CommandError::new(ErrorCode::Internal, e.to_string()))?;
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, text).map_err(storage)?;
-    std::fs::rename(&tmp, path).map_err(storage)
+/// Runs slow, blocking work (Argon2id, file I/O) off the async runtime.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> CommandResult<T> + Send + 'static,
+) -> CommandResult<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| CommandError::new(ErrorCode::Internal, e.to_string()))?
 }
 
 #[cfg(test)]
@@ -440,11 +539,24 @@ mod tests {
             "listen = [\"/ip4/127.0.0.1/udp/0/quic-v1\"]\nmdns = false\nmin_connections = 0\n",
         )
         .unwrap();
+        // The deny list of earlier versions moves into the node's policy.
+        let old_denied = NodeIdentity::generate().peer_id();
+        let legacy = profile.data_dir().join("blocked_peers.json");
+        std::fs::write(&legacy, format!("[\"{old_denied}\"]")).unwrap();
         let sink = Arc::new(RecordingSink::default());
         let identity = NodeIdentity::generate();
         let service = NodeService::new(profile, identity, sink.clone(), Instant::now());
         service.start().await.unwrap();
         assert_eq!(service.status().state, NodeState::Running);
+        assert_eq!(
+            service.policy().await.unwrap().denied,
+            vec![old_denied.to_string()]
+        );
+        assert!(!legacy.exists(), "old deny list removed once moved");
+        service
+            .update_policy(PolicyChange::Unlist(old_denied))
+            .await
+            .unwrap();
 
         let main = service.handle().unwrap();
         let view = service
@@ -470,12 +582,28 @@ mod tests {
             "sandbox rejoined after restart"
         );
 
-        // Deny closes the peer's connections and is remembered.
+        // Deny closes the peer's connections and is saved in the profile's
+        // policy file; allowing moves it to the other list.
         let denied = view.peer_ids[0].clone();
-        assert_eq!(service.block(&denied).await.unwrap(), vec![denied.clone()]);
+        let peer: PeerId = denied.parse().unwrap();
+        let policy = service
+            .update_policy(PolicyChange::Deny(peer))
+            .await
+            .unwrap();
+        assert_eq!(policy.denied, vec![denied.clone()]);
         assert!(peer_count(&service, 1).await, "denied peer disconnected");
-        assert_eq!(service.blocked(), vec![denied.clone()]);
-        assert!(service.unblock(&denied).await.unwrap().is_empty());
+        let saved = Policy::load(&default_policy_file(service.profile())).unwrap();
+        assert!(saved.deny.contains(&peer));
+        let policy = service
+            .update_policy(PolicyChange::Allow(peer))
+            .await
+            .unwrap();
+        assert!(policy.denied.is_empty());
+        assert_eq!(policy.allowed, vec![denied.clone()]);
+        let own = service.update_policy(PolicyChange::Deny(service.peer_id()));
+        assert_eq!(own.await.unwrap_err().code, ErrorCode::InvalidInput);
+        let policy = service.update_policy(PolicyChange::Unlist(peer)).await;
+        assert!(policy.unwrap().allowed.is_empty());
 
         service.shutdown().await;
         assert_eq!(service.status().state, NodeState::Stopped);

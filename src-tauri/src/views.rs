@@ -9,6 +9,7 @@
 //!   are sent as u32 and saturate instead of wrapping.
 
 use conclave_node::{
+    gate::Policy,
     nat::{NatStatus, Reachability as NatReachability},
     peers::{Direction, PathKind},
     NodeStats, PeerInfo,
@@ -268,6 +269,8 @@ pub struct IdentityView {
     pub key_storage: String,
     /// Post-quantum key fingerprints, once the node has PQ keys.
     pub pq: Option<PqFingerprints>,
+    /// Shortest passphrase a backup accepts.
+    pub min_passphrase_len: u32,
 }
 
 /// Fingerprints (BLAKE3, first 16 bytes, hex) of the post-quantum keys bound
@@ -280,6 +283,31 @@ pub struct PqFingerprints {
     pub ml_dsa_65: String,
     /// ML-KEM-768 public key fingerprint.
     pub ml_kem_768: String,
+}
+
+/// Who may connect, as the node's connection gate enforces it.
+#[derive(Debug, Clone, Serialize, Deserialize, Type, PartialEq)]
+pub struct PolicyView {
+    /// Peers always admitted (in private mode, the only ones).
+    pub allowed: Vec<String>,
+    /// Peers never admitted.
+    pub denied: Vec<String>,
+    /// Only allowed peers may connect.
+    pub private_mode: bool,
+    /// The file the node keeps the policy in.
+    pub file: String,
+}
+
+impl PolicyView {
+    /// The view of `policy`, kept in `file`.
+    pub fn new(policy: &Policy, file: &std::path::Path) -> Self {
+        Self {
+            allowed: policy.allow.iter().map(ToString::to_string).collect(),
+            denied: policy.deny.iter().map(ToString::to_string).collect(),
+            private_mode: policy.private,
+            file: file.display().to_string(),
+        }
+    }
 }
 
 /// Where this instance keeps its files.

@@ -21,12 +21,34 @@ export const commands = {
 	connect: (addr: string) => typedError<string, CommandError>(__TAURI_INVOKE("connect", { addr })),
 	/**  Closes every connection to a peer. */
 	disconnect: (peerId: string) => typedError<null, CommandError>(__TAURI_INVOKE("disconnect", { peerId })),
-	/**  Denies a peer; returns the denied list. */
-	blockPeer: (peerId: string) => typedError<string[], CommandError>(__TAURI_INVOKE("block_peer", { peerId })),
-	/**  Allows a denied peer again; returns the denied list. */
-	unblockPeer: (peerId: string) => typedError<string[], CommandError>(__TAURI_INVOKE("unblock_peer", { peerId })),
-	/**  Denied peers. */
-	blockedPeers: () => __TAURI_INVOKE<string[]>("blocked_peers"),
+	/**  Who may connect: allowed and denied peers, private mode. */
+	policy: () => typedError<PolicyView, CommandError>(__TAURI_INVOKE("policy")),
+	/**  Puts a peer on the allow list (and off the deny list). */
+	allowPeer: (peerId: string) => typedError<PolicyView, CommandError>(__TAURI_INVOKE("allow_peer", { peerId })),
+	/**
+	 *  Puts a peer on the deny list (and off the allow list); its connections
+	 *  close.
+	 */
+	denyPeer: (peerId: string) => typedError<PolicyView, CommandError>(__TAURI_INVOKE("deny_peer", { peerId })),
+	/**  Takes a peer off both lists (undoes allow or deny). */
+	unlistPeer: (peerId: string) => typedError<PolicyView, CommandError>(__TAURI_INVOKE("unlist_peer", { peerId })),
+	/**  Private mode on (only allowed peers may connect) or off. */
+	setPrivateMode: (enabled: boolean) => typedError<PolicyView, CommandError>(__TAURI_INVOKE("set_private_mode", { enabled })),
+	/**
+	 *  Writes the identity, encrypted under `passphrase`, to a new file at
+	 *  `path`.
+	 */
+	exportIdentity: (path: string, passphrase: string) => typedError<BackupWritten, CommandError>(__TAURI_INVOKE("export_identity", { path, passphrase })),
+	/**
+	 *  Decrypts a backup and shows which PeerId it holds; nothing changes until
+	 *  `restore_identity` confirms it.
+	 */
+	inspectBackup: (path: string, passphrase: string) => typedError<BackupPreview, CommandError>(__TAURI_INVOKE("inspect_backup", { path, passphrase })),
+	/**
+	 *  Replaces the profile's keys with the inspected backup (whose PeerId the
+	 *  user confirmed) and restarts the node with them.
+	 */
+	restoreIdentity: (peerId: string) => typedError<RestoreDone, CommandError>(__TAURI_INVOKE("restore_identity", { peerId })),
 	/**  The saved settings. */
 	settings: () => typedError<SettingsView, CommandError>(__TAURI_INVOKE("settings")),
 	/**  Saves settings and restarts the node with them. */
@@ -68,6 +90,26 @@ export type AppInfo = {
 	log_dir: string,
 };
 
+/**  What a backup file holds, shown before the user confirms a restore. */
+export type BackupPreview = {
+	/**  The file read. */
+	path: string,
+	/**  The PeerId it restores. */
+	peer_id: string,
+	/**  Fingerprint of its post-quantum identity record. */
+	pq_record: string,
+	/**  Whether it is the identity this profile already has. */
+	same_as_current: boolean,
+};
+
+/**  A backup was written. */
+export type BackupWritten = {
+	/**  Where, as an absolute path. */
+	path: string,
+	/**  The PeerId the backup restores. */
+	peer_id: string,
+};
+
 /**  The error every command returns. */
 export type CommandError = {
 	/**  What kind of failure. */
@@ -88,6 +130,8 @@ export type ErrorCode =
 "network" | 
 /**  Reading or writing the profile's files failed. */
 "storage" | 
+/**  The OS keychain is missing, locked or refused access. */
+"keychain" | 
 /**  Anything else. */
 "internal";
 
@@ -101,6 +145,8 @@ export type IdentityView = {
 	key_storage: string,
 	/**  Post-quantum key fingerprints, once the node has PQ keys. */
 	pq: PqFingerprints | null,
+	/**  Shortest passphrase a backup accepts. */
+	min_passphrase_len: number,
 };
 
 /**  Severity of a log line, most severe first. */
@@ -212,6 +258,18 @@ export type PeerView = {
 	connections: number,
 };
 
+/**  Who may connect, as the node's connection gate enforces it. */
+export type PolicyView = {
+	/**  Peers always admitted (in private mode, the only ones). */
+	allowed: string[],
+	/**  Peers never admitted. */
+	denied: string[],
+	/**  Only allowed peers may connect. */
+	private_mode: boolean,
+	/**  The file the node keeps the policy in. */
+	file: string,
+};
+
 /**
  *  Fingerprints (BLAKE3, first 16 bytes, hex) of the post-quantum keys bound
  *  to the PeerId.
@@ -245,6 +303,14 @@ export type Reachability =
 "private" | 
 /**  Not tested yet (no AutoNAT server, or no candidate address). */
 "unknown";
+
+/**  The profile's identity was replaced. */
+export type RestoreDone = {
+	/**  The PeerId the node now runs with. */
+	peer_id: string,
+	/**  The PeerId it had before. */
+	previous_peer_id: string,
+};
 
 /**  What the sandbox runs, for the UI. */
 export type SandboxView = {

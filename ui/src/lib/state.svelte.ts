@@ -145,6 +145,10 @@ export async function startLive(): Promise<void> {
   await events.nodeStatus.listen((e) => {
     const previous = app.status?.state;
     app.status = e.payload;
+    // A restored backup restarts the node under another PeerId.
+    if (app.identity && app.identity.peer_id !== e.payload.peer_id) {
+      void commands.identity().then((identity) => (app.identity = identity));
+    }
     if (e.payload.state === "running" && previous !== "running") {
       void refreshStats();
       void refreshPeers();
