@@ -67,6 +67,15 @@ impl From<NodeError> for CommandError {
             NodeError::InvalidPeerId(_) => Self::new(ErrorCode::InvalidInput, message),
             NodeError::Config(_) => Self::new(ErrorCode::InvalidInput, message),
             NodeError::Stopped => Self::node_unavailable(),
+            // Our own connection policy refused the dial (the gate's reason
+            // is the only place that says so).
+            NodeError::Dial { ref reason, .. }
+                if reason.contains("deny list") || reason.contains("private mode") =>
+            {
+                Self::new(ErrorCode::InvalidInput, message).with_hint(
+                    "allow the peer under Peers › Who may connect, or turn private mode off",
+                )
+            }
             NodeError::Dial { .. } | NodeError::DialTimeout { .. } => {
                 Self::new(ErrorCode::Network, message).with_hint(
                     "check that the peer is running and the address is reachable from here",

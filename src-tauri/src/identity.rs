@@ -85,3 +85,39 @@ pub fn pq_fingerprints(identity: &NodeIdentity) -> Option<PqFingerprints> {
         ml_kem_768: short(&record.ml_kem_public),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs inside `scripts/with-keyring.sh` (make test does); skipped with a
+    /// message anywhere else, so a developer's own keychain is never touched.
+    fn in_keyring_session() -> bool {
+        let ok = std::env::var("CONCLAVE_KEYRING_TEST").as_deref() == Ok("1")
+            && std::env::var_os(KEY_FILE_ENV).is_none();
+        if !ok {
+            eprintln!("skipped: run through scripts/with-keyring.sh for a real keychain");
+        }
+        ok
+    }
+
+    #[test]
+    fn replace_identity_swaps_the_profiles_keychain_entries() {
+        if !in_keyring_session() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let profile = Profile::resolve("app-restore-test", Some(dir.path())).unwrap();
+        let first = load_identity(&profile).unwrap();
+        assert_eq!(load_identity(&profile).unwrap().peer_id(), first.peer_id());
+
+        let restored = NodeIdentity::generate();
+        replace_identity(&profile, &restored).unwrap();
+        let loaded = load_identity(&profile).unwrap();
+        assert_eq!(loaded.peer_id(), restored.peer_id());
+        assert_eq!(
+            loaded.record().fingerprint(),
+            restored.record().fingerprint()
+        );
+    }
+}

@@ -144,6 +144,7 @@ pub fn install<R: Runtime>(app: &AppHandle<R>) {
     match built {
         Ok(Ok(tray)) => {
             app.manage(tray);
+            tracing::debug!("tray icon added");
         }
         Ok(Err(e)) => tracing::warn!(%e, "no tray icon; the app runs without one"),
         Err(_) => tracing::warn!(

@@ -102,6 +102,8 @@ describe("Who may connect", () => {
     await (await reveal(byTestId("connect-addr"))).setValue(daemon.addr);
     await byTestId("connect-button").click();
     await byTestId("connect-error").waitForDisplayed({ timeout: 30000 });
+    await expect(byTestId("connect-error")).toHaveText(/deny list/);
+    await expect(byTestId("connect-error")).toHaveText(/Who may connect/);
     await expect(row(daemon.peerId)).not.toExist();
     await reveal(byTestId("policy-card"));
     await screenshot("11-peer-denied");
