@@ -293,7 +293,7 @@ impl NodeService {
             ));
         }
         let policy = self.handle()?.update_policy(change).await?;
-        tracing::info!(?change, "connection policy changed");
+        tracing::info!(change = %describe_change(change), "connection policy changed");
         Ok(PolicyView::new(&policy, &self.policy_file()))
     }
 
@@ -485,6 +485,18 @@ async fn sample_stats(handle: NodeHandle, sink: Arc<dyn EventSink>) {
             rate,
         });
         previous = Some((now, stats));
+    }
+}
+
+/// A policy change in words, for the log.
+fn describe_change(change: PolicyChange) -> String {
+    match change {
+        PolicyChange::Allow(peer) => format!("allow {peer}"),
+        PolicyChange::Deny(peer) => format!("deny {peer}"),
+        PolicyChange::Unlist(peer) => format!("unlist {peer}"),
+        PolicyChange::Private(true) => "private mode on".to_string(),
+        PolicyChange::Private(false) => "private mode off".to_string(),
+        PolicyChange::None => "none".to_string(),
     }
 }
 

@@ -6,10 +6,33 @@ import path from "node:path";
 import { $, browser, expect } from "@wdio/globals";
 import { startDaemon } from "../support/daemon.mjs";
 import { byTestId, open, reveal, row, screenshot, waitOnline } from "../support/app.mjs";
+import { profileDir } from "../wdio.conf.mjs";
 
 const PASSPHRASE = "correct horse battery staple";
+const WRONG_PASSPHRASE = "wrong horse battery staple";
 /** A peer's entry in the Peers view's "denied" or "allowed" list. */
-const listed = (list, peerId) => $(`[data-testid="${list}-peer"][data-peer-id="${peerId}"]`);
+const listedSelector = (list, peerId) => `[data-testid="${list}-peer"][data-peer-id="${peerId}"]`;
+const listed = (list, peerId) => $(listedSelector(list, peerId));
+const rowSelector = (peerId) => `[data-testid="peer-row"][data-peer-id="${peerId}"]`;
+
+/**
+ * Clicks the element `selector` finds, found and clicked in one step inside
+ * the page: peer rows are redrawn whenever the peer's details change, so a
+ * handle WebDriver found a moment earlier may already be stale.
+ */
+async function clickNow(selector) {
+  await $(selector).waitForExist();
+  await browser.execute((sel) => {
+    const el = document.querySelector(sel);
+    el.scrollIntoView({ block: "center" });
+    el.click();
+  }, selector);
+}
+
+/** Waits until nothing matches `selector`. */
+async function waitGone(selector, timeoutMsg) {
+  await browser.waitUntil(() => browser.execute((sel) => !document.querySelector(sel), selector), { timeoutMsg });
+}
 
 describe("Identity backup and restore", () => {
   const backupFile = path.join(process.env.CONCLAVE_UI_WORK, "identity.backup");
@@ -43,7 +66,7 @@ describe("Identity backup and restore", () => {
   it("a wrong passphrase shows an error and changes nothing", async () => {
     const before = fs.readFileSync(backupFile);
     await (await reveal(byTestId("restore-path"))).setValue(backupFile);
-    await byTestId("restore-pass").setValue("wrong horse battery staple");
+    await byTestId("restore-pass").setValue(WRONG_PASSPHRASE);
     await byTestId("restore-open").click();
     const error = byTestId("restore-error");
     await error.waitForDisplayed({ timeout: 30000 });
@@ -93,8 +116,8 @@ describe("Who may connect", () => {
   it("deny closes the daemon's connection and refuses it until it is allowed", async () => {
     await open("peers");
     await connectDaemon();
-    await (await reveal(row(daemon.peerId).$('[data-testid="deny"]'))).click();
-    await row(daemon.peerId).waitForExist({ reverse: true, timeoutMsg: "the denied peer stayed connected" });
+    await clickNow(`${rowSelector(daemon.peerId)} [data-testid="deny"]`);
+    await waitGone(rowSelector(daemon.peerId), "the denied peer stayed connected");
     await expect(listed("denied", daemon.peerId)).toBeDisplayed();
     await expect(byTestId("denied-count")).toHaveText("1");
 
@@ -110,7 +133,7 @@ describe("Who may connect", () => {
   });
 
   it("allow and private mode admit the daemon; removing it from the list (undo) closes it", async () => {
-    await (await reveal(listed("denied", daemon.peerId).$('[data-testid="allow"]'))).click();
+    await clickNow(`${listedSelector("denied", daemon.peerId)} [data-testid="allow"]`);
     await expect(listed("allowed", daemon.peerId)).toBeDisplayed();
     await expect(byTestId("denied-count")).toHaveText("0");
     await connectDaemon();
@@ -129,10 +152,10 @@ describe("Who may connect", () => {
     await screenshot("12-peer-allowed-private");
 
     // Undo: off the allow list, private mode now refuses it.
-    await (await reveal(listed("allowed", daemon.peerId).$('[data-testid="unlist"]'))).click();
+    await clickNow(`${listedSelector("allowed", daemon.peerId)} [data-testid="unlist"]`);
     await expect(byTestId("allowed-count")).toHaveText("0");
     await expect(byTestId("private-empty")).toBeDisplayed();
-    await row(daemon.peerId).waitForExist({ reverse: true, timeoutMsg: "private mode left an unlisted peer connected" });
+    await waitGone(rowSelector(daemon.peerId), "private mode left an unlisted peer connected");
     await browser.waitUntil(async () => !(await daemon.peers()).length, {
       timeoutMsg: "the daemon still sees the connection",
     });
@@ -142,5 +165,32 @@ describe("Who may connect", () => {
     await connectDaemon();
     await reveal(byTestId("policy-card"));
     await screenshot("13-policy-undone");
+  });
+});
+
+describe("Logs", () => {
+  it("shows the node's lines, and no log holds a passphrase", async () => {
+    await open("logs");
+    await byTestId("logs-view").$('input[type="search"]').setValue("policy changed");
+    await browser.waitUntil(
+      async () => (await byTestId("logs-view").getText()).includes("connection policy changed"),
+      { timeoutMsg: "the Logs view lacks the policy changes" },
+    );
+    // The daily log files get the same lines (written in the background).
+    const logDir = path.join(profileDir, "logs");
+    const logs = () =>
+      fs
+        .readdirSync(logDir)
+        .filter((f) => f.endsWith(".log"))
+        .map((f) => fs.readFileSync(path.join(logDir, f), "utf8"))
+        .join("\n");
+    await browser.waitUntil(async () => logs().includes("connection policy changed"), {
+      timeoutMsg: `no policy changes in ${logDir}`,
+    });
+    const text = logs() + (await byTestId("logs-view").getText());
+    expect(text).toContain("identity backed up");
+    expect(text).not.toContain(PASSPHRASE);
+    expect(text).not.toContain(WRONG_PASSPHRASE);
+    await screenshot("14-logs");
   });
 });
