@@ -321,9 +321,17 @@ impl Cluster for LocalCluster {
         for task in self.receivers.lock().expect("receivers lock").drain(..) {
             task.abort();
         }
+        // All at once: one by one, each stop waits while the rest of the
+        // still-running network reacts to the lost connections, and
+        // hundreds of nodes took minutes to stop.
+        let mut stops = tokio::task::JoinSet::new();
         for node in &self.nodes {
-            let _ = tokio::time::timeout(Duration::from_secs(10), node.stop()).await;
+            let node = node.clone();
+            stops.spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(10), node.stop()).await;
+            });
         }
+        while stops.join_next().await.is_some() {}
     }
 }
 
