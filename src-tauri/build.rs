@@ -24,6 +24,14 @@ const COMMANDS: &[&str] = &[
     "start_sandbox",
     "stop_sandbox",
     "mark_first_render",
+    "signing_keys",
+    "signing_new_key",
+    "signing_create",
+    "signing_invitations",
+    "signing_join",
+    "signing_decline",
+    "signing_sessions",
+    "signing_export",
 ];
 
 fn main() {

@@ -15,6 +15,7 @@ pub mod identity;
 pub mod logs;
 pub mod sandbox;
 pub mod service;
+pub mod sessions;
 pub mod settings;
 pub mod tray;
 pub mod views;
@@ -30,14 +31,16 @@ use tauri_specta::{collect_commands, collect_events, Builder};
 use crate::{
     events::{NodeStatus, PeerChanged, StatsSampled, TauriSink},
     service::NodeService,
+    sessions::{SessionsService, SigningChanged},
 };
+use tauri_specta::Event as _;
 
 /// Where the generated TypeScript bindings live, from the repository root.
 pub const BINDINGS_PATH: &str = "ui/src/lib/bindings.ts";
 
 /// Every command the UI may call. `build.rs` and the window's capability
 /// list the same names (a test checks it).
-pub const COMMANDS: [&str; 22] = [
+pub const COMMANDS: [&str; 30] = [
     "node_status",
     "app_info",
     "identity",
@@ -60,6 +63,14 @@ pub const COMMANDS: [&str; 22] = [
     "start_sandbox",
     "stop_sandbox",
     "mark_first_render",
+    "signing_keys",
+    "signing_new_key",
+    "signing_create",
+    "signing_invitations",
+    "signing_join",
+    "signing_decline",
+    "signing_sessions",
+    "signing_export",
 ];
 
 /// The commands and events, as tauri-specta sees them.
@@ -91,8 +102,21 @@ pub fn specta_builder() -> Builder<tauri::Wry> {
             commands::start_sandbox,
             commands::stop_sandbox,
             commands::mark_first_render,
+            sessions::signing_keys,
+            sessions::signing_new_key,
+            sessions::signing_create,
+            sessions::signing_invitations,
+            sessions::signing_join,
+            sessions::signing_decline,
+            sessions::signing_sessions,
+            sessions::signing_export,
         ])
-        .events(collect_events![NodeStatus, PeerChanged, StatsSampled])
+        .events(collect_events![
+            NodeStatus,
+            PeerChanged,
+            StatsSampled,
+            sessions::SigningChanged
+        ])
 }
 
 /// Writes the TypeScript bindings to `path`.
@@ -133,11 +157,24 @@ pub fn run(launched: Instant) -> anyhow::Result<()> {
             builder.mount_events(app);
             tray::install(app.handle());
             let sink = Arc::new(TauriSink(app.handle().clone()));
+            let events = app.handle().clone();
+            let sessions = Arc::new(SessionsService::new(
+                profile.name(),
+                profile.data_dir().to_path_buf(),
+                Arc::new(move |change: SigningChanged| {
+                    if let Err(e) = change.emit(&events) {
+                        tracing::debug!(%e, "cannot emit signing change");
+                    }
+                }),
+            ));
             let service = Arc::new(NodeService::new(profile, identity, sink, launched));
             app.manage(service.clone());
+            app.manage(sessions.clone());
             tauri::async_runtime::spawn(async move {
                 // A failure is shown in the UI through the node's status.
                 let _ = service.start().await;
+                // Signing runs on the node and follows it through restarts.
+                sessions.supervise(service).await;
             });
             Ok(())
         })
@@ -145,6 +182,11 @@ pub fn run(launched: Instant) -> anyhow::Result<()> {
         .context("building the app window")?;
     app.run(|handle, event| {
         if let RunEvent::Exit = event {
+            // Sessions in progress are aborted (and their peers told) first.
+            if let Some(sessions) = handle.try_state::<Arc<SessionsService>>() {
+                let sessions = sessions.inner().clone();
+                tauri::async_runtime::block_on(sessions.shutdown());
+            }
             if let Some(service) = handle.try_state::<Arc<NodeService>>() {
                 let service = service.inner().clone();
                 tauri::async_runtime::block_on(service.shutdown());

@@ -14,7 +14,8 @@ cd "$(dirname "$0")"
 
 mode="${1:-test}"
 case "$mode" in
-  test) spec_args=() ;;
+  # UI_SPEC=specs/NAME.spec.mjs runs one spec file.
+  test) spec_args=(${UI_SPEC:+--spec "$UI_SPEC"}) ;;
   bench) spec_args=(--spec bench/bench.spec.mjs) ;;
   *) echo "usage: $0 [test|bench]" >&2; exit 2 ;;
 esac

@@ -45,6 +45,11 @@ export async function startDaemon() {
     peerId: ready.peer_id,
     addr,
     dir,
+    /** Runs `conclavectl --data-dir DIR ARGS --json` and parses its answer. */
+    async ctl(args) {
+      const { stdout } = await run(ctlBin, ["--data-dir", dir, ...args, "--json"], { timeout: 120000 });
+      return JSON.parse(stdout);
+    },
     /** The daemon's own view of its peers. */
     async peers() {
       const { stdout } = await run(ctlBin, ["--data-dir", dir, "peers", "--json"]);

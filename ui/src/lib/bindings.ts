@@ -66,12 +66,35 @@ export const commands = {
 	 *  milliseconds since launch (the benchmark reads it).
 	 */
 	markFirstRender: () => __TAURI_INVOKE<number | null>("mark_first_render"),
+	/**  This profile's signing keys. */
+	signingKeys: () => typedError<SigningKeyView[], CommandError>(__TAURI_INVOKE("signing_keys")),
+	/**  Generates a signing key (kept in the keychain) and advertises it. */
+	signingNewKey: () => typedError<SigningKeyView, CommandError>(__TAURI_INVOKE("signing_new_key")),
+	/**
+	 *  Starts a session signed by `signers` over a message (hex) or a PSBT file
+	 *  (binary or base64); returns its id.
+	 */
+	signingCreate: (signers: string[], messageHex: string | null, psbtPath: string | null) => typedError<string, CommandError>(__TAURI_INVOKE("signing_create", { signers, messageHex, psbtPath })),
+	/**  Invitations waiting for a decision. */
+	signingInvitations: () => typedError<InvitationView[], CommandError>(__TAURI_INVOKE("signing_invitations")),
+	/**  Joins an invitation: this person agrees to sign what it shows. */
+	signingJoin: (sessionId: string) => typedError<null, CommandError>(__TAURI_INVOKE("signing_join", { sessionId })),
+	/**  Declines an invitation (or withdraws from a session, failing it). */
+	signingDecline: (sessionId: string, reason: string) => typedError<null, CommandError>(__TAURI_INVOKE("signing_decline", { sessionId, reason })),
+	/**  Every session, live and finished, newest first. */
+	signingSessions: () => typedError<SessionView[], CommandError>(__TAURI_INVOKE("signing_sessions")),
+	/**
+	 *  Writes a finished PSBT session's signed PSBT or transaction to a new file
+	 *  at `path` (never overwriting one); returns the path.
+	 */
+	signingExport: (sessionId: string, kind: ExportKind, path: string) => typedError<string, CommandError>(__TAURI_INVOKE("signing_export", { sessionId, kind, path })),
 };
 
 /** Events */
 export const events = {
 	nodeStatus: makeEvent<NodeStatus, NodeStatus>("node-status"),
 	peerChanged: makeEvent<PeerChanged, PeerChanged>("peer-changed"),
+	signingChanged: makeEvent<SigningChanged, SigningChanged>("signing-changed"),
 	statsSampled: makeEvent<StatsSampled, StatsSampled>("stats-sampled"),
 };
 
@@ -135,6 +158,27 @@ export type ErrorCode =
 /**  Anything else. */
 "internal";
 
+/**  What [`signing_export`] writes. */
+export type ExportKind = 
+/**  The signed PSBT (base64). */
+"psbt" | 
+/**  The finalized transaction (hex). */
+"transaction";
+
+/**  Why a session failed. */
+export type FailureView = {
+	/**  The kind of failure (`timeout`, `invalid_partial_signature`, ...). */
+	kind: string,
+	/**  The phase it failed in. */
+	phase: string,
+	/**  What happened, for people. */
+	reason: string,
+	/**  Keys whose contribution was bad. */
+	culprits: string[],
+	/**  Keys that had not answered. */
+	holdouts: string[],
+};
+
 /**  The node's identity as the Identity view shows it. */
 export type IdentityView = {
 	/**  The libp2p PeerId (from the Ed25519 key). */
@@ -147,6 +191,26 @@ export type IdentityView = {
 	pq: PqFingerprints | null,
 	/**  Shortest passphrase a backup accepts. */
 	min_passphrase_len: number,
+};
+
+/**  An invitation waiting for this person's decision. */
+export type InvitationView = {
+	/**  The session's id. */
+	session_id: string,
+	/**  The coordinating peer. */
+	coordinator: string,
+	/**  Every signer key, in KeySort order. */
+	signers: string[],
+	/**  This profile's keys among them. */
+	our_keys: string[],
+	/**  The aggregate key (x-only, 64 hex). */
+	aggregate_pubkey: string,
+	/**  What would be signed. */
+	signing: SigningView,
+	/**  When it arrived (Unix milliseconds). */
+	received_at_ms: number | null,
+	/**  When it expires (Unix milliseconds). */
+	expires_at_ms: number | null,
 };
 
 /**  Severity of a log line, most severe first. */
@@ -207,6 +271,14 @@ export type NodeStatus = {
 	hint: string | null,
 };
 
+/**  One output of a PSBT's transaction. */
+export type OutputView = {
+	/**  Value in satoshis (exact below 2^53). */
+	value_sat: number | null,
+	/**  The output script, hex. */
+	script_pubkey: string,
+};
+
 /**  A peer connected, changed or left. */
 export type PeerChanged = 
 /**  A peer's first connection was established. */
@@ -256,6 +328,17 @@ export type PeerView = {
 	score: number | null,
 	/**  Open connections to the peer. */
 	connections: number,
+};
+
+/**  A phase entered, on a session's timeline. */
+export type PhaseChangeView = {
+	/**
+	 *  The phase (`invitation`, `join`, `nonces`, `partial_signatures`,
+	 *  `aggregation`, `done`, `failed`, `aborted`).
+	 */
+	phase: string,
+	/**  When (Unix milliseconds). */
+	at_ms: number | null,
 };
 
 /**  Who may connect, as the node's connection gate enforces it. */
@@ -320,6 +403,46 @@ export type SandboxView = {
 	peer_ids: string[],
 };
 
+/**  A session, live or finished. */
+export type SessionView = {
+	/**  The session's id. */
+	session_id: string,
+	/**  `coordinator` or `signer`. */
+	role: string,
+	/**  Where it stands. */
+	phase: string,
+	/**  Keys still owed in the phase. */
+	holdouts: string[],
+	/**  The aggregate key recomputed from the sorted keys (x-only, 64 hex). */
+	aggregate_pubkey: string,
+	/**  The final BIP-340 signature (128 hex), once done. */
+	signature: string | null,
+	/**  Every final signature (one per PSBT input). */
+	signatures: string[],
+	/**  Every signer key, in KeySort order. */
+	signers: string[],
+	/**  This profile's keys among them. */
+	our_keys: string[],
+	/**  The coordinating peer. */
+	coordinator: string,
+	/**  What is signed. */
+	signing: SigningView,
+	/**  For a PSBT: the tweaked output key the signatures verify under. */
+	output_key: string | null,
+	/**  For a PSBT, once done: the signed PSBT (base64). */
+	psbt: string | null,
+	/**  For a PSBT, once done: the finalized transaction (hex). */
+	transaction: string | null,
+	/**  Why it failed. */
+	failure: FailureView | null,
+	/**  Every phase entered, in order. */
+	timeline: PhaseChangeView[],
+	/**  Created or received (Unix milliseconds). */
+	created_at_ms: number | null,
+	/**  Last change (Unix milliseconds). */
+	updated_at_ms: number | null,
+};
+
 /**  The settings a person edits. */
 export type Settings = {
 	/**  Addresses to listen on. */
@@ -345,6 +468,57 @@ export type SettingsView = {
 	/**  The config file's path. */
 	config_file: string,
 };
+
+/**
+ *  Something happened to the sessions: the Sessions view updates, and a new
+ *  invitation is announced to the person.
+ */
+export type SigningChanged = 
+/**  A new invitation arrived. */
+{ kind: "invitation"; 
+/**  It. */
+invitation: InvitationView } | 
+/**  A session's phase or holdouts changed. */
+{ kind: "phase"; 
+/**  The session. */
+session_id: string; 
+/**  Its phase. */
+phase: string; 
+/**  Keys still owed. */
+holdouts: string[] } | 
+/**  A session ended (done, failed or aborted). */
+{ kind: "finished"; 
+/**  Its final state. */
+session: SessionView } | 
+/**  Events were missed or the service restarted: fetch everything again. */
+{ kind: "resync" };
+
+/**  A signing key of this profile. */
+export type SigningKeyView = {
+	/**  Compressed public key, 66 hex characters. */
+	pubkey: string,
+};
+
+/**  What a session signs, as shown to people before they join. */
+export type SigningView = 
+/**  A message. */
+{ kind: "message"; 
+/**  The message, hex. */
+hex: string; 
+/**  The message as text, when it is UTF-8 without control characters. */
+text: string | null } | 
+/**  A PSBT. */
+{ kind: "psbt"; 
+/**  Transaction id of the unsigned transaction. */
+txid: string; 
+/**  Inputs (one signature each). */
+inputs: number; 
+/**  Total spent, in satoshis. */
+input_value_sat: number | null; 
+/**  Fee, in satoshis. */
+fee_sat: number | null; 
+/**  The outputs. */
+outputs: OutputView[] };
 
 /**  A new sample for the Network health view, once a second. */
 export type StatsSampled = {

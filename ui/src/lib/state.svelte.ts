@@ -23,7 +23,7 @@ export interface History {
   messages: number[];
 }
 
-export type View = "health" | "peers" | "identity" | "settings" | "logs";
+export type View = "health" | "peers" | "sessions" | "identity" | "settings" | "logs";
 
 export const app = $state({
   status: null as NodeStatus | null,
