@@ -642,6 +642,10 @@ fn assemble(
         .rss
         .as_ref()
         .map(|v| v.iter().map(|r| mb(r.anonymous)).collect());
+    let pss_mb: Option<Vec<f64>> = f
+        .rss
+        .as_ref()
+        .and_then(|v| v.iter().map(|r| r.proportional.map(mb)).collect());
 
     Report {
         command,
@@ -703,6 +707,9 @@ fn assemble(
             .as_ref()
             .and_then(|v| v.iter().copied().reduce(f64::max)),
         anon_rss_mb_per_node: anon_mb
+            .as_ref()
+            .map(|v| v.iter().sum::<f64>() / v.len().max(1) as f64),
+        pss_mb_per_node: pss_mb
             .as_ref()
             .map(|v| v.iter().sum::<f64>() / v.len().max(1) as f64),
         process_rss_mb_per_node: f.process_rss.map(|b| mb(b) / n as f64),

@@ -34,6 +34,11 @@ pub struct Resident {
     pub total: u64,
     /// `RssAnon`.
     pub anonymous: u64,
+    /// `Pss` from `smaps_rollup`: private pages plus each shared page
+    /// divided by the processes sharing it, so daemons running one
+    /// executable are not each charged for all of it. `None` where the
+    /// kernel does not offer `smaps_rollup`.
+    pub proportional: Option<u64>,
 }
 
 /// Received bytes of the loopback interface from the text of
@@ -98,6 +103,9 @@ pub fn resident(pid: Option<u32>) -> io::Result<Resident> {
     Ok(Resident {
         total: parse_status_bytes(&text, "VmRSS").ok_or_else(|| malformed("/proc/PID/status"))?,
         anonymous: parse_status_bytes(&text, "RssAnon").unwrap_or(0),
+        proportional: std::fs::read_to_string(proc_path(pid, "smaps_rollup"))
+            .ok()
+            .and_then(|rollup| parse_status_bytes(&rollup, "Pss")),
     })
 }
 
@@ -133,6 +141,8 @@ mod tests {
         assert_eq!(parse_status_bytes(status, "RssAnon"), Some(8 * 1024 * 1024));
         assert_eq!(parse_status_bytes(status, "Vm"), None);
         assert_eq!(parse_status_bytes("Name: x\n", "VmRSS"), None);
+        let rollup = "5583e6a0e000-7ffc1b1f5000 ---p 00000000 00:00 0  [rollup]\nRss:\t  33000 kB\nPss:\t  16000 kB\nPss_Anon:\t  14000 kB\n";
+        assert_eq!(parse_status_bytes(rollup, "Pss"), Some(16000 * 1024));
     }
 
     #[test]
@@ -151,7 +161,9 @@ mod tests {
     #[test]
     fn this_process_is_readable() {
         assert!(cpu_seconds(None, clock_ticks_per_second()).unwrap() >= 0.0);
-        assert!(resident(None).unwrap().total > 0);
+        let resident = resident(None).unwrap();
+        assert!(resident.total > 0);
+        assert!(resident.proportional.is_some_and(|pss| pss > 0));
         assert!(machine_busy_seconds(clock_ticks_per_second()).unwrap() > 0.0);
     }
 }

@@ -189,6 +189,9 @@ pub struct Report {
     /// Mean private (anonymous) resident memory per `conclaved`: RSS less
     /// the executable's file-backed pages, which daemons share.
     pub anon_rss_mb_per_node: Option<f64>,
+    /// Mean proportional set size per `conclaved` (`Pss`): private memory
+    /// plus its share of the pages daemons share.
+    pub pss_mb_per_node: Option<f64>,
     /// This process's resident memory divided by the nodes (in-process
     /// modes; includes the simulator's own state).
     pub process_rss_mb_per_node: Option<f64>,
@@ -346,10 +349,11 @@ impl Report {
             (
                 "RSS MB / node",
                 format!(
-                    "mean {} max {} private {} (conclaved); {} (this process / nodes)",
+                    "mean {} max {} private {} proportional {} (conclaved); {} (this process / nodes)",
                     opt(self.rss_mb_per_node, 1),
                     opt(self.rss_mb_max, 1),
                     opt(self.anon_rss_mb_per_node, 1),
+                    opt(self.pss_mb_per_node, 1),
                     opt(self.process_rss_mb_per_node, 1)
                 ),
             ),
@@ -520,6 +524,7 @@ pub(crate) mod tests {
             rss_mb_per_node: None,
             rss_mb_max: None,
             anon_rss_mb_per_node: None,
+            pss_mb_per_node: None,
             process_rss_mb_per_node: Some(5.0),
             cpu: CpuReport {
                 scope: "this process / nodes",
