@@ -316,7 +316,7 @@ impl NodeHandle {
         payload: Vec<u8>,
     ) -> Result<Vec<u8>, NodeError> {
         self.check_size(payload.len())?;
-        let payload = self.wrap(MessageKind::Direct, protocol, payload)?;
+        let payload = self.wrap(MessageKind::Direct, protocol, payload).await?;
         let protocol = protocol.to_string();
         let reply = self
             .request(|reply| Command::SendTo {
@@ -330,13 +330,24 @@ impl NodeHandle {
         Ok(opened.1)
     }
 
-    pub(crate) fn wrap(
+    /// Signs `payload` into an envelope on a blocking thread: an ML-DSA-65
+    /// signature takes about a millisecond, too long to hold a runtime worker
+    /// that also drives event loops and (in the app) IPC; concurrent callers
+    /// sign in parallel.
+    pub(crate) async fn wrap(
         &self,
         kind: MessageKind,
         context: &str,
         payload: Vec<u8>,
     ) -> Result<Vec<u8>, NodeError> {
-        self.shared.trust.wrap(kind, context, payload)
+        let trust = self.shared.trust.clone();
+        let context = context.to_string();
+        match tokio::task::spawn_blocking(move || trust.wrap(kind, &context, payload)).await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // Cancelled: the runtime is shutting down.
+            Err(_) => Err(NodeError::Stopped),
+        }
     }
 
     pub(crate) fn unwrap(
@@ -378,7 +389,7 @@ impl NodeHandle {
     /// Publishes `data` on `topic` in a signed envelope; returns the message id.
     pub async fn broadcast(&self, topic: &str, data: Vec<u8>) -> Result<String, NodeError> {
         self.check_size(data.len())?;
-        let data = self.wrap(MessageKind::Gossip, topic, data)?;
+        let data = self.wrap(MessageKind::Gossip, topic, data).await?;
         self.broadcast_raw(topic, data).await
     }
 

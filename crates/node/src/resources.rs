@@ -160,7 +160,7 @@ impl NodeHandle {
         let key = record_key(kind, id);
         let mut dht_record = kad::Record::new(
             kad::RecordKey::new(&key),
-            self.wrap(MessageKind::Resource, &key, value)?,
+            self.wrap(MessageKind::Resource, &key, value).await?,
         );
         dht_record.expires = Some(expiry_instant(record.expires_at));
         let index_name = index_key(kind, &self.peer_id());
@@ -172,7 +172,8 @@ impl NodeHandle {
         }
         let mut index = kad::Record::new(
             kad::RecordKey::new(&index_name),
-            self.wrap(MessageKind::Resource, &index_name, index_value)?,
+            self.wrap(MessageKind::Resource, &index_name, index_value)
+                .await?,
         );
         index.expires = Some(expiry_instant(index_expiry));
 
