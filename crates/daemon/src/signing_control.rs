@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use conclave_node::control::{
-    rpc::{self, RpcError},
+    rpc::{self, params, to_value, RpcError},
     server::ControlExtension,
 };
 use conclave_signing::{
@@ -92,26 +92,11 @@ impl ControlExtension for SigningControl {
 }
 
 fn failure(message: impl Into<String>) -> RpcError {
-    RpcError {
-        code: rpc::NODE_ERROR,
-        message: message.into(),
-    }
+    RpcError::new(rpc::NODE_ERROR, message)
 }
 
 fn invalid(message: impl Into<String>) -> RpcError {
-    RpcError {
-        code: rpc::INVALID_PARAMS,
-        message: message.into(),
-    }
-}
-
-fn params<T: for<'de> Deserialize<'de>>(value: Value) -> Result<T, RpcError> {
-    let value = if value.is_null() { json!({}) } else { value };
-    serde_json::from_value(value).map_err(|e| invalid(format!("invalid parameters: {e}")))
-}
-
-fn to_json<T: serde::Serialize>(value: T) -> Result<Value, RpcError> {
-    serde_json::to_value(value).map_err(|e| failure(e.to_string()))
+    RpcError::new(rpc::INVALID_PARAMS, message)
 }
 
 #[derive(Deserialize)]
@@ -164,12 +149,12 @@ fn payload(p: &CreateParams) -> Result<Payload, RpcError> {
 async fn dispatch(handle: &SigningHandle, method: &str, raw: Value) -> Result<Value, RpcError> {
     let fail = |e: conclave_signing::SigningError| failure(e.to_string());
     match method {
-        "wallet.new" => to_json(handle.new_key().await.map_err(fail)?),
+        "wallet.new" => to_value(handle.new_key().await.map_err(fail)?),
         "wallet.import" => {
             let p: ImportParams = params(raw)?;
-            to_json(handle.import_key(&p.secret).await.map_err(fail)?)
+            to_value(handle.import_key(&p.secret).await.map_err(fail)?)
         }
-        "wallet.list" => to_json(handle.keys().await.map_err(fail)?),
+        "wallet.list" => to_value(handle.keys().await.map_err(fail)?),
         "musig2.create" => {
             let p: CreateParams = params(raw)?;
             let signers = p
@@ -179,11 +164,11 @@ async fn dispatch(handle: &SigningHandle, method: &str, raw: Value) -> Result<Va
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| invalid(format!("signer key: {e}")))?;
             let payload = payload(&p)?;
-            to_json(handle.create(&signers, payload).await.map_err(fail)?)
+            to_value(handle.create(&signers, payload).await.map_err(fail)?)
         }
         "musig2.invitations" => {
             let p: WaitParams = params(raw)?;
-            to_json(invitations(handle, wait(p.wait_secs)).await.map_err(fail)?)
+            to_value(invitations(handle, wait(p.wait_secs)).await.map_err(fail)?)
         }
         "musig2.join" => {
             let p: SessionParams = params(raw)?;
@@ -202,17 +187,17 @@ async fn dispatch(handle: &SigningHandle, method: &str, raw: Value) -> Result<Va
         }
         "musig2.status" => {
             let p: SessionParams = params(raw)?;
-            to_json(
+            to_value(
                 status(handle, &p.session_id, wait(p.wait_secs))
                     .await
                     .map_err(fail)?,
             )
         }
-        "musig2.list" => to_json(handle.list().await.map_err(fail)?),
-        other => Err(RpcError {
-            code: rpc::METHOD_NOT_FOUND,
-            message: format!("unknown method {other:?}"),
-        }),
+        "musig2.list" => to_value(handle.list().await.map_err(fail)?),
+        other => Err(RpcError::new(
+            rpc::METHOD_NOT_FOUND,
+            format!("unknown method {other:?}"),
+        )),
     }
 }
 

@@ -52,6 +52,33 @@ pub struct RpcError {
     pub message: String,
 }
 
+impl RpcError {
+    /// An error with `code` and `message`.
+    pub fn new(code: i64, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// A method's named parameters as `T` (absent parameters as `{}`), or an
+/// [`INVALID_PARAMS`] error saying what is wrong.
+pub fn params<T: for<'de> Deserialize<'de>>(value: Value) -> Result<T, RpcError> {
+    let value = if value.is_null() {
+        Value::Object(Default::default())
+    } else {
+        value
+    };
+    serde_json::from_value(value)
+        .map_err(|e| RpcError::new(INVALID_PARAMS, format!("invalid parameters: {e}")))
+}
+
+/// A method's result as JSON.
+pub fn to_value<T: Serialize>(value: T) -> Result<Value, RpcError> {
+    serde_json::to_value(value).map_err(|e| RpcError::new(NODE_ERROR, e.to_string()))
+}
+
 /// A response, or a notification when `id` is absent and `method` present.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Message {
@@ -95,10 +122,7 @@ impl Message {
             method: None,
             params: None,
             result: None,
-            error: Some(RpcError {
-                code,
-                message: message.into(),
-            }),
+            error: Some(RpcError::new(code, message)),
         }
     }
 

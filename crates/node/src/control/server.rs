@@ -13,7 +13,7 @@ use tokio::{
 };
 
 use super::{
-    rpc::{self, Message, Request},
+    rpc::{self, params, to_value as to_json, Message, Request, RpcError},
     ControlError,
 };
 use crate::{
@@ -162,38 +162,31 @@ async fn serve_client(
             "subscribe" => subscribe(&node, request.params, &mut out).await,
             "inbox" => match &inbox {
                 Some(inbox) => to_json(inbox.recent()),
-                None => Err((rpc::METHOD_NOT_FOUND, "this node keeps no inbox".into())),
+                None => Err(RpcError::new(
+                    rpc::METHOD_NOT_FOUND,
+                    "this node keeps no inbox",
+                )),
             },
             method => match extension
                 .as_ref()
                 .and_then(|x| x.call(method, request.params.clone()))
             {
-                Some(call) => call.await.map_err(|e| (e.code, e.message)),
+                Some(call) => call.await,
                 None => dispatch(&node, method, request.params).await,
             },
         };
         let message = match response {
             Ok(result) => Message::result(id, result),
-            Err((code, text)) => Message::error(id, code, text),
+            Err(e) => Message::error(id, e.code, e.message),
         };
         write(&mut out, &message).await?;
     }
 }
 
-type CallResult = Result<Value, (i64, String)>;
+type CallResult = Result<Value, RpcError>;
 
-fn node_err(e: NodeError) -> (i64, String) {
-    (rpc::NODE_ERROR, e.to_string())
-}
-
-fn params<T: for<'de> Deserialize<'de>>(value: Value) -> Result<T, (i64, String)> {
-    let value = if value.is_null() { json!({}) } else { value };
-    serde_json::from_value(value)
-        .map_err(|e| (rpc::INVALID_PARAMS, format!("invalid parameters: {e}")))
-}
-
-fn to_json<T: serde::Serialize>(value: T) -> CallResult {
-    serde_json::to_value(value).map_err(|e| (rpc::NODE_ERROR, e.to_string()))
+fn node_err(e: NodeError) -> RpcError {
+    RpcError::new(rpc::NODE_ERROR, e.to_string())
 }
 
 #[derive(Deserialize)]
@@ -375,7 +368,10 @@ async fn dispatch(node: &NodeHandle, method: &str, raw: Value) -> CallResult {
             });
             Ok(json!({ "stopping": true }))
         }
-        other => Err((rpc::METHOD_NOT_FOUND, format!("unknown method {other:?}"))),
+        other => Err(RpcError::new(
+            rpc::METHOD_NOT_FOUND,
+            format!("unknown method {other:?}"),
+        )),
     }
 }
 
@@ -411,7 +407,7 @@ async fn subscribe(node: &NodeHandle, raw: Value, out: &mut OwnedWriteHalf) -> C
                 });
                 write(out, &Message::notification("message", params))
                     .await
-                    .map_err(|e| (rpc::NODE_ERROR, e.to_string()))?;
+                    .map_err(|e| RpcError::new(rpc::NODE_ERROR, e.to_string()))?;
             }
             Some(NodeEvent::Lagged { missed }) => lagged += missed,
             Some(_) => {}
