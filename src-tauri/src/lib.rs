@@ -38,40 +38,10 @@ use tauri_specta::Event as _;
 /// Where the generated TypeScript bindings live, from the repository root.
 pub const BINDINGS_PATH: &str = "ui/src/lib/bindings.ts";
 
-/// Every command the UI may call. `build.rs` and the window's capability
-/// list the same names (a test checks it).
-pub const COMMANDS: [&str; 30] = [
-    "node_status",
-    "app_info",
-    "identity",
-    "stats",
-    "peers",
-    "connect",
-    "disconnect",
-    "policy",
-    "allow_peer",
-    "deny_peer",
-    "unlist_peer",
-    "set_private_mode",
-    "export_identity",
-    "inspect_backup",
-    "restore_identity",
-    "settings",
-    "save_settings",
-    "recent_logs",
-    "sandbox_status",
-    "start_sandbox",
-    "stop_sandbox",
-    "mark_first_render",
-    "signing_keys",
-    "signing_new_key",
-    "signing_create",
-    "signing_invitations",
-    "signing_join",
-    "signing_decline",
-    "signing_sessions",
-    "signing_export",
-];
+/// Every command the UI may call (`command_names.rs`, which `build.rs` also
+/// includes). The window's capability lists the same names (a test checks
+/// it).
+pub const COMMANDS: [&str; 30] = include!("command_names.rs");
 
 /// The commands and events, as tauri-specta sees them.
 pub fn specta_builder() -> Builder<tauri::Wry> {
@@ -248,12 +218,10 @@ mod tests {
         let expected: std::collections::BTreeSet<String> =
             COMMANDS.iter().map(|c| c.to_string()).collect();
         assert_eq!(granted, expected);
-        for command in COMMANDS {
-            assert!(
-                build_rs.contains(&format!("\"{command}\"")),
-                "build.rs lacks {command}"
-            );
-        }
+        assert!(
+            build_rs.contains("include!(\"src/command_names.rs\")"),
+            "build.rs generates permissions from another list than COMMANDS"
+        );
         let bindings = std::fs::read_to_string(root.join(BINDINGS_PATH)).unwrap();
         for command in COMMANDS {
             assert!(
