@@ -627,6 +627,44 @@ fn print_text(command: &Command, result: &Value) {
             action: Musig2Action::Join { session_id },
         } => println!("joined session {session_id}"),
         Command::Musig2 {
+            action: Musig2Action::Invitations { .. },
+        } => {
+            let invitations = result.as_array().cloned().unwrap_or_default();
+            if invitations.is_empty() {
+                println!("no invitations waiting");
+            }
+            for i in invitations {
+                let what = match i["signing"]["kind"].as_str() {
+                    Some("message") => format!("message {}", s(&i["signing"]["message"])),
+                    _ => format!("PSBT {}", i["signing"]["summary"]),
+                };
+                println!(
+                    "session {} from {}: {what}; {} signers, {} of them ours (join with: conclavectl musig2 join {})",
+                    s(&i["session_id"]),
+                    s(&i["coordinator"]),
+                    i["signers"].as_array().map_or(0, Vec::len),
+                    i["our_keys"].as_array().map_or(0, Vec::len),
+                    s(&i["session_id"]),
+                );
+            }
+        }
+        Command::Musig2 {
+            action: Musig2Action::List,
+        } => {
+            let sessions = result.as_array().cloned().unwrap_or_default();
+            if sessions.is_empty() {
+                println!("no sessions yet");
+            }
+            for session in sessions {
+                println!(
+                    "{}  {}  {}",
+                    s(&session["session_id"]),
+                    s(&session["role"]),
+                    s(&session["phase"])
+                );
+            }
+        }
+        Command::Musig2 {
             action: Musig2Action::Status { .. },
         } => {
             println!(
