@@ -10,6 +10,7 @@
 // The derive generates an event enum whose variants cannot carry docs.
 #[allow(missing_docs)]
 pub mod behaviour;
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod error;

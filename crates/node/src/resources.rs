@@ -18,7 +18,7 @@ use libp2p::{kad, PeerId};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    error::NodeError, handle::NodeHandle, identity::envelope::MessageKind, peers::unix_now,
+    clock::unix_secs, error::NodeError, handle::NodeHandle, identity::envelope::MessageKind,
 };
 
 /// Longest accepted resource type or id.
@@ -87,7 +87,7 @@ pub(crate) struct ResourceIndex {
 impl ResourceIndex {
     /// Adds or replaces a record and returns the live records of its type.
     fn insert(&mut self, record: ResourceRecord) -> Result<Vec<ResourceRecord>, NodeError> {
-        let now = unix_now();
+        let now = unix_secs();
         let entries = self.by_type.entry(record.kind.clone()).or_default();
         entries.retain(|_, r| !r.is_expired(now));
         if entries.len() >= MAX_PER_TYPE && !entries.contains_key(&record.id) {
@@ -108,7 +108,7 @@ fn parse_record(bytes: &[u8]) -> Result<ResourceRecord, NodeError> {
 
 /// Converts Unix seconds in the future to a DHT expiry instant.
 fn expiry_instant(expires_at: u64) -> Instant {
-    Instant::now() + Duration::from_secs(expires_at.saturating_sub(unix_now()))
+    Instant::now() + Duration::from_secs(expires_at.saturating_sub(unix_secs()))
 }
 
 impl NodeHandle {
@@ -134,7 +134,7 @@ impl NodeHandle {
             id: id.to_string(),
             data,
             provider: self.peer_id(),
-            expires_at: unix_now() + ttl.as_secs(),
+            expires_at: unix_secs() + ttl.as_secs(),
         };
         let value = serde_json::to_vec(&record).expect("records serialise");
         if value.len() > MAX_DATA_LEN {
@@ -194,7 +194,7 @@ impl NodeHandle {
     pub async fn discover_resources(&self, kind: &str) -> Result<Vec<ResourceRecord>, NodeError> {
         check_name("type", kind)?;
         let providers = self.get_providers(type_key(kind)).await?;
-        let now = unix_now();
+        let now = unix_secs();
         let mut found = Vec::new();
         for provider in providers {
             let index_name = index_key(kind, &provider);
@@ -255,7 +255,7 @@ impl NodeHandle {
                 parsed.provider
             )));
         }
-        if parsed.is_expired(unix_now()) {
+        if parsed.is_expired(unix_secs()) {
             return Err(not_found());
         }
         Ok(parsed)
@@ -286,16 +286,16 @@ mod tests {
         };
         let mut index = ResourceIndex::default();
         index.insert(rec("old", 1)).unwrap();
-        let live = index.insert(rec("new", unix_now() + 60)).unwrap();
+        let live = index.insert(rec("new", unix_secs() + 60)).unwrap();
         assert_eq!(live.len(), 1, "expired record pruned");
         for i in 0..MAX_PER_TYPE - 1 {
             index
-                .insert(rec(&format!("r{i}"), unix_now() + 60))
+                .insert(rec(&format!("r{i}"), unix_secs() + 60))
                 .unwrap();
         }
-        assert!(index.insert(rec("one-too-many", unix_now() + 60)).is_err());
+        assert!(index.insert(rec("one-too-many", unix_secs() + 60)).is_err());
         assert!(
-            index.insert(rec("new", unix_now() + 90)).is_ok(),
+            index.insert(rec("new", unix_secs() + 90)).is_ok(),
             "replacing is allowed"
         );
     }

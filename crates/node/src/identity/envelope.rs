@@ -19,6 +19,7 @@ use lru::LruCache;
 use serde::{Deserialize, Serialize};
 
 use super::pq::{ed25519_public_of, random_bytes, verify_ml_dsa, IdentityError, NodeIdentity};
+use crate::clock::unix_ms;
 
 const DIGEST_CONTEXT: &str = "conclave envelope v1";
 /// Envelopes older or newer than this (against our clock) are refused.
@@ -139,13 +140,6 @@ pub struct Verified {
     pub digest: [u8; 32],
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 impl Envelope {
     fn digest(&self) -> [u8; 32] {
         let mut h = blake3::Hasher::new_derive_key(DIGEST_CONTEXT);
@@ -176,7 +170,7 @@ impl Envelope {
             tag: kind.tag().to_string(),
             context: context.to_string(),
             sender: identity.peer_id(),
-            timestamp_ms: now_ms(),
+            timestamp_ms: unix_ms(),
             nonce: random_bytes(),
             ml_dsa_public: identity.record().ml_dsa_public.clone(),
             payload: payload.to_vec(),
@@ -214,7 +208,7 @@ impl Envelope {
                 return Err(EnvelopeError::KeyMismatch(sender));
             }
         }
-        let skew = now_ms().abs_diff(envelope.timestamp_ms);
+        let skew = unix_ms().abs_diff(envelope.timestamp_ms);
         if skew > window.as_millis() as u64 {
             return Err(EnvelopeError::OutsideWindow {
                 sender,
