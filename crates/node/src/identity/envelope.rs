@@ -24,6 +24,9 @@ use crate::clock::unix_ms;
 const DIGEST_CONTEXT: &str = "conclave envelope v1";
 /// Envelopes older or newer than this (against our clock) are refused.
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(300);
+/// Longest life of a resource record (its TTL), one week: its envelope
+/// stays valid that long.
+pub const RESOURCE_MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Digests remembered by the replay cache.
 pub const REPLAY_CACHE_SIZE: usize = 65_536;
 
@@ -49,6 +52,16 @@ impl MessageKind {
             MessageKind::Direct => "conclave/direct/v1",
             MessageKind::DirectReply => "conclave/direct-reply/v1",
             MessageKind::Resource => "conclave/resource/v1",
+        }
+    }
+
+    /// How far from our clock an envelope's timestamp may lie: minutes for
+    /// messages; for resource records, which live as long as their TTL,
+    /// the longest TTL on top.
+    pub fn window(self) -> Duration {
+        match self {
+            MessageKind::Resource => RESOURCE_MAX_TTL + DEFAULT_WINDOW,
+            MessageKind::Gossip | MessageKind::Direct | MessageKind::DirectReply => DEFAULT_WINDOW,
         }
     }
 }
@@ -291,6 +304,45 @@ mod tests {
             DEFAULT_WINDOW,
         )
         .unwrap();
+    }
+
+    #[test]
+    fn resource_records_stay_in_their_window_for_a_week_messages_for_minutes() {
+        let id = NodeIdentity::generate();
+        let aged = |kind: MessageKind, age: Duration| {
+            let bytes = Envelope::sign(&id, kind, "k", b"x").unwrap();
+            let mut e: Envelope = postcard::from_bytes(&bytes).unwrap();
+            e.timestamp_ms -= age.as_millis() as u64;
+            // The window is checked before the (now broken) signatures.
+            Envelope::verify(
+                &postcard::to_stdvec(&e).unwrap(),
+                kind,
+                "k",
+                None,
+                kind.window(),
+            )
+            .unwrap_err()
+        };
+        let day = Duration::from_secs(24 * 3600);
+        assert!(matches!(
+            aged(MessageKind::Resource, day),
+            EnvelopeError::BadEd25519(_)
+        ));
+        assert!(matches!(
+            aged(MessageKind::Resource, RESOURCE_MAX_TTL + day),
+            EnvelopeError::OutsideWindow { .. }
+        ));
+        for kind in [
+            MessageKind::Gossip,
+            MessageKind::Direct,
+            MessageKind::DirectReply,
+        ] {
+            let err = aged(kind, DEFAULT_WINDOW + Duration::from_secs(60));
+            assert!(
+                matches!(err, EnvelopeError::OutsideWindow { .. }),
+                "{kind:?}: {err}"
+            );
+        }
     }
 
     #[test]
