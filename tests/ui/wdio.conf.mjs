@@ -23,6 +23,11 @@ export const screenshotDir = process.env.SCREENSHOT_DIR ?? path.join(here, "scre
 const workDir = process.env.CONCLAVE_UI_WORK ?? fs.mkdtempSync(path.join(os.tmpdir(), "conclave-ui-"));
 process.env.CONCLAVE_UI_WORK = workDir;
 export const profileDir = path.join(workDir, "app-profile");
+// CONCLAVE_APP_ARGS (a JSON array) replaces the app's arguments: "[]" runs
+// it on its default profile in the fresh XDG folders (tests/package).
+const appArgs = process.env.CONCLAVE_APP_ARGS
+  ? JSON.parse(process.env.CONCLAVE_APP_ARGS)
+  : ["--data-dir", profileDir];
 
 let driver;
 
@@ -61,7 +66,7 @@ export const config = {
       "wdio:enforceWebDriverClassic": true,
       "tauri:options": {
         application: appBin,
-        args: ["--data-dir", profileDir],
+        args: appArgs,
       },
     },
   ],
