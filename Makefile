@@ -5,7 +5,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/conclave/target
 export CARGO_TERM_COLOR ?= never
 PROFILE ?= default
 
-.PHONY: run test setup build ui lint unit ui-test bench daemon nat-test
+.PHONY: run test setup build ui lint unit ui-test bench daemon nat-test package package-test service-test metrics-test
 
 setup:
 	@scripts/setup.sh
@@ -55,6 +55,37 @@ bench: setup ui
 nat-test: setup
 	cargo build -p conclave-daemon --bins
 	tests/nat/run.sh
+
+## The desktop app as a Debian package: Tauri's bundler packages the binary
+## cargo built (it downloads nothing) into
+## $(CARGO_TARGET_DIR)/debug/bundle/deb/. The debug build is the one the
+## tests use; RELEASE=1 packages an optimised build (.../release/bundle/deb/).
+## --no-binary-patching leaves the shared build's binary as cargo made it.
+package: setup ui
+ifdef RELEASE
+	cargo build --release -p conclave-app --bin conclave
+	ui/node_modules/.bin/tauri bundle --ci --bundles deb --no-sign --no-binary-patching
+else
+	cargo build --workspace --bins
+	ui/node_modules/.bin/tauri bundle --ci --debug --bundles deb --no-sign --no-binary-patching
+endif
+
+## Installs the debug .deb into this machine (needs root), launches the
+## installed app under tauri-driver, purges it and checks what is left.
+package-test: package
+	tests/package/run.sh
+
+## The systemd unit for relay and bootstrap servers: systemd-analyze verify,
+## its conclaved flags, and the sample relay config on loopback.
+service-test: setup
+	cargo build --workspace --bins
+	tests/package/service.sh
+
+## Live conclaved metrics: promtool check metrics, the scrape example, and
+## every series the Grafana dashboard queries.
+metrics-test: setup
+	cargo build --workspace --bins
+	tests/metrics/run.sh
 
 ## Every test: formatting, lints, unit, in-process and cross-process tests,
 ## then the desktop UI tests.

@@ -24,7 +24,10 @@ packages=(build-essential pkg-config curl ca-certificates git
   # The NAT test network (tests/nat): namespaces, NAT rules, JSON answers.
   iproute2 nftables jq
   # The regtest chain for tests (tests/chain) runs in a Python virtualenv.
-  python3 python3-venv)
+  python3 python3-venv
+  # The package tests (tests/package): the desktop entry's validator and
+  # systemd-analyze for the service unit.
+  desktop-file-utils systemd)
 # Node.js and npm build the UI and run its tests; keep an installed one.
 command -v node >/dev/null || packages+=(nodejs)
 command -v npm >/dev/null || packages+=(npm)
@@ -69,6 +72,22 @@ for dir in ui tests/ui; do
       npm install --no-save --ignore-scripts --no-audit --no-fund --loglevel=error; })
   fi
 done
+
+# promtool and prometheus (tests/metrics) from Debian's prometheus package,
+# unpacked into a cache rather than installed: installing it would add a
+# Prometheus server that systemd starts, listening on every interface.
+prometheus_root="$HOME/.cache/conclave/prometheus"
+if [ ! -x "$prometheus_root/usr/bin/promtool" ]; then
+  echo "setup: unpacking Debian's prometheus package into $prometheus_root"
+  download="$(mktemp -d)"
+  # apt downloads as its own user (_apt) where that user may write.
+  if [ "$(id -u)" -eq 0 ] && id _apt >/dev/null 2>&1; then chown _apt "$download"; fi
+  download_prometheus() { (cd "$download" && apt-get download -qq prometheus); }
+  download_prometheus || { need_root apt-get update -qq && download_prometheus; }
+  mkdir -p "$prometheus_root"
+  dpkg-deb -x "$download"/prometheus_*.deb "$prometheus_root"
+  rm -rf "$download"
+fi
 
 # tauri-driver (the WebDriver bridge of the UI tests), kept in a cache.
 driver_root="${CONCLAVE_TOOLS:-$HOME/.cache/conclave/cargo-bin}"
