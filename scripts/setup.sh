@@ -25,9 +25,10 @@ packages=(build-essential pkg-config curl ca-certificates git
   iproute2 nftables jq
   # The regtest chain for tests (tests/chain) runs in a Python virtualenv.
   python3 python3-venv
-  # The package tests (tests/package): the desktop entry's validator and
-  # systemd-analyze for the service unit.
-  desktop-file-utils systemd)
+  # The package tests (tests/package): the desktop entry's validator,
+  # systemd-analyze for the service unit, and seccomp for Debian's python3
+  # to impose the unit's system call filter.
+  desktop-file-utils systemd python3-seccomp)
 # Node.js and npm build the UI and run its tests; keep an installed one.
 command -v node >/dev/null || packages+=(nodejs)
 command -v npm >/dev/null || packages+=(npm)

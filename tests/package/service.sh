@@ -8,7 +8,10 @@
 #  - its ExecStart, as written, starts a node with the sample config:
 #    systemd's directories become scratch folders, the metrics port becomes
 #    port 0 and the sample's public listen addresses are replaced by loopback
-#    ones (tests bind nothing else).
+#    ones (tests bind nothing else). It runs under the part of the unit's
+#    sandbox a process can impose on itself (sandboxed.py: the system call
+#    filter, address families, no W+X memory, no new privileges), so a
+#    system call or socket the node needs and the unit forbids fails here.
 # Needs conclaved and conclavectl in $CARGO_TARGET_DIR/debug and systemd's
 # tools (make service-test provides them).
 set -euo pipefail
@@ -74,7 +77,22 @@ check "conclaved --help lists every flag of ExecStart${unknown:+ (not: ${unknown
 mkdir -m 700 "$WORK/state" "$WORK/run"
 mkdir "$WORK/etc"
 cp "$config" "$WORK/etc/config.toml"
-run=("$bin")
+sandbox=("$root/tests/package/sandboxed.py" "$unit")
+forbidden="$("${sandbox[@]}" /usr/bin/python3 -c '
+import mmap, os, socket
+for name, attempt in [
+    ("AF_PACKET socket", lambda: socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM)),
+    ("chroot (@privileged)", lambda: os.chroot("/")),
+    ("W+X memory", lambda: mmap.mmap(-1, 4096, prot=mmap.PROT_WRITE | mmap.PROT_EXEC)),
+]:
+    try:
+        attempt()
+        print(name)
+    except OSError:
+        pass
+')"
+check "the sandbox refuses what the unit forbids${forbidden:+ (allowed: $forbidden)}" test -z "$forbidden"
+run=("${sandbox[@]}" "$bin")
 for word in "${argv[@]:1}"; do
   word="${word//\$\{STATE_DIRECTORY\}/$WORK/state}"
   word="${word//\$\{CONFIGURATION_DIRECTORY\}/$WORK/etc}"
@@ -84,7 +102,7 @@ for word in "${argv[@]:1}"; do
 done
 run+=(--listen /ip4/127.0.0.1/udp/0/quic-v1 --listen /ip4/127.0.0.1/tcp/0)
 echo "running: ${run[*]}"
-check "the unit's ExecStart starts a node with the sample config" start_conclaved relay "${run[@]}"
+check "the unit's ExecStart starts a node with the sample config, sandboxed" start_conclaved relay "${run[@]}"
 if [ -n "${READY[relay]:-}" ]; then
   control="$(ready_field relay .control)"
   check "its control socket is in RuntimeDirectory" test "$control" = "$WORK/run/control.sock"
@@ -92,7 +110,8 @@ if [ -n "${READY[relay]:-}" ]; then
     test "$(stat -c %a "$WORK/state/identity.key" 2>/dev/null)" = 600
   check "its log files are in StateDirectory" bash -c "ls '$WORK/state/logs/'conclaved* >/dev/null"
   "$ctl" --control "$control" stats --json >"$WORK/stats.json"
-  check "it reports its stats over the control socket" jq -e '.listen_addrs | length == 2' "$WORK/stats.json" >/dev/null
+  listens_twice() { jq -e '.listen_addrs | length == 2' "$WORK/stats.json" >/dev/null; }
+  check "it reports its stats over the control socket" listens_twice
   check "it serves metrics" bash -c "curl -sf '$(ready_field relay .metrics)' | grep -q '^libp2p_relay_events'"
   # The relay server is on (sample config): a second node gets a reservation.
   start_conclaved client "$bin" --data-dir "$WORK/client" --signing-keys none --no-mdns \
