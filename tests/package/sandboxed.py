@@ -13,7 +13,6 @@ Debian's python3 with python3-seccomp (scripts/setup.sh installs both).
 import ctypes
 import errno
 import os
-import re
 import socket
 import subprocess
 import sys
