@@ -144,7 +144,7 @@ sed -e "s#targets: \[.*\]#targets: [$targets]#" -e 's#scrape_interval: .*#scrape
 "$prometheus" --config.file="$WORK/prometheus.yml" --storage.tsdb.path="$WORK/tsdb" \
   --web.listen-address=127.0.0.1:0 >"$WORK/prometheus.log" 2>&1 &
 prometheus_pid=$!
-prometheus_addr() { sed -n 's/.*msg="Listening on" address=\([0-9.:]*\).*/\1/p' "$WORK/prometheus.log" | head -1; }
+prometheus_addr() { sed -n '/msg="Listening on"/ { s/.*address=\([0-9.:]*\).*/\1/p; q }' "$WORK/prometheus.log"; }
 prometheus_listening() { [ -n "$(prometheus_addr)" ]; }
 check "Prometheus starts on 127.0.0.1" until_true 30 prometheus_listening
 api="http://$(prometheus_addr)/api/v1"

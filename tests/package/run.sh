@@ -109,7 +109,8 @@ check "the scalable icon is an SVG" bash -c "file /usr/share/icons/hicolor/scala
 owner_of() { # the package that installed a library (dpkg knows one of its names)
   local path
   for path in "$1" "$(readlink -f "$1")" "${1#/usr}" "/usr${1#/usr}"; do
-    dpkg -S "$path" 2>/dev/null | head -1 | cut -d: -f1 && return
+    # awk reads all of its input: an early exit would kill dpkg with SIGPIPE.
+    dpkg -S "$path" 2>/dev/null | awk -F: 'NR == 1 { print $1 }' && return
   done
 }
 ldd /usr/bin/conclave >"$work/ldd"
@@ -123,7 +124,7 @@ for lib in $(awk '/=> \// { print $3 }' "$work/ldd"); do
 done
 check "every linked library comes from what it depends on${uncovered:+ (not: ${uncovered[*]})}" \
   test "${#uncovered[@]}" = 0
-tray="$(ldconfig -p | awk '/libayatana-appindicator3\.so\.1 / { print $NF; exit }')"
+tray="$(ldconfig -p | awk '/libayatana-appindicator3\.so\.1 / && !found { print $NF; found = 1 }')"
 tray_owner="$(if [ -n "$tray" ]; then owner_of "$tray"; fi)"
 check "the tray library ${tray:-libayatana-appindicator3.so.1} comes from a package it depends on (${tray_owner:-none})" \
   grep -qw -- "${tray_owner:-none}" <<<"$depends"
