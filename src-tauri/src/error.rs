@@ -1,7 +1,10 @@
 //! Errors the UI receives from commands: a stable code for logic, a message
 //! for people, and what to do next where we know it.
 
-use conclave_node::NodeError;
+use conclave_node::{
+    error::{ConnectionError, GossipError, InputError},
+    NodeError,
+};
 use serde::Serialize;
 use specta::Type;
 
@@ -62,26 +65,31 @@ impl From<NodeError> for CommandError {
     fn from(e: NodeError) -> Self {
         let message = e.to_string();
         match e {
-            NodeError::InvalidMultiaddr { .. } => Self::new(ErrorCode::InvalidInput, message)
-                .with_hint("a multiaddr looks like /ip4/127.0.0.1/udp/4001/quic-v1/p2p/12D3KooW…"),
-            NodeError::InvalidPeerId(_) => Self::new(ErrorCode::InvalidInput, message),
+            NodeError::Input(InputError::Multiaddr { .. }) => {
+                Self::new(ErrorCode::InvalidInput, message).with_hint(
+                    "a multiaddr looks like /ip4/127.0.0.1/udp/4001/quic-v1/p2p/12D3KooW…",
+                )
+            }
+            NodeError::Input(InputError::PeerId { .. }) => {
+                Self::new(ErrorCode::InvalidInput, message)
+            }
             NodeError::Config(_) => Self::new(ErrorCode::InvalidInput, message),
             NodeError::Stopped => Self::node_unavailable(),
             // Our own connection policy refused the dial (the gate's reason
             // is the only place that says so).
-            NodeError::Dial { ref reason, .. }
+            NodeError::Connection(ConnectionError::Dial { ref reason, .. })
                 if reason.contains("deny list") || reason.contains("private mode") =>
             {
                 Self::new(ErrorCode::InvalidInput, message).with_hint(
                     "allow the peer under Peers › Who may connect, or turn private mode off",
                 )
             }
-            NodeError::Dial { .. } | NodeError::DialTimeout { .. } => {
-                Self::new(ErrorCode::Network, message).with_hint(
-                    "check that the peer is running and the address is reachable from here",
-                )
-            }
-            NodeError::NotConnected(_) | NodeError::Timeout { .. } => {
+            NodeError::Connection(
+                ConnectionError::Dial { .. } | ConnectionError::DialTimeout { .. },
+            ) => Self::new(ErrorCode::Network, message)
+                .with_hint("check that the peer is running and the address is reachable from here"),
+            NodeError::Connection(ConnectionError::NotConnected(_))
+            | NodeError::Gossip(GossipError::TopicPeersTimeout { .. }) => {
                 Self::new(ErrorCode::Network, message)
             }
             _ => Self::new(ErrorCode::Internal, message),

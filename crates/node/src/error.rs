@@ -1,6 +1,22 @@
-//! Errors of the node's public API.
+//! Errors of the node's public API: [`NodeError`] at the top, one enum per
+//! concern beneath it (start-up, input, connections, protocols and direct
+//! messages, gossip, the DHT), and the errors of the modules that own a
+//! concern themselves (configuration, policy, envelopes, identity, sealing,
+//! resources).
+//!
+//! Each error's text names its cause once; where a person can do something
+//! about it, the text ends with what.
 
-use libp2p::{Multiaddr, PeerId};
+use std::sync::Arc;
+
+use libp2p::{gossipsub, kad, request_response::OutboundFailure, Multiaddr, PeerId};
+
+use crate::{
+    config::ConfigError,
+    gate::PolicyError,
+    identity::{envelope::EnvelopeError, pq::IdentityError, sealed::SealError},
+    resources::ResourceError,
+};
 
 /// What can go wrong when asking the node to do something.
 #[derive(Debug, thiserror::Error)]
@@ -8,37 +24,117 @@ pub enum NodeError {
     /// The node has stopped (or is stopping) and takes no more commands.
     #[error("the node is not running")]
     Stopped,
-    /// Building the node failed.
-    #[error("cannot start the node: {0}")]
-    Startup(String),
+    /// A table of requests in flight is full; the request was not started.
+    #[error(
+        "the node is busy: {table} are at their limit of {cap}; try again when some have finished"
+    )]
+    Busy {
+        /// What is full, such as "DHT queries in flight".
+        table: &'static str,
+        /// How many it holds.
+        cap: usize,
+    },
+    /// The node could not start.
+    #[error(transparent)]
+    Start(#[from] StartError),
     /// Configuration is unusable.
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] ConfigError),
+    /// A caller's input is malformed.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// Dialling, connections and streams.
+    #[error(transparent)]
+    Connection(#[from] ConnectionError),
+    /// Protocol handlers and direct messages.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    /// Publishing, subscribing and topic waits.
+    #[error(transparent)]
+    Gossip(#[from] GossipError),
+    /// DHT records and providers.
+    #[error(transparent)]
+    Dht(#[from] DhtError),
+    /// Announced resources.
+    #[error(transparent)]
+    Resource(#[from] ResourceError),
+    /// The connection policy could not be saved; it is unchanged.
+    #[error("the connection policy is unchanged: {0}; check that its folder can be written")]
+    Policy(#[source] PolicyError),
+    /// An envelope failed verification.
+    #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
+    /// Signing failed.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// A payload could not be sealed to its recipients.
+    #[error("cannot seal the payload: {0}")]
+    Seal(#[source] SealError),
+    /// No verified PQ identity record of a recipient is known.
+    #[error("no verified PQ identity record of {0}; connect to the peer first so the two nodes exchange records")]
+    UnknownRecipient(PeerId),
+}
+
+/// Why the node did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A part of the transport stack could not be built.
+    #[error("cannot set up the {layer}: {source}")]
+    Transport {
+        /// Which part, such as "tcp transport".
+        layer: &'static str,
+        /// What it said.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A listen address could not be bound.
-    #[error("cannot listen on {addr}: {reason}")]
+    #[error("cannot listen on {addr}: {source}; check the listen addresses in the configuration")]
     Listen {
         /// Address that failed.
         addr: Multiaddr,
-        /// Transport error.
-        reason: String,
+        /// The transport's error (shared: every caller waiting for the
+        /// listeners is told).
+        source: Arc<std::io::Error>,
     },
+}
+
+/// Malformed input from a caller.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
     /// The text is not a multiaddr.
-    #[error("invalid multiaddr {input:?}: {reason}")]
-    InvalidMultiaddr {
+    #[error("invalid multiaddr {input:?}: {source}")]
+    Multiaddr {
         /// What was given.
         input: String,
-        /// Parser error.
-        reason: String,
+        /// The parser's error.
+        source: libp2p::multiaddr::Error,
     },
     /// The text is not a peer id.
-    #[error("invalid peer id {0:?}")]
-    InvalidPeerId(String),
+    #[error("invalid peer id {input:?}: {source}")]
+    PeerId {
+        /// What was given.
+        input: String,
+        /// The parser's error.
+        source: libp2p::identity::ParseError,
+    },
+    /// A payload is larger than the configured limit.
+    #[error("message of {size} bytes is larger than the limit of {max} bytes")]
+    MessageTooLarge {
+        /// Payload size.
+        size: usize,
+        /// Configured maximum (`max_message_size`).
+        max: usize,
+    },
+}
+
+/// Dialling, connections and streams.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
     /// Dialling failed.
     #[error("cannot connect to {addr}: {reason}")]
     Dial {
         /// Address dialled.
         addr: Multiaddr,
-        /// Why it failed.
+        /// Why each address tried failed, in words.
         reason: String,
     },
     /// Dialling did not finish in time.
@@ -52,110 +148,234 @@ pub enum NodeError {
     /// The peer is not connected.
     #[error("peer {0} is not connected")]
     NotConnected(PeerId),
-    /// A payload is larger than the configured limit.
-    #[error("message of {size} bytes is larger than the limit of {max} bytes")]
-    MessageTooLarge {
-        /// Payload size.
-        size: usize,
-        /// Configured maximum (`max_message_size`).
-        max: usize,
-    },
-    /// A direct message failed on the way or at the peer.
-    #[error("message to {peer} failed: {reason}")]
-    SendFailed {
-        /// Recipient.
+    /// A stream could not be opened.
+    #[error("cannot open a stream to {peer}: {source}")]
+    Stream {
+        /// Peer.
         peer: PeerId,
         /// Why.
-        reason: String,
+        source: libp2p_stream::OpenStreamError,
     },
-    /// The remote handler answered with an error.
-    #[error("peer {peer} refused the message: {reason}")]
-    Remote {
-        /// Recipient.
-        peer: PeerId,
-        /// The handler's error text.
-        reason: String,
-    },
-    /// Gossip publication failed.
-    #[error("cannot publish on {topic:?}: {reason}")]
-    Publish {
-        /// Topic.
-        topic: String,
-        /// Why.
-        reason: String,
-    },
-    /// Topic subscription failed.
-    #[error("cannot subscribe to {topic:?}: {reason}")]
-    Subscribe {
-        /// Topic.
-        topic: String,
-        /// Why.
-        reason: String,
-    },
+}
+
+/// Protocol handlers and direct messages to them.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    /// The protocol id is not valid.
+    #[error("invalid protocol id {0:?}: it must start with '/'")]
+    InvalidId(String),
     /// A protocol handler with this id is already registered.
     #[error("a handler for protocol {0} is already registered")]
     HandlerExists(String),
     /// No protocol handler with this id.
     #[error("no handler registered for protocol {0}")]
     NoHandler(String),
-    /// The protocol id is not valid (must start with '/').
-    #[error("invalid protocol id {0:?}: it must start with '/'")]
-    InvalidProtocol(String),
-    /// A DHT operation failed.
-    #[error("DHT {op} failed: {reason}")]
-    Dht {
-        /// Operation.
-        op: &'static str,
+    /// A direct message failed on the way.
+    #[error("message to {peer} failed: {source}")]
+    SendFailed {
+        /// Recipient.
+        peer: PeerId,
         /// Why.
+        source: OutboundFailure,
+    },
+    /// The remote node or handler answered with an error.
+    #[error("peer {peer} refused the message: {reason}")]
+    Remote {
+        /// Recipient.
+        peer: PeerId,
+        /// The text the peer sent.
         reason: String,
     },
-    /// Nothing was found.
-    #[error("{0} not found")]
-    NotFound(String),
-    /// A resource record is malformed.
-    #[error("invalid resource: {0}")]
-    InvalidResource(String),
-    /// Waiting for a condition timed out.
-    #[error("timed out after {secs} s waiting for {what}")]
-    Timeout {
-        /// What was awaited.
-        what: String,
+}
+
+/// Publishing, subscribing and waiting for topic peers.
+#[derive(Debug, thiserror::Error)]
+pub enum GossipError {
+    /// A topic name is empty or too long.
+    #[error("invalid topic name of {len} bytes: topic names are 1 to {max} bytes")]
+    TopicName {
+        /// Length given.
+        len: usize,
+        /// Longest allowed.
+        max: usize,
+    },
+    /// Gossip publication failed.
+    #[error("cannot publish on {topic:?}: {}", publish_failure(source))]
+    Publish {
+        /// Topic.
+        topic: String,
+        /// What gossipsub said.
+        source: gossipsub::PublishError,
+    },
+    /// Topic subscription failed.
+    #[error("cannot subscribe to {topic:?}: {source}")]
+    Subscribe {
+        /// Topic.
+        topic: String,
+        /// What gossipsub said.
+        source: gossipsub::SubscriptionError,
+    },
+    /// The topic's scoring parameters were refused.
+    #[error("cannot score topic {topic:?}: {reason}")]
+    Scoring {
+        /// Topic.
+        topic: String,
+        /// What gossipsub said.
+        reason: &'static str,
+    },
+    /// Not enough peers subscribed to a topic in time.
+    #[error("timed out after {secs} s waiting for {count} peers on topic {topic:?}")]
+    TopicPeersTimeout {
+        /// Topic.
+        topic: String,
+        /// Peers awaited.
+        count: usize,
         /// Seconds waited.
         secs: u64,
     },
-    /// An envelope failed verification.
-    #[error("{0}")]
-    Envelope(#[from] crate::identity::envelope::EnvelopeError),
-    /// Signing failed.
-    #[error(transparent)]
-    Identity(#[from] crate::identity::pq::IdentityError),
-    /// A stream could not be opened.
-    #[error("cannot open stream to {peer}: {reason}")]
-    Stream {
-        /// Peer.
-        peer: PeerId,
+}
+
+/// Gossipsub's publish errors in words (its own texts are debug output).
+fn publish_failure(error: &gossipsub::PublishError) -> String {
+    match error {
+        gossipsub::PublishError::NoPeersSubscribedToTopic => {
+            "no connected peer is subscribed to this topic yet".into()
+        }
+        gossipsub::PublishError::Duplicate => {
+            "an identical message was published in the last 120 s (gossip deduplicates by content)"
+                .into()
+        }
+        gossipsub::PublishError::MessageTooLarge => {
+            "message is larger than the gossip frame limit".into()
+        }
+        other => other.to_string(),
+    }
+}
+
+/// DHT records and providers.
+#[derive(Debug, thiserror::Error)]
+pub enum DhtError {
+    /// The local record store refused a record.
+    #[error("the local DHT store refused the {op}: {source}")]
+    Store {
+        /// What was stored ("record", "provider record").
+        op: &'static str,
         /// Why.
-        reason: String,
+        source: kad::store::Error,
     },
+    /// Storing a record on other peers failed.
+    #[error("DHT put failed: {0}")]
+    Put(#[source] kad::PutRecordError),
+    /// Fetching a record failed.
+    #[error("DHT get failed: {0}")]
+    Get(#[source] kad::GetRecordError),
+    /// Announcing a provider record failed.
+    #[error("DHT start providing failed: {0}")]
+    Provide(#[source] kad::AddProviderError),
+    /// No peer (nor the local store) has the record.
+    #[error("record not found")]
+    NotFound,
 }
 
 impl NodeError {
     /// Parses a multiaddr, naming the input on failure.
     pub fn parse_multiaddr(input: &str) -> Result<Multiaddr, NodeError> {
-        input
-            .trim()
-            .parse()
-            .map_err(|e: libp2p::multiaddr::Error| NodeError::InvalidMultiaddr {
+        input.trim().parse().map_err(|source| {
+            InputError::Multiaddr {
                 input: input.to_string(),
-                reason: e.to_string(),
-            })
+                source,
+            }
+            .into()
+        })
     }
 
     /// Parses a peer id, naming the input on failure.
     pub fn parse_peer_id(input: &str) -> Result<PeerId, NodeError> {
-        input
-            .trim()
-            .parse()
-            .map_err(|_| NodeError::InvalidPeerId(input.to_string()))
+        input.trim().parse().map_err(|source| {
+            InputError::PeerId {
+                input: input.to_string(),
+                source,
+            }
+            .into()
+        })
+    }
+
+    /// Whether the error says that what was asked for does not exist (a
+    /// DHT record or a resource), as opposed to a failure to look.
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            NodeError::Dht(DhtError::NotFound)
+                | NodeError::Resource(ResourceError::NotFound { .. })
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn busy_names_the_table_its_cap_and_what_to_do() {
+        let text = NodeError::Busy {
+            table: "DHT queries in flight",
+            cap: 256,
+        }
+        .to_string();
+        assert_eq!(
+            text,
+            "the node is busy: DHT queries in flight are at their limit of 256; try again when some have finished"
+        );
+    }
+
+    #[test]
+    fn wrappers_add_no_text_and_keep_the_cause_as_source() {
+        let e = NodeError::parse_multiaddr("not-a-multiaddr").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("invalid multiaddr \"not-a-multiaddr\": "),
+            "{e}"
+        );
+        assert!(e.source().is_some(), "the parser's error is the source");
+        let e = NodeError::parse_peer_id("12D3Koo").unwrap_err();
+        assert!(
+            matches!(e, NodeError::Input(InputError::PeerId { .. })),
+            "{e}"
+        );
+        let e = NodeError::Policy(PolicyError::File {
+            path: "/p.json".into(),
+            reason: "Permission denied".into(),
+        });
+        assert_eq!(
+            e.to_string(),
+            "the connection policy is unchanged: policy file /p.json: Permission denied; check that its folder can be written"
+        );
+        assert!(e.source().is_some());
+    }
+
+    #[test]
+    fn publish_failures_read_as_words() {
+        let e = GossipError::Publish {
+            topic: "t".into(),
+            source: gossipsub::PublishError::NoPeersSubscribedToTopic,
+        };
+        assert_eq!(
+            e.to_string(),
+            "cannot publish on \"t\": no connected peer is subscribed to this topic yet"
+        );
+    }
+
+    #[test]
+    fn only_missing_records_and_resources_are_not_found() {
+        assert!(NodeError::Dht(DhtError::NotFound).is_not_found());
+        assert!(NodeError::Resource(ResourceError::NotFound {
+            kind: "t".into(),
+            id: "a".into()
+        })
+        .is_not_found());
+        assert!(!NodeError::Stopped.is_not_found());
+        assert!(!NodeError::UnknownRecipient(PeerId::random()).is_not_found());
     }
 }

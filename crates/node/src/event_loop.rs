@@ -36,7 +36,7 @@ use crate::{
     behaviour::{Behaviour, BehaviourEvent},
     command::{Command, PolicyChange, Reply},
     config::NodeConfig,
-    error::NodeError,
+    error::{ConnectionError, DhtError, GossipError, NodeError, ProtocolError, StartError},
     events::{DiscoverySource, GossipMessage, NodeEvent},
     gate::rate::KeyedLimiter,
     gossip::scoring,
@@ -137,7 +137,7 @@ pub(crate) struct EventLoop {
     streams: libp2p_stream::Control,
     inbound_permits: Arc<Semaphore>,
     pending_listeners: HashMap<ListenerId, Multiaddr>,
-    listen_failure: Option<NodeError>,
+    listen_failure: Option<(Multiaddr, Arc<std::io::Error>)>,
     listening_waiters: Vec<Reply<Vec<Multiaddr>>>,
     pending_dials: HashMap<ConnectionId, (Multiaddr, Reply<PeerId>)>,
     pending_disconnects: HashMap<PeerId, Vec<Reply<()>>>,
@@ -305,7 +305,7 @@ impl EventLoop {
             Command::Connect { addr, reply } => self.connect(addr, reply),
             Command::Disconnect { peer, reply } => {
                 if !self.swarm.is_connected(&peer) {
-                    let _ = reply.send(Err(NodeError::NotConnected(peer)));
+                    let _ = reply.send(Err(ConnectionError::NotConnected(peer).into()));
                     return;
                 }
                 let _ = self.swarm.disconnect_peer_id(peer);
@@ -353,9 +353,9 @@ impl EventLoop {
                 if self.topic_peer_count(&hash) >= count {
                     let _ = reply.send(Ok(()));
                 } else if self.topic_waits.len() >= MAX_TOPIC_WAITS {
-                    let _ = reply.send(Err(NodeError::Timeout {
-                        what: "a free slot for topic waits".into(),
-                        secs: 0,
+                    let _ = reply.send(Err(NodeError::Busy {
+                        table: "waits for topic peers",
+                        cap: MAX_TOPIC_WAITS,
                     }));
                 } else {
                     self.topic_waits.push((hash, count, reply));
@@ -367,14 +367,14 @@ impl EventLoop {
             Command::UnregisterHandler { protocol, reply } => {
                 let result = match self.handlers.remove(&protocol) {
                     Some(_) => Ok(()),
-                    None => Err(NodeError::NoHandler(protocol)),
+                    None => Err(ProtocolError::NoHandler(protocol).into()),
                 };
                 let _ = reply.send(result);
             }
             Command::PutRecord { record, reply } => {
-                if self.queries_full(&reply) {
+                let Some(reply) = self.query_room(reply) else {
                     return;
-                }
+                };
                 match self
                     .swarm
                     .behaviour_mut()
@@ -384,41 +384,43 @@ impl EventLoop {
                     Ok(id) => {
                         self.pending_puts.insert(id, reply);
                     }
-                    Err(e) => {
-                        let _ = reply.send(Err(NodeError::Dht {
-                            op: "put",
-                            reason: e.to_string(),
-                        }));
+                    Err(source) => {
+                        let _ = reply.send(Err(DhtError::Store {
+                            op: "record",
+                            source,
+                        }
+                        .into()));
                     }
                 }
             }
             Command::GetRecord { key, reply } => {
-                if self.queries_full(&reply) {
+                let Some(reply) = self.query_room(reply) else {
                     return;
-                }
+                };
                 let id = self.swarm.behaviour_mut().kad.get_record(key);
                 self.pending_gets.insert(id, reply);
             }
             Command::StartProviding { key, reply } => {
-                if self.queries_full(&reply) {
+                let Some(reply) = self.query_room(reply) else {
                     return;
-                }
+                };
                 match self.swarm.behaviour_mut().kad.start_providing(key) {
                     Ok(id) => {
                         self.pending_providing.insert(id, reply);
                     }
-                    Err(e) => {
-                        let _ = reply.send(Err(NodeError::Dht {
-                            op: "start providing",
-                            reason: e.to_string(),
-                        }));
+                    Err(source) => {
+                        let _ = reply.send(Err(DhtError::Store {
+                            op: "provider record",
+                            source,
+                        }
+                        .into()));
                     }
                 }
             }
             Command::GetProviders { key, reply } => {
-                if self.queries_full(&reply) {
+                let Some(reply) = self.query_room(reply) else {
                     return;
-                }
+                };
                 let id = self.swarm.behaviour_mut().kad.get_providers(key);
                 self.pending_providers.insert(id, (HashSet::new(), reply));
             }
@@ -446,7 +448,7 @@ impl EventLoop {
                         connected.into_iter(),
                     )
                     .map(|()| gate.policy().clone())
-                    .map_err(|e| NodeError::Startup(e.to_string()));
+                    .map_err(NodeError::Policy);
                 let _ = reply.send(result);
             }
             Command::Stats { reply } => {
@@ -459,13 +461,21 @@ impl EventLoop {
         }
     }
 
-    fn queries_full<T>(&self, reply: &Reply<T>) -> bool {
+    /// Whether another DHT query may start; if not, the caller is told
+    /// the node is busy.
+    fn query_room<T>(&self, reply: Reply<T>) -> Option<Reply<T>> {
         let in_flight = self.pending_puts.len()
             + self.pending_gets.len()
             + self.pending_providing.len()
             + self.pending_providers.len();
-        let _ = reply;
-        in_flight >= MAX_PENDING_QUERIES
+        if in_flight >= MAX_PENDING_QUERIES {
+            let _ = reply.send(Err(NodeError::Busy {
+                table: "DHT queries in flight",
+                cap: MAX_PENDING_QUERIES,
+            }));
+            return None;
+        }
+        Some(reply)
     }
 
     fn connect(&mut self, addr: Multiaddr, reply: Reply<PeerId>) {
@@ -474,10 +484,11 @@ impl EventLoop {
             _ => None,
         };
         if peer == Some(*self.swarm.local_peer_id()) {
-            let _ = reply.send(Err(NodeError::Dial {
+            let _ = reply.send(Err(ConnectionError::Dial {
                 addr,
                 reason: "that is this node's own address".into(),
-            }));
+            }
+            .into()));
             return;
         }
         // Connected already: done, unless only through relays and a direct
@@ -519,10 +530,11 @@ impl EventLoop {
                 self.pending_dials.insert(id, (addr, reply));
             }
             Err(e) => {
-                let _ = reply.send(Err(NodeError::Dial {
+                let _ = reply.send(Err(ConnectionError::Dial {
                     addr,
                     reason: dial_error_text(&e),
-                }));
+                }
+                .into()));
             }
         }
     }
@@ -535,13 +547,13 @@ impl EventLoop {
         reply: Reply<Vec<u8>>,
     ) {
         if !self.swarm.is_connected(&peer) {
-            let _ = reply.send(Err(NodeError::NotConnected(peer)));
+            let _ = reply.send(Err(ConnectionError::NotConnected(peer).into()));
             return;
         }
         if self.pending_requests.len() >= MAX_PENDING_REQUESTS {
-            let _ = reply.send(Err(NodeError::SendFailed {
-                peer,
-                reason: format!("{MAX_PENDING_REQUESTS} messages already awaiting replies"),
+            let _ = reply.send(Err(NodeError::Busy {
+                table: "direct messages awaiting a reply",
+                cap: MAX_PENDING_REQUESTS,
             }));
             return;
         }
@@ -554,53 +566,46 @@ impl EventLoop {
         self.pending_requests.insert(id, (peer, reply));
     }
 
-    fn check_topic(topic: &str) -> Result<(), String> {
+    fn check_topic(topic: &str) -> Result<(), GossipError> {
         if topic.is_empty() || topic.len() > MAX_TOPIC_LEN {
-            return Err(format!("topic names are 1 to {MAX_TOPIC_LEN} bytes"));
+            return Err(GossipError::TopicName {
+                len: topic.len(),
+                max: MAX_TOPIC_LEN,
+            });
         }
         Ok(())
     }
 
     fn publish(&mut self, topic: &str, data: Vec<u8>) -> Result<String, NodeError> {
-        let err = |reason: String| NodeError::Publish {
-            topic: topic.to_string(),
-            reason,
-        };
-        Self::check_topic(topic).map_err(err)?;
-        match self.swarm.behaviour_mut().gossipsub.publish(IdentTopic::new(topic), data) {
-            Ok(id) => {
-                self.metrics.gossip_published.inc();
-                Ok(id.to_string())
-            }
-            Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {
-                Err(err("no connected peer is subscribed to this topic yet".into()))
-            }
-            Err(gossipsub::PublishError::Duplicate) => Err(err(
-                "an identical message was published in the last 120 s (gossip deduplicates by content)"
-                    .into(),
-            )),
-            Err(gossipsub::PublishError::MessageTooLarge) => {
-                Err(err("message is larger than the gossip frame limit".into()))
-            }
-            Err(e) => Err(err(e.to_string())),
-        }
+        Self::check_topic(topic)?;
+        let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
+        let id = gossipsub
+            .publish(IdentTopic::new(topic), data)
+            .map_err(|source| GossipError::Publish {
+                topic: topic.to_string(),
+                source,
+            })?;
+        self.metrics.gossip_published.inc();
+        Ok(id.to_string())
     }
 
     fn subscribe(&mut self, topic: &str) -> Result<bool, NodeError> {
-        let err = |reason: String| NodeError::Subscribe {
-            topic: topic.to_string(),
-            reason,
-        };
-        Self::check_topic(topic).map_err(err)?;
+        Self::check_topic(topic)?;
         let ident = IdentTopic::new(topic);
         let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
         let new = gossipsub
             .subscribe(&ident)
-            .map_err(|e| err(e.to_string()))?;
+            .map_err(|source| GossipError::Subscribe {
+                topic: topic.to_string(),
+                source,
+            })?;
         if new {
             gossipsub
                 .set_topic_params(ident, scoring::topic_params())
-                .map_err(|e| err(e.to_string()))?;
+                .map_err(|reason| GossipError::Scoring {
+                    topic: topic.to_string(),
+                    reason,
+                })?;
             self.subscribed.insert(topic.to_string());
         }
         Ok(new)
@@ -618,15 +623,15 @@ impl EventLoop {
     fn register_handler(&mut self, handler: Arc<dyn ProtocolHandler>) -> Result<(), NodeError> {
         let id = handler.protocol_id().to_string();
         if self.handlers.contains_key(&id) {
-            return Err(NodeError::HandlerExists(id));
+            return Err(ProtocolError::HandlerExists(id).into());
         }
         let stream_task = if handler.accepts_streams() {
             let protocol = StreamProtocol::try_from_owned(id.clone())
-                .map_err(|_| NodeError::InvalidProtocol(id.clone()))?;
+                .map_err(|_| ProtocolError::InvalidId(id.clone()))?;
             let mut incoming = self
                 .streams
                 .accept(protocol)
-                .map_err(|_| NodeError::HandlerExists(id.clone()))?;
+                .map_err(|_| ProtocolError::HandlerExists(id.clone()))?;
             let handler = handler.clone();
             Some(tokio::spawn(async move {
                 let permits = Arc::new(Semaphore::new(MAX_INBOUND_STREAMS));
@@ -715,12 +720,14 @@ impl EventLoop {
     }
 
     fn answer_listening_waiters(&mut self) {
-        if let Some(err) = self.listen_failure.take() {
-            let text = err.to_string();
+        if let Some((addr, source)) = &self.listen_failure {
             for w in self.listening_waiters.drain(..) {
-                let _ = w.send(Err(NodeError::Startup(text.clone())));
+                let failure = StartError::Listen {
+                    addr: addr.clone(),
+                    source: source.clone(),
+                };
+                let _ = w.send(Err(failure.into()));
             }
-            self.listen_failure = Some(err);
             return;
         }
         if self.pending_listeners.is_empty() {
@@ -955,21 +962,17 @@ impl EventLoop {
                     });
                 }
                 if let Some(addr) = self.pending_listeners.remove(&listener_id) {
-                    let reason = match reason {
-                        Ok(()) => "listener closed".to_string(),
-                        Err(e) => e.to_string(),
-                    };
-                    self.listen_failure = Some(NodeError::Listen { addr, reason });
+                    let error = reason
+                        .err()
+                        .unwrap_or_else(|| std::io::Error::other("the listener closed"));
+                    self.listen_failure = Some((addr, Arc::new(error)));
                     self.answer_listening_waiters();
                 }
             }
             SwarmEvent::ListenerError { listener_id, error } => {
                 tracing::warn!(%error, "listener error");
                 if let Some(addr) = self.pending_listeners.remove(&listener_id) {
-                    self.listen_failure = Some(NodeError::Listen {
-                        addr,
-                        reason: error.to_string(),
-                    });
+                    self.listen_failure = Some((addr, Arc::new(error)));
                     self.answer_listening_waiters();
                 }
             }
@@ -1069,10 +1072,11 @@ impl EventLoop {
                 let text = dial_error_text(&error);
                 tracing::debug!(?peer_id, error = %text, "dial failed");
                 if let Some((addr, reply)) = self.pending_dials.remove(&connection_id) {
-                    let _ = reply.send(Err(NodeError::Dial {
+                    let _ = reply.send(Err(ConnectionError::Dial {
                         addr,
                         reason: text.clone(),
-                    }));
+                    }
+                    .into()));
                 }
                 self.emit(NodeEvent::DialFailed {
                     peer_id,
@@ -1533,7 +1537,9 @@ impl EventLoop {
                 if let Some((peer, reply)) = self.pending_requests.remove(&request_id) {
                     let result = match response {
                         DirectResponse::Ok(bytes) => Ok(bytes),
-                        DirectResponse::Err(reason) => Err(NodeError::Remote { peer, reason }),
+                        DirectResponse::Err(reason) => {
+                            Err(ProtocolError::Remote { peer, reason }.into())
+                        }
                     };
                     let _ = reply.send(result);
                 }
@@ -1545,10 +1551,11 @@ impl EventLoop {
                 ..
             } => {
                 if let Some((_, reply)) = self.pending_requests.remove(&request_id) {
-                    let _ = reply.send(Err(NodeError::SendFailed {
+                    let _ = reply.send(Err(ProtocolError::SendFailed {
                         peer,
-                        reason: error.to_string(),
-                    }));
+                        source: error,
+                    }
+                    .into()));
                 }
             }
             Event::InboundFailure { peer, error, .. } => {
@@ -1623,25 +1630,17 @@ impl EventLoop {
             } => match result {
                 kad::QueryResult::PutRecord(result) => {
                     if let Some(reply) = self.pending_puts.remove(&id) {
-                        let _ = reply.send(result.map(|_| ()).map_err(|e| NodeError::Dht {
-                            op: "put",
-                            reason: e.to_string(),
-                        }));
+                        let _ = reply.send(result.map(drop).map_err(|e| DhtError::Put(e).into()));
                     }
                 }
                 kad::QueryResult::GetRecord(result) => {
                     let outcome = match result {
                         Ok(kad::GetRecordOk::FoundRecord(found)) => Some(Ok(found.record)),
-                        Ok(kad::GetRecordOk::FinishedWithNoAdditionalRecord { .. }) => {
-                            Some(Err(NodeError::NotFound("record".into())))
+                        Ok(kad::GetRecordOk::FinishedWithNoAdditionalRecord { .. })
+                        | Err(kad::GetRecordError::NotFound { .. }) => {
+                            Some(Err(DhtError::NotFound.into()))
                         }
-                        Err(kad::GetRecordError::NotFound { .. }) => {
-                            Some(Err(NodeError::NotFound("record".into())))
-                        }
-                        Err(e) => Some(Err(NodeError::Dht {
-                            op: "get",
-                            reason: e.to_string(),
-                        })),
+                        Err(e) => Some(Err(DhtError::Get(e).into())),
                     };
                     if let (Some(outcome), Some(reply)) = (outcome, self.pending_gets.remove(&id)) {
                         let found = outcome.is_ok();
@@ -1655,10 +1654,8 @@ impl EventLoop {
                 }
                 kad::QueryResult::StartProviding(result) => {
                     if let Some(reply) = self.pending_providing.remove(&id) {
-                        let _ = reply.send(result.map(|_| ()).map_err(|e| NodeError::Dht {
-                            op: "start providing",
-                            reason: e.to_string(),
-                        }));
+                        let _ =
+                            reply.send(result.map(drop).map_err(|e| DhtError::Provide(e).into()));
                     }
                 }
                 kad::QueryResult::GetProviders(result) => {

@@ -17,7 +17,7 @@ use crate::{
     clock::unix_secs,
     command::{Command, PolicyChange, Reply},
     config::NodeConfig,
-    error::NodeError,
+    error::{ConnectionError, DhtError, GossipError, InputError, NodeError, ProtocolError},
     events::{EventSubscription, NodeEvent},
     gate::Policy,
     identity::{envelope::MessageKind, sealed, NodeIdentity, PqIdentityRecord},
@@ -106,7 +106,7 @@ impl NodeHandle {
         });
         tokio::time::timeout(timeout, fut)
             .await
-            .map_err(|_| NodeError::DialTimeout {
+            .map_err(|_| ConnectionError::DialTimeout {
                 addr,
                 secs: timeout.as_secs(),
             })?
@@ -131,7 +131,7 @@ impl NodeHandle {
     fn check_size(&self, size: usize) -> Result<(), NodeError> {
         let max = self.shared.config.max_message_size;
         if size > max {
-            return Err(NodeError::MessageTooLarge { size, max });
+            return Err(InputError::MessageTooLarge { size, max }.into());
         }
         Ok(())
     }
@@ -173,7 +173,7 @@ impl NodeHandle {
         let trust = self.shared.trust.clone();
         let context = context.to_string();
         match tokio::task::spawn_blocking(move || trust.wrap(kind, &context, payload)).await {
-            Ok(result) => result,
+            Ok(result) => Ok(result?),
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             // Cancelled: the runtime is shutting down.
             Err(_) => Err(NodeError::Stopped),
@@ -187,7 +187,7 @@ impl NodeHandle {
         context: &str,
         expected: Option<PeerId>,
     ) -> Result<(Option<PeerId>, Vec<u8>), NodeError> {
-        self.shared.trust.unwrap(bytes, kind, context, expected)
+        Ok(self.shared.trust.unwrap(bytes, kind, context, expected)?)
     }
 
     /// Our key set (for signing in protocol handlers).
@@ -265,8 +265,9 @@ impl NodeHandle {
         });
         tokio::time::timeout(timeout, fut)
             .await
-            .map_err(|_| NodeError::Timeout {
-                what: format!("{count} peers on topic {topic:?}"),
+            .map_err(|_| GossipError::TopicPeersTimeout {
+                topic: topic.to_string(),
+                count,
                 secs: timeout.as_secs(),
             })?
     }
@@ -277,9 +278,7 @@ impl NodeHandle {
         handler: Arc<dyn ProtocolHandler>,
     ) -> Result<(), NodeError> {
         if !handler.protocol_id().starts_with('/') {
-            return Err(NodeError::InvalidProtocol(
-                handler.protocol_id().to_string(),
-            ));
+            return Err(ProtocolError::InvalidId(handler.protocol_id().to_string()).into());
         }
         self.request(|reply| Command::RegisterHandler { handler, reply })
             .await
@@ -296,7 +295,7 @@ impl NodeHandle {
     /// accept streams).
     pub async fn open_stream(&self, peer: PeerId, protocol: &str) -> Result<Stream, NodeError> {
         let proto = StreamProtocol::try_from_owned(protocol.to_string())
-            .map_err(|_| NodeError::InvalidProtocol(protocol.to_string()))?;
+            .map_err(|_| ProtocolError::InvalidId(protocol.to_string()))?;
         let mut control = self
             .shared
             .streams
@@ -306,10 +305,7 @@ impl NodeHandle {
         control
             .open_stream(peer, proto)
             .await
-            .map_err(|e| NodeError::Stream {
-                peer,
-                reason: e.to_string(),
-            })
+            .map_err(|source| ConnectionError::Stream { peer, source }.into())
     }
 
     /// Stores a record in the DHT.
@@ -421,7 +417,7 @@ impl NodeHandle {
             let index_name = resources::index_key(kind, &provider);
             let record = match self.get_record(kad::RecordKey::new(&index_name)).await {
                 Ok(r) => r,
-                Err(NodeError::NotFound(_)) => continue,
+                Err(NodeError::Dht(DhtError::NotFound)) => continue,
                 Err(e) => {
                     tracing::debug!(%e, %provider, "resource index unavailable");
                     continue;
@@ -455,11 +451,13 @@ impl NodeHandle {
         let key = resources::record_key(kind, id);
         let record = match self.get_record(kad::RecordKey::new(&key)).await {
             Ok(r) => r,
-            Err(NodeError::NotFound(_)) => return Err(resources::not_found(kind, id)),
+            Err(NodeError::Dht(DhtError::NotFound)) => {
+                return Err(resources::not_found(kind, id).into())
+            }
             Err(e) => return Err(e),
         };
         let (signer, value) = self.unwrap(&record.value, MessageKind::Resource, &key, None)?;
-        ResourceRecord::fetched(&value, kind, id, signer)
+        Ok(ResourceRecord::fetched(&value, kind, id, signer)?)
     }
 
     /// A snapshot of counters and state.

@@ -13,7 +13,7 @@ use tokio::sync::{broadcast, mpsc};
 use crate::{
     command::COMMAND_BUFFER,
     config::NodeConfig,
-    error::NodeError,
+    error::{NodeError, StartError},
     event_loop::{EventLoop, LoopParts},
     handle::{NodeHandle, Shared},
     identity::NodeIdentity,
@@ -50,9 +50,9 @@ impl Node {
         for addr in &config.listen {
             let id = swarm
                 .listen_on(addr.clone())
-                .map_err(|e| NodeError::Listen {
+                .map_err(|e| StartError::Listen {
                     addr: addr.clone(),
-                    reason: e.to_string(),
+                    source: Arc::new(std::io::Error::other(e)),
                 })?;
             listeners.insert(id, addr.clone());
         }

@@ -21,10 +21,7 @@ use std::{
 use libp2p::{kad, PeerId};
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    behaviour::KAD_MAX_VALUE, clock::unix_secs, error::NodeError,
-    identity::envelope::RESOURCE_MAX_TTL,
-};
+use crate::{behaviour::KAD_MAX_VALUE, clock::unix_secs, identity::envelope::RESOURCE_MAX_TTL};
 
 /// Longest accepted resource type or id.
 pub const MAX_NAME_LEN: usize = 128;
@@ -37,6 +34,62 @@ pub const MAX_TTL: Duration = RESOURCE_MAX_TTL;
 pub const MAX_PER_TYPE: usize = 256;
 /// Room left in an index record for its envelope.
 const ENVELOPE_ROOM: usize = 8 * 1024;
+
+/// Why a resource was refused or not found.
+#[derive(Debug, thiserror::Error)]
+pub enum ResourceError {
+    /// A type or id is empty, too long or contains '/' or spaces.
+    #[error(
+        "resource {what} {value:?} must be 1 to {MAX_NAME_LEN} printable characters without '/'"
+    )]
+    Name {
+        /// "type" or "id".
+        what: &'static str,
+        /// What was given.
+        value: String,
+    },
+    /// The TTL is zero or longer than [`MAX_TTL`].
+    #[error("resource ttl must be between 1 s and {} s", MAX_TTL.as_secs())]
+    Ttl,
+    /// The record is larger than [`MAX_DATA_LEN`].
+    #[error("resource record of {size} bytes exceeds {MAX_DATA_LEN} bytes; use shorter data")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+    },
+    /// We announce [`MAX_PER_TYPE`] live resources of the type already.
+    #[error("already {MAX_PER_TYPE} live resources of type {kind:?}; reuse their ids or let some expire")]
+    TooMany {
+        /// The type.
+        kind: String,
+    },
+    /// Our index of the type would not fit one DHT record.
+    #[error("the live resources of type {kind:?} no longer fit one DHT record; use shorter data or fewer ids")]
+    IndexTooLarge {
+        /// The type.
+        kind: String,
+    },
+    /// A fetched record is not a resource record.
+    #[error("malformed resource record: {0}")]
+    Malformed(#[source] serde_json::Error),
+    /// A fetched record belongs to another type or id.
+    #[error("resource record stored under the wrong key")]
+    WrongKey,
+    /// A fetched record was signed by someone other than its provider.
+    #[error("resource record names provider {provider} but is signed by someone else")]
+    WrongSigner {
+        /// The provider it names.
+        provider: PeerId,
+    },
+    /// No such resource, or it expired.
+    #[error("resource {kind}/{id} not found")]
+    NotFound {
+        /// Its type.
+        kind: String,
+        /// Its id.
+        id: String,
+    },
+}
 
 /// One announced resource.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,14 +121,11 @@ impl ResourceRecord {
         data: serde_json::Value,
         provider: PeerId,
         ttl: Duration,
-    ) -> Result<(Self, Vec<u8>), NodeError> {
+    ) -> Result<(Self, Vec<u8>), ResourceError> {
         check_name("type", kind)?;
         check_name("id", id)?;
         if ttl.is_zero() || ttl > MAX_TTL {
-            return Err(NodeError::InvalidResource(format!(
-                "ttl must be between 1 s and {} s",
-                MAX_TTL.as_secs()
-            )));
+            return Err(ResourceError::Ttl);
         }
         let record = ResourceRecord {
             kind: kind.to_string(),
@@ -86,10 +136,7 @@ impl ResourceRecord {
         };
         let value = serde_json::to_vec(&record).expect("records serialise");
         if value.len() > MAX_DATA_LEN {
-            return Err(NodeError::InvalidResource(format!(
-                "record of {} bytes exceeds {MAX_DATA_LEN} bytes",
-                value.len()
-            )));
+            return Err(ResourceError::TooLarge { size: value.len() });
         }
         Ok((record, value))
     }
@@ -102,19 +149,16 @@ impl ResourceRecord {
         kind: &str,
         id: &str,
         signer: Option<PeerId>,
-    ) -> Result<Self, NodeError> {
-        let parsed: ResourceRecord = serde_json::from_slice(value)
-            .map_err(|e| NodeError::InvalidResource(format!("malformed record: {e}")))?;
+    ) -> Result<Self, ResourceError> {
+        let parsed: ResourceRecord =
+            serde_json::from_slice(value).map_err(ResourceError::Malformed)?;
         if parsed.kind != kind || parsed.id != id {
-            return Err(NodeError::InvalidResource(
-                "record stored under the wrong key".into(),
-            ));
+            return Err(ResourceError::WrongKey);
         }
         if signer.is_some_and(|s| s != parsed.provider) {
-            return Err(NodeError::InvalidResource(format!(
-                "record names provider {} but is signed by someone else",
-                parsed.provider
-            )));
+            return Err(ResourceError::WrongSigner {
+                provider: parsed.provider,
+            });
         }
         if parsed.is_expired(unix_secs()) {
             return Err(not_found(kind, id));
@@ -124,21 +168,25 @@ impl ResourceRecord {
 }
 
 /// The error for a resource that does not exist or has expired.
-pub(crate) fn not_found(kind: &str, id: &str) -> NodeError {
-    NodeError::NotFound(format!("resource {kind}/{id}"))
+pub(crate) fn not_found(kind: &str, id: &str) -> ResourceError {
+    ResourceError::NotFound {
+        kind: kind.to_string(),
+        id: id.to_string(),
+    }
 }
 
 /// Checks a resource type or id.
-pub(crate) fn check_name(what: &str, value: &str) -> Result<(), NodeError> {
+pub(crate) fn check_name(what: &'static str, value: &str) -> Result<(), ResourceError> {
     let ok = !value.is_empty()
         && value.len() <= MAX_NAME_LEN
         && value.chars().all(|c| c.is_ascii_graphic() && c != '/');
     if ok {
         Ok(())
     } else {
-        Err(NodeError::InvalidResource(format!(
-            "{what} {value:?} must be 1 to {MAX_NAME_LEN} printable characters without '/'"
-        )))
+        Err(ResourceError::Name {
+            what,
+            value: value.to_string(),
+        })
     }
 }
 
@@ -165,15 +213,12 @@ pub(crate) struct ResourceIndex {
 
 impl ResourceIndex {
     /// Adds or replaces a record and returns the live records of its type.
-    pub fn insert(&mut self, record: ResourceRecord) -> Result<Vec<ResourceRecord>, NodeError> {
+    pub fn insert(&mut self, record: ResourceRecord) -> Result<Vec<ResourceRecord>, ResourceError> {
         let now = unix_secs();
         let entries = self.by_type.entry(record.kind.clone()).or_default();
         entries.retain(|_, r| !r.is_expired(now));
         if entries.len() >= MAX_PER_TYPE && !entries.contains_key(&record.id) {
-            return Err(NodeError::InvalidResource(format!(
-                "already {MAX_PER_TYPE} live resources of type {:?}",
-                record.kind
-            )));
+            return Err(ResourceError::TooMany { kind: record.kind });
         }
         entries.insert(record.id.clone(), record);
         Ok(entries.values().cloned().collect())
@@ -182,12 +227,12 @@ impl ResourceIndex {
 
 /// The value of an index record listing `live` (of type `kind`), if it fits
 /// one DHT record with its envelope.
-pub(crate) fn index_value(kind: &str, live: &[ResourceRecord]) -> Result<Vec<u8>, NodeError> {
+pub(crate) fn index_value(kind: &str, live: &[ResourceRecord]) -> Result<Vec<u8>, ResourceError> {
     let value = serde_json::to_vec(live).expect("records serialise");
     if value.len() + ENVELOPE_ROOM > KAD_MAX_VALUE {
-        return Err(NodeError::InvalidResource(format!(
-            "the live resources of type {kind:?} no longer fit one DHT record; use shorter data or fewer ids"
-        )));
+        return Err(ResourceError::IndexTooLarge {
+            kind: kind.to_string(),
+        });
     }
     Ok(value)
 }
@@ -266,18 +311,26 @@ mod tests {
             ResourceRecord::fetched(&bytes(&good), "t", "a", Some(provider)).unwrap(),
             good
         );
-        assert!(ResourceRecord::fetched(&bytes(&good), "t", "b", Some(provider)).is_err());
-        assert!(ResourceRecord::fetched(&bytes(&good), "u", "a", Some(provider)).is_err());
-        assert!(
-            ResourceRecord::fetched(&bytes(&good), "t", "a", Some(PeerId::random())).is_err(),
-            "signed by someone other than its provider"
-        );
+        for (kind, id) in [("t", "b"), ("u", "a")] {
+            assert!(matches!(
+                ResourceRecord::fetched(&bytes(&good), kind, id, Some(provider)),
+                Err(ResourceError::WrongKey)
+            ));
+        }
+        let forger = PeerId::random();
+        assert!(matches!(
+            ResourceRecord::fetched(&bytes(&good), "t", "a", Some(forger)),
+            Err(ResourceError::WrongSigner { provider: p }) if p == provider
+        ));
         let expired = record("t", "a", provider, unix_secs() - 1);
         assert!(matches!(
             ResourceRecord::fetched(&bytes(&expired), "t", "a", Some(provider)),
-            Err(NodeError::NotFound(_))
+            Err(ResourceError::NotFound { .. })
         ));
-        assert!(ResourceRecord::fetched(b"{not json", "t", "a", None).is_err());
+        assert!(matches!(
+            ResourceRecord::fetched(b"{not json", "t", "a", None),
+            Err(ResourceError::Malformed(_))
+        ));
     }
 
     #[test]
@@ -325,7 +378,10 @@ mod tests {
                 .insert(rec(&format!("r{i}"), unix_secs() + 60))
                 .unwrap();
         }
-        assert!(index.insert(rec("one-too-many", unix_secs() + 60)).is_err());
+        assert!(matches!(
+            index.insert(rec("one-too-many", unix_secs() + 60)),
+            Err(ResourceError::TooMany { kind }) if kind == "t"
+        ));
         assert!(
             index.insert(rec("new", unix_secs() + 90)).is_ok(),
             "replacing is allowed"

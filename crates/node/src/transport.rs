@@ -10,7 +10,7 @@ use prometheus_client::registry::Registry;
 use crate::{
     behaviour::Behaviour,
     config::{NodeConfig, TransportMode},
-    error::NodeError,
+    error::{NodeError, StartError},
 };
 
 /// Longest connection set-up (transport and security handshake). Under the
@@ -18,8 +18,17 @@ use crate::{
 /// reported as a failed probe rather than a time-out nobody counts.
 const CONNECTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(8);
 
-fn startup(what: &str) -> impl Fn(&dyn std::fmt::Display) -> NodeError + '_ {
-    move |e| NodeError::Startup(format!("{what}: {e}"))
+fn startup<E>(layer: &'static str) -> impl Fn(E) -> NodeError
+where
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    move |e| {
+        StartError::Transport {
+            layer,
+            source: e.into(),
+        }
+        .into()
+    }
 }
 
 /// Builds the swarm with the configured transport stack.
@@ -42,18 +51,18 @@ pub async fn build_swarm(
                 noise::Config::new,
                 yamux::Config::default,
             )
-            .map_err(|e| startup("tcp")(&e))?
+            .map_err(startup("tcp transport"))?
             .with_quic()
             .with_dns()
-            .map_err(|e| startup("dns")(&e))?
+            .map_err(startup("dns resolver"))?
             .with_websocket(noise::Config::new, yamux::Config::default)
             .await
-            .map_err(|e| startup("websocket")(&e))?
+            .map_err(startup("websocket transport"))?
             .with_relay_client(noise::Config::new, yamux::Config::default)
-            .map_err(|e| startup("relay client")(&e))?
+            .map_err(startup("relay client"))?
             .with_bandwidth_metrics(registry)
             .with_behaviour(|key, relay| Behaviour::new(key, relay, config))
-            .map_err(|e| startup("behaviour")(&e))?
+            .map_err(startup("behaviour"))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
             .with_connection_timeout(CONNECTION_TIMEOUT)
             .build()),
@@ -68,12 +77,12 @@ pub async fn build_swarm(
                         .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer))),
                 )
             })
-            .map_err(|e| startup("memory transport")(&e))?
+            .map_err(startup("memory transport"))?
             .with_relay_client(noise::Config::new, yamux::Config::default)
-            .map_err(|e| startup("relay client")(&e))?
+            .map_err(startup("relay client"))?
             .with_bandwidth_metrics(registry)
             .with_behaviour(|key, relay| Behaviour::new(key, relay, config))
-            .map_err(|e| startup("behaviour")(&e))?
+            .map_err(startup("behaviour"))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
             .with_connection_timeout(CONNECTION_TIMEOUT)
             .build()),

@@ -10,6 +10,7 @@ use crate::{
     error::NodeError,
     identity::{
         envelope::{Envelope, EnvelopeError, MessageKind, ReplayCache, Verified},
+        pq::IdentityError,
         registry::PqRegistry,
         sealed, NodeIdentity, PqIdentityRecord,
     },
@@ -48,11 +49,11 @@ impl Trust {
         kind: MessageKind,
         context: &str,
         payload: Vec<u8>,
-    ) -> Result<Vec<u8>, NodeError> {
+    ) -> Result<Vec<u8>, IdentityError> {
         if !self.envelopes {
             return Ok(payload);
         }
-        Ok(Envelope::sign(&self.identity, kind, context, &payload)?)
+        Envelope::sign(&self.identity, kind, context, &payload)
     }
 
     /// Verifies signatures, pinned key and time window (not replay).
@@ -84,16 +85,13 @@ impl Trust {
         kind: MessageKind,
         context: &str,
         expected: Option<PeerId>,
-    ) -> Result<(Option<PeerId>, Vec<u8>), NodeError> {
+    ) -> Result<(Option<PeerId>, Vec<u8>), EnvelopeError> {
         if !self.envelopes {
             return Ok((expected, bytes.to_vec()));
         }
         let verified = self.verify(bytes, kind, context, expected)?;
-        if let Some(expected) = expected.filter(|e| *e != verified.sender) {
-            return Err(NodeError::SendFailed {
-                peer: expected,
-                reason: format!("message signed by {} instead", verified.sender),
-            });
+        if expected.is_some_and(|e| e != verified.sender) {
+            return Err(EnvelopeError::WrongSender(verified.sender));
         }
         if kind != MessageKind::Resource {
             self.check_replay(&verified)?;
@@ -135,12 +133,13 @@ impl Trust {
     ) -> Result<Vec<u8>, NodeError> {
         let mut records = Vec::with_capacity(peers.len());
         for peer in peers {
-            records.push(self.record_of(peer).ok_or_else(|| {
-                NodeError::NotFound(format!("verified PQ identity record of {peer}"))
-            })?);
+            records.push(
+                self.record_of(peer)
+                    .ok_or(NodeError::UnknownRecipient(*peer))?,
+            );
         }
         let refs: Vec<&PqIdentityRecord> = records.iter().collect();
-        sealed::seal(plaintext, aad, &refs).map_err(|e| NodeError::InvalidResource(e.to_string()))
+        sealed::seal(plaintext, aad, &refs).map_err(NodeError::Seal)
     }
 
     /// Opens a payload sealed to us.

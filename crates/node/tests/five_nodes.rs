@@ -18,6 +18,8 @@ use common::{
     within, Transport, LIMIT,
 };
 use conclave_node::{
+    error::{ConnectionError, InputError, ProtocolError},
+    resources::ResourceError,
     HandlerError, NodeConfig, NodeError, NodeEvent, NodeHandle, PeerId, PeerInfo, ProtocolHandler,
 };
 use futures::{future::BoxFuture, FutureExt};
@@ -250,7 +252,10 @@ async fn dht_resources_are_found_across_the_line_and_expire() {
 
     let missing = within("get_resource", a.get_resource(kind, "nobody")).await;
     assert!(
-        matches!(missing, Err(NodeError::NotFound(_))),
+        matches!(
+            missing,
+            Err(NodeError::Resource(ResourceError::NotFound { .. }))
+        ),
         "{missing:?}"
     );
 
@@ -280,7 +285,10 @@ async fn dht_resources_are_found_across_the_line_and_expire() {
     for (name, node) in [("A", a), ("E", e)] {
         let gone = within("get_resource", node.get_resource(kind, "e-short")).await;
         assert!(
-            matches!(gone, Err(NodeError::NotFound(_))),
+            matches!(
+                gone,
+                Err(NodeError::Resource(ResourceError::NotFound { .. }))
+            ),
             "{name} after expiry: {gone:?}"
         );
     }
@@ -365,7 +373,7 @@ async fn direct_messages_reach_a_handler_registered_at_run_time() {
 
     // No handler yet: a clear remote refusal.
     match a.send_to(b.peer_id(), ECHO, b"hi".to_vec()).await {
-        Err(NodeError::Remote { peer, reason }) => {
+        Err(NodeError::Protocol(ProtocolError::Remote { peer, reason })) => {
             assert_eq!(peer, b.peer_id());
             assert!(
                 reason.contains("no handler") && reason.contains(ECHO),
@@ -383,7 +391,7 @@ async fn direct_messages_reach_a_handler_registered_at_run_time() {
     });
     b.register_handler(handler.clone()).await.expect("register");
     assert!(
-        matches!(b.register_handler(handler).await, Err(NodeError::HandlerExists(p)) if p == ECHO),
+        matches!(b.register_handler(handler).await, Err(NodeError::Protocol(ProtocolError::HandlerExists(p))) if p == ECHO),
         "a second handler for the same protocol is refused"
     );
     assert_eq!(
@@ -402,14 +410,16 @@ async fn direct_messages_reach_a_handler_registered_at_run_time() {
     );
     assert_eq!(reply, b"echo: hello");
     match a.send_to(b.peer_id(), ECHO, Vec::new()).await {
-        Err(NodeError::Remote { reason, .. }) => assert_eq!(reason, "empty message"),
+        Err(NodeError::Protocol(ProtocolError::Remote { reason, .. })) => {
+            assert_eq!(reason, "empty message")
+        }
         other => panic!("the handler's refusal reaches the sender, got {other:?}"),
     }
     match a
         .send_to(b.peer_id(), "/conclave-test/nothing/1.0.0", b"x".to_vec())
         .await
     {
-        Err(NodeError::Remote { peer, reason }) => {
+        Err(NodeError::Protocol(ProtocolError::Remote { peer, reason })) => {
             assert_eq!(peer, b.peer_id());
             assert_eq!(
                 reason,
@@ -438,12 +448,14 @@ async fn direct_messages_reach_a_handler_registered_at_run_time() {
     // Unregistered: the same send is refused, and unregistering twice fails.
     b.unregister_handler(ECHO).await.expect("unregister");
     match a.send_to(b.peer_id(), ECHO, b"hello".to_vec()).await {
-        Err(NodeError::Remote { reason, .. }) => {
+        Err(NodeError::Protocol(ProtocolError::Remote { reason, .. })) => {
             assert_eq!(reason, format!("no handler for protocol {ECHO}"))
         }
         other => panic!("expected a Remote error after unregistering, got {other:?}"),
     }
-    assert!(matches!(b.unregister_handler(ECHO).await, Err(NodeError::NoHandler(p)) if p == ECHO));
+    assert!(
+        matches!(b.unregister_handler(ECHO).await, Err(NodeError::Protocol(ProtocolError::NoHandler(p))) if p == ECHO)
+    );
     assert!(b.stats().await.expect("stats").handlers.is_empty());
     stop_all(&nodes).await;
 }
@@ -478,7 +490,10 @@ async fn a_node_with_max_two_connections_refuses_the_third_and_fourth() {
         }
         Err(e) => {
             println!("third dialler: {e}");
-            assert!(matches!(e, NodeError::Dial { .. }), "third dialler: {e}");
+            assert!(
+                matches!(e, NodeError::Connection(ConnectionError::Dial { .. })),
+                "third dialler: {e}"
+            );
         }
     }
     assert!(!third.is_connected(limited.peer_id()).await.expect("peers"));
@@ -487,7 +502,7 @@ async fn a_node_with_max_two_connections_refuses_the_third_and_fourth() {
     // The limited node dialling out a fourth time is refused locally.
     let fourth = addr_of(&others[3], Transport::Tcp).await;
     match within("fourth connect", limited.connect(fourth.clone())).await {
-        Err(NodeError::Dial { addr, reason }) => {
+        Err(NodeError::Connection(ConnectionError::Dial { addr, reason })) => {
             assert_eq!(addr, fourth);
             println!("limited node dialling out at its limit: {reason}");
             assert!(reason.contains("refused locally"), "{reason}");
@@ -525,8 +540,8 @@ async fn a_node_with_max_two_connections_refuses_the_third_and_fourth() {
 async fn bad_input_is_refused_clearly_and_changes_nothing() {
     init_logging();
     match NodeError::parse_multiaddr("not-a-multiaddr") {
-        Err(e @ NodeError::InvalidMultiaddr { .. }) => {
-            let NodeError::InvalidMultiaddr { input, .. } = &e else {
+        Err(e @ NodeError::Input(InputError::Multiaddr { .. })) => {
+            let NodeError::Input(InputError::Multiaddr { input, .. }) = &e else {
                 unreachable!()
             };
             assert_eq!(input, "not-a-multiaddr");
@@ -555,14 +570,18 @@ async fn bad_input_is_refused_clearly_and_changes_nothing() {
     let before_b = b.stats().await.expect("stats");
     let too_big = vec![7u8; MAX + 1];
     match a.broadcast(TOPIC, too_big.clone()).await {
-        Err(NodeError::MessageTooLarge { size, max }) => assert_eq!((size, max), (MAX + 1, MAX)),
+        Err(NodeError::Input(InputError::MessageTooLarge { size, max })) => {
+            assert_eq!((size, max), (MAX + 1, MAX))
+        }
         other => panic!("expected MessageTooLarge, got {other:?}"),
     }
     match a
         .send_to(b.peer_id(), "/conclave-test/any/1.0.0", too_big)
         .await
     {
-        Err(NodeError::MessageTooLarge { size, max }) => assert_eq!((size, max), (MAX + 1, MAX)),
+        Err(NodeError::Input(InputError::MessageTooLarge { size, max })) => {
+            assert_eq!((size, max), (MAX + 1, MAX))
+        }
         other => panic!("expected MessageTooLarge, got {other:?}"),
     }
     assert!(
@@ -589,7 +608,7 @@ async fn bad_input_is_refused_clearly_and_changes_nothing() {
         .send_to(b.peer_id(), "/conclave-test/any/1.0.0", vec![7u8; MAX])
         .await
     {
-        Err(NodeError::Remote { .. }) => {}
+        Err(NodeError::Protocol(ProtocolError::Remote { .. })) => {}
         other => panic!("a payload of exactly max_message_size is sent, got {other:?}"),
     }
     assert_eq!(
@@ -606,7 +625,7 @@ async fn bad_input_is_refused_clearly_and_changes_nothing() {
         .parse()
         .expect("valid multiaddr");
     match within("dial a closed port", a.connect(dead.clone())).await {
-        Err(NodeError::Dial { addr, reason }) => {
+        Err(NodeError::Connection(ConnectionError::Dial { addr, reason })) => {
             assert_eq!(addr, dead);
             assert!(reason.to_lowercase().contains("refused"), "{reason}");
             println!("dial to closed port: {reason:?}");

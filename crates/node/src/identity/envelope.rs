@@ -100,6 +100,10 @@ pub enum EnvelopeError {
     /// Already seen.
     #[error("replayed envelope from {0}")]
     Replay(PeerId),
+    /// Signed by someone other than the one peer that may sign it (the
+    /// peer it came from, or the one asked).
+    #[error("message signed by {0} instead of the peer it came from")]
+    WrongSender(PeerId),
 }
 
 impl EnvelopeError {

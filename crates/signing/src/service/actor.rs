@@ -9,7 +9,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use conclave_node::{clock::unix_ms, EventSubscription, NodeError, NodeEvent, PeerId};
+use conclave_node::{
+    clock::unix_ms, error::ProtocolError, EventSubscription, NodeError, NodeEvent, PeerId,
+};
 use tokio::sync::{broadcast, mpsc};
 
 use super::{
@@ -711,7 +713,9 @@ impl Actor {
             for (peer, result) in futures::future::join_all(sends).await {
                 let reason = match result {
                     Ok(_) => continue,
-                    Err(NodeError::Remote { reason, .. }) => format!("refused: {reason}"),
+                    Err(NodeError::Protocol(ProtocolError::Remote { reason, .. })) => {
+                        format!("refused: {reason}")
+                    }
                     Err(e) => format!("unreachable: {e}"),
                 };
                 let _ = reports.send(report(peer, reason)).await;

@@ -14,7 +14,7 @@ pub mod wire;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
-use conclave_node::{NodeError, NodeHandle, PeerId};
+use conclave_node::{error::ProtocolError, NodeError, NodeHandle, PeerId};
 use rand::RngCore;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -466,7 +466,9 @@ impl SigningHandle {
     pub async fn stop(&self) -> Result<(), SigningError> {
         self.request(|reply| Command::Stop { reply }).await?;
         match self.shared.node.unregister_handler(PROTOCOL).await {
-            Ok(()) | Err(NodeError::NoHandler(_)) | Err(NodeError::Stopped) => Ok(()),
+            Ok(()) | Err(NodeError::Protocol(ProtocolError::NoHandler(_)) | NodeError::Stopped) => {
+                Ok(())
+            }
             Err(e) => Err(e.into()),
         }
     }

@@ -63,7 +63,7 @@ async fn from_dht(
                 Ok(_) => tracing::warn!(%key, "signer record stored under another key"),
                 Err(e) => tracing::warn!(%e, %key, "malformed signer record"),
             },
-            Err(NodeError::NotFound(_)) => {}
+            Err(e) if e.is_not_found() => {}
             Err(NodeError::Stopped) => return Err(SigningError::Stopped),
             Err(e) => tracing::debug!(%e, %key, "signer record look-up failed"),
         }
