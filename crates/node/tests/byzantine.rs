@@ -48,6 +48,7 @@ async fn score_of(observer: &NodeHandle, peer: PeerId) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_signatures_are_rejected_and_their_senders_graylisted() {
     let nodes = start_many(10, &NodeConfig::loopback()).await;
+    let mut setup: Vec<_> = nodes.iter().map(|n| n.subscribe_events()).collect();
     // A ring with chords: every node has four neighbours.
     for i in 0..nodes.len() {
         for step in [1, 2] {
@@ -63,13 +64,18 @@ async fn invalid_signatures_are_rejected_and_their_senders_graylisted() {
             .await
             .unwrap();
     }
-    // Each node verified its neighbours' PQ identity records.
-    for node in &nodes {
-        assert!(
-            node.peers().await.unwrap().iter().all(|p| p.pq_identity),
-            "PQ records exchanged"
-        );
+    // Each node verifies its neighbours' PQ identity records. The exchange
+    // runs beside the subscriptions, so a node may still be verifying one.
+    for (node, events) in nodes.iter().zip(&mut setup) {
+        while !node.peers().await.unwrap().iter().all(|p| p.pq_identity) {
+            wait_event(events, "PQ records exchanged", |e| match e {
+                NodeEvent::PeerUpdated(p) if p.pq_identity => Some(()),
+                _ => None,
+            })
+            .await;
+        }
     }
+    drop(setup);
 
     let (honest, attackers) = nodes.split_at(HONEST);
     let attacker_ids: HashSet<PeerId> = attackers.iter().map(|n| n.peer_id()).collect();
