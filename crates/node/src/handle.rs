@@ -444,7 +444,8 @@ impl NodeHandle {
         Ok(found)
     }
 
-    /// Fetches one resource; `NotFound` if it does not exist or has expired.
+    /// Fetches one resource; [`ResourceError::NotFound`](crate::resources::ResourceError::NotFound)
+    /// if it does not exist or has expired.
     pub async fn get_resource(&self, kind: &str, id: &str) -> Result<ResourceRecord, NodeError> {
         resources::check_name("type", kind)?;
         resources::check_name("id", id)?;
