@@ -14,10 +14,13 @@
 //!   executor) and the rules of its record ([`task::track`]).
 //! - [`record`]: the verifiable task record, its export and `verify_log`.
 //! - [`reputation`]: local scores per peer and skill.
+//! - [`exec`]: the tools behind skills: MCP servers over stdio and shell
+//!   commands.
 #![deny(missing_docs)]
 
 pub mod a2a;
 pub mod card;
+pub mod exec;
 
 pub mod ids;
 pub mod record;
