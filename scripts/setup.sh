@@ -66,7 +66,7 @@ done
 # made through a registry mirror that only carries Linux builds does), so
 # fall back to an install that keeps package-lock.json as it is.
 root="$(cd "$(dirname "$0")/.." && pwd)"
-for dir in ui tests/ui; do
+for dir in ui tests/ui tests/mcp; do
   if [ ! -d "$root/$dir/node_modules" ] || [ "$root/$dir/package-lock.json" -nt "$root/$dir/node_modules/.package-lock.json" ]; then
     echo "setup: npm ci in $dir"
     (cd "$root/$dir" && { npm ci --ignore-scripts --no-audit --no-fund --loglevel=error 2>/dev/null ||
