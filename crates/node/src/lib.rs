@@ -30,6 +30,7 @@ pub mod peers;
 pub mod profile;
 pub mod protocol;
 pub mod resources;
+pub mod store;
 mod stats;
 pub mod transport;
 mod trust;
