@@ -8,7 +8,9 @@
 //! - [`dcnet`]: the exponential (slot reservation) and XOR DC-nets.
 #![deny(missing_docs)]
 
+pub mod coin;
 pub mod dcnet;
 pub mod field;
 pub mod kex;
 pub mod solver;
+pub mod tx;
