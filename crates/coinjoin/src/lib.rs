@@ -6,11 +6,20 @@
 //! - [`solver`]: power sums → Newton's identities → the roots.
 //! - [`kex`]: per-run keys from one seed; X25519 + ML-KEM-768 pad keys.
 //! - [`dcnet`]: the exponential (slot reservation) and XOR DC-nets.
+//! - [`coin`]: outpoints, P2TR coin keys and fresh output keys.
+//! - [`tx`]: the transaction every peer builds, checks and signs.
+//! - [`bip322`]: BIP-322 simple ownership proofs for P2TR inputs.
+//! - [`pairing`]: pair requests, their validation against a
+//!   [`pairing::ChainSource`], and session formation at an epoch tick.
+//! - [`exclusion`]: who was excluded, by outpoint, and why.
 #![deny(missing_docs)]
 
+pub mod bip322;
 pub mod coin;
 pub mod dcnet;
+pub mod exclusion;
 pub mod field;
 pub mod kex;
+pub mod pairing;
 pub mod solver;
 pub mod tx;
