@@ -266,6 +266,46 @@ impl RunKeys {
     pub fn diffie_hellman(&self, keys: &ValidPublicKeys) -> Zeroizing<[u8; 32]> {
         Zeroizing::new(self.x25519.diffie_hellman(&keys.x25519).to_bytes())
     }
+
+    /// Our pad key with the peer at index `other`, we being `me`: our
+    /// encapsulation to it (re-derived from the seed), its ciphertext to us
+    /// decapsulated, and the X25519 secret. Both sides (and a replay from
+    /// revealed seeds) compute the same key.
+    pub fn pad_key_with(
+        &self,
+        me: u32,
+        other: u32,
+        their_public: &PublicKeys,
+        their_keys: &ValidPublicKeys,
+        their_ciphertext_to_us: &[u8],
+    ) -> Result<PadKey, KexError> {
+        let ours = self.encapsulate(other, their_keys);
+        let theirs = self.decapsulate(their_ciphertext_to_us)?;
+        let dh = self.diffie_hellman(their_keys);
+        let (lo, hi) = (me.min(other), me.max(other));
+        let secrets = if me < other {
+            PairSecrets {
+                diffie_hellman: &dh,
+                lo_to_hi: &ours.shared,
+                hi_to_lo: &theirs,
+                ciphertext_lo_to_hi: &ours.ciphertext,
+                ciphertext_hi_to_lo: their_ciphertext_to_us,
+                x25519_lo: &self.public.x25519,
+                x25519_hi: &their_public.x25519,
+            }
+        } else {
+            PairSecrets {
+                diffie_hellman: &dh,
+                lo_to_hi: &theirs,
+                hi_to_lo: &ours.shared,
+                ciphertext_lo_to_hi: their_ciphertext_to_us,
+                ciphertext_hi_to_lo: &ours.ciphertext,
+                x25519_lo: &their_public.x25519,
+                x25519_hi: &self.public.x25519,
+            }
+        };
+        Ok(pad_key(&self.run, lo, hi, &secrets))
+    }
 }
 
 /// The key two peers derive their DC-net pads from.
@@ -416,6 +456,14 @@ mod tests {
             },
         );
         assert_eq!(key_a.as_bytes(), key_b.as_bytes());
+        let via_a = a
+            .pad_key_with(0, 1, b.public(), &pb, &b_to_a.ciphertext)
+            .unwrap();
+        let via_b = b
+            .pad_key_with(1, 0, a.public(), &pa, &a_to_b.ciphertext)
+            .unwrap();
+        assert_eq!(via_a.as_bytes(), key_a.as_bytes());
+        assert_eq!(via_b.as_bytes(), key_a.as_bytes());
     }
 
     #[test]

@@ -21,5 +21,6 @@ pub mod exclusion;
 pub mod field;
 pub mod kex;
 pub mod pairing;
+pub mod proto;
 pub mod solver;
 pub mod tx;

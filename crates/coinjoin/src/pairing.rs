@@ -447,6 +447,29 @@ pub fn validate_request(
     Ok(())
 }
 
+/// Validates every request of an epoch: the valid ones, and an exclusion
+/// (by outpoint) for each refused one.
+pub fn validate_all(
+    requests: Vec<PairRequest>,
+    pairing: &Pairing,
+    chain: &dyn ChainSource,
+    now: u64,
+) -> (Vec<PairRequest>, Vec<Exclusion>) {
+    let mut valid = Vec::new();
+    let mut refused = Vec::new();
+    for request in requests {
+        match validate_request(&request, pairing, chain, now) {
+            Ok(()) => valid.push(request),
+            Err(e) => refused.push(Exclusion {
+                outpoints: request.outpoints(),
+                reason: e.reason(),
+                run: 0,
+            }),
+        }
+    }
+    (valid, refused)
+}
+
 /// A session formed at an epoch tick.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionPlan {
