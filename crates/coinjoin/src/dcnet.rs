@@ -213,8 +213,8 @@ mod tests {
             .collect();
         let refs: Vec<&[Slot]> = dc.iter().map(Vec::as_slice).collect();
         let keys_out = xor_dc_nets(&refs);
-        for i in 0..n as usize {
-            for s in slots_of(&messages[i], &roots).unwrap() {
+        for (i, own) in messages.iter().enumerate() {
+            for s in slots_of(own, &roots).unwrap() {
                 assert_eq!(keys_out[s], [i as u8 + 1; 32]);
             }
         }

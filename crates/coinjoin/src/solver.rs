@@ -223,7 +223,7 @@ pub fn polynomial_from_power_sums(sums: &[Fe]) -> Result<Poly, SolveError> {
     let coefficients = (0..=n)
         .map(|j| {
             let k = n - j;
-            if k % 2 == 0 {
+            if k.is_multiple_of(2) {
                 e[k]
             } else {
                 -e[k]

@@ -286,7 +286,7 @@ pub fn build(
             script_pubkey: script,
         });
     }
-    inputs.sort_by(|a, b| a.0.cmp(&b.0));
+    inputs.sort_by_key(|a| a.0);
     for pair in inputs.windows(2) {
         if pair[0].0 == pair[1].0 {
             return Err(TxError::DuplicateInput(pair[0].0));

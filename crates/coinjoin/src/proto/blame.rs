@@ -111,6 +111,7 @@ pub fn replay(t: &Transcript<'_>) -> Vec<(usize, Reason)> {
         messages.push(t.reveals[p].0.slot_messages(&t.run, t.counts[p] as usize));
     }
     if !blamed.is_empty() {
+        blamed.sort_by_key(|(p, _)| *p);
         blamed.dedup();
         return blamed;
     }

@@ -26,6 +26,11 @@ pub enum Disruption {
     SmallOrderKey,
     /// Claims its output is missing although it is there.
     FalseAccusation,
+    /// Accepts the DC-net's result, then claims a failure (hoping some
+    /// peers reveal after others signed).
+    AcceptThenAccuse,
+    /// Reveals a seed other than the one it committed to.
+    BadReveal,
 }
 
 use super::messages::Body;
@@ -46,7 +51,8 @@ pub(crate) fn apply(disruption: Disruption, mut body: Body) -> Option<(Body, Opt
         | Disruption::DcGarbage
         | Disruption::BadCiphertext
         | Disruption::BadSignature
-        | Disruption::SmallOrderKey => {
+        | Disruption::SmallOrderKey
+        | Disruption::BadReveal => {
             let applies = matches!(
                 (disruption, &body),
                 (Disruption::SlotGarbage, Body::SlotReservation { .. })
@@ -54,6 +60,7 @@ pub(crate) fn apply(disruption: Disruption, mut body: Body) -> Option<(Body, Opt
                     | (Disruption::BadCiphertext, Body::Ciphertexts { .. })
                     | (Disruption::BadSignature, Body::Signatures { .. })
                     | (Disruption::SmallOrderKey, Body::KeyExchange { .. })
+                    | (Disruption::BadReveal, Body::Reveal { .. })
             );
             if applies {
                 perturb(&mut body);
@@ -76,7 +83,10 @@ fn perturb(body: &mut Body) {
         Body::SlotReservation { vector, .. } => vector[0] += Fe::ONE,
         Body::DcNet { vector, .. } => vector[0][7] ^= 0x80,
         Body::Accept { seen } => seen.reverse(),
-        Body::Reveal { claim, .. } => *claim = None,
+        Body::Reveal { seed, claim, .. } => {
+            seed[0] ^= 0x01;
+            *claim = claim.map_or(Some(Phase::DcNet), |_| None);
+        }
         Body::Signatures { signatures, .. } => {
             if let Some(s) = signatures.first_mut() {
                 s.signature[3] ^= 0x01;

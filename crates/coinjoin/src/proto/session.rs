@@ -525,9 +525,9 @@ impl Session {
             return Ok(Vec::new());
         }
         let phase = message.body.phase();
-        if phase == Phase::Blame && !self.reveal_allowed() {
+        if phase == Phase::Blame && self.run.phase == Phase::KeyExchange {
             return Err(Refusal(
-                "every participant accepted the DC-net: nothing is revealed in this run".into(),
+                "nothing to reveal before the key exchange is complete".into(),
             ));
         }
         let hash = hash_encoded(bytes);
@@ -546,12 +546,46 @@ impl Session {
                 });
             }
         }
+        if matches!(phase, Phase::Acceptance | Phase::Blame) {
+            let contradictors = self.contradictors(false);
+            if !contradictors.is_empty() {
+                return Ok(self.conclude(Step::Exclude(contradictors), now));
+            }
+        }
         let mut actions = Vec::new();
-        if phase == Phase::Blame && self.run.phase != Phase::Blame {
+        if phase == Phase::Blame && self.reveal_allowed() && self.run.phase != Phase::Blame {
             actions.extend(self.enter_blame(None));
         }
         actions.extend(self.progress(now));
         Ok(actions)
+    }
+
+    /// Participants that accepted the DC-net's result and then started a
+    /// blame themselves: the accept and the reveal contradict each other,
+    /// and together they are the proof. A reveal claiming a failure counts
+    /// at once; one that answers no reveal we hold counts only at a
+    /// deadline (the reveal it answers may still be on its way).
+    fn contradictors(&self, at_deadline: bool) -> Vec<(usize, Reason)> {
+        let reveals: BTreeSet<MessageHash> = self.run.hashes(Phase::Blame).into_iter().collect();
+        (0..self.run.participants.len())
+            .filter(|&i| self.run.slot(Phase::Acceptance, i).is_some())
+            .filter(|&i| match self.run.slot(Phase::Blame, i) {
+                Some(Stored {
+                    body: Body::Reveal { claim: Some(_), .. },
+                    ..
+                }) => true,
+                Some(Stored {
+                    hash,
+                    body:
+                        Body::Reveal {
+                            claim: None, seen, ..
+                        },
+                    ..
+                }) => at_deadline && !seen.iter().any(|h| h != hash && reveals.contains(h)),
+                _ => false,
+            })
+            .map(|i| (i, Reason::Equivocation(Phase::Acceptance)))
+            .collect()
     }
 
     /// A key exchange of run 0 for another session of ours means its
@@ -593,8 +627,9 @@ impl Session {
         Ok(self.progress(now))
     }
 
-    /// Whether a reveal may still come: from the ciphertexts until every
-    /// participant accepted the DC-net.
+    /// Whether we may still reveal: from the ciphertexts until every
+    /// participant accepted the DC-net (reveals that arrive later are kept
+    /// as evidence, never answered).
     fn reveal_allowed(&self) -> bool {
         matches!(
             self.run.phase,
@@ -612,6 +647,10 @@ impl Session {
             return Vec::new();
         }
         let phase = self.run.phase;
+        let contradictors = self.contradictors(true);
+        if !contradictors.is_empty() {
+            return self.conclude(Step::Exclude(contradictors), now);
+        }
         if phase == Phase::KeyExchange && !self.run.views.is_empty() {
             // Views differ: re-form on the intersection rather than blame.
             let requests =
@@ -722,7 +761,9 @@ impl Session {
             if let Body::KeyExchange { participants, .. } = &stored.body {
                 if *participants != self.run.participants {
                     let view = participants.clone();
-                    if view.len() <= crate::pairing::MAX_PARTICIPANTS {
+                    if view.len() <= crate::pairing::MAX_PARTICIPANTS
+                        && view.contains(&self.run.participants[i])
+                    {
                         self.run.views.push(view);
                     }
                     self.run.mismatched.entry(phase).or_default().insert(i);
@@ -986,7 +1027,13 @@ impl Session {
                 }
                 let seen = self.run.hashes(Phase::DcNet);
                 self.advance(Phase::Acceptance, now + timeout);
-                Ok(self.publish(Body::Accept { seen }))
+                #[allow(unused_mut)]
+                let mut actions = self.publish(Body::Accept { seen });
+                #[cfg(any(test, feature = "disruptor"))]
+                if self.disruption() == Some(super::disrupt::Disruption::AcceptThenAccuse) {
+                    actions.extend(self.enter_blame(Some(Phase::DcNet)));
+                }
+                Ok(actions)
             }
             Phase::Acceptance => {
                 let cj = self.run.coinjoin.as_ref().expect("built before accepting");

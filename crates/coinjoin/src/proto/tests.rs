@@ -40,6 +40,10 @@ struct Net {
     /// Exclusions decided at pairing, per honest peer.
     pairing_exclusions: Vec<Exclusion>,
     delivered_bytes: Vec<usize>,
+    /// Recipients that get each message from `late_from` only after its
+    /// next one (gossip does not promise order).
+    late: Option<(usize, BTreeSet<usize>)>,
+    held: Vec<Option<Vec<u8>>>,
 }
 
 fn pairing() -> Pairing {
@@ -148,6 +152,8 @@ impl Net {
             queue: VecDeque::new(),
             pairing_exclusions,
             delivered_bytes: vec![0; setup.n],
+            late: None,
+            held: vec![None; setup.n],
         };
         let mut initial = Vec::new();
         for i in 0..setup.n {
@@ -238,10 +244,46 @@ impl Net {
                     if session.outcome().is_some() {
                         continue;
                     }
-                    self.delivered_bytes[to] += bytes.len();
-                    if let Ok(actions) = session.handle_message(author, &bytes, self.now) {
-                        self.apply(to, actions);
+                    let mut deliveries = vec![bytes.clone()];
+                    if let Some((late_from, recipients)) = &self.late {
+                        if *late_from == from && recipients.contains(&to) {
+                            match self.held[to].take() {
+                                None => {
+                                    self.held[to] = Some(bytes.clone());
+                                    deliveries.clear();
+                                }
+                                Some(earlier) => deliveries.push(earlier),
+                            }
+                        }
                     }
+                    for bytes in deliveries {
+                        self.delivered_bytes[to] += bytes.len();
+                        let Some(session) = self.peers[to].session.as_mut() else {
+                            continue;
+                        };
+                        if let Ok(actions) = session.handle_message(author, &bytes, self.now) {
+                            self.apply(to, actions);
+                        }
+                    }
+                }
+            }
+            if let Some((late_from, _)) = self.late {
+                let held: Vec<(usize, Vec<u8>)> = self
+                    .held
+                    .iter_mut()
+                    .enumerate()
+                    .filter_map(|(to, h)| h.take().map(|b| (to, b)))
+                    .collect();
+                if !held.is_empty() {
+                    let author = self.peers[late_from].id;
+                    for (to, bytes) in held {
+                        if let Some(session) = self.peers[to].session.as_mut() {
+                            if let Ok(actions) = session.handle_message(author, &bytes, self.now) {
+                                self.apply(to, actions);
+                            }
+                        }
+                    }
+                    continue;
                 }
             }
             let next = self
@@ -451,6 +493,21 @@ fn withholding_the_reveal_in_blame_excludes_the_holdout() {
 }
 
 #[test]
+fn a_reveal_that_breaks_its_commitment_is_a_deviation() {
+    let mut net = Net::new(Setup {
+        disruptors: vec![(1, Disruption::DcGarbage), (3, Disruption::BadReveal)],
+        ..Setup::clean(6)
+    });
+    net.run();
+    net.assert_exactly_excluded(&[1, 3], |r| {
+        matches!(
+            r,
+            Reason::Deviated(Phase::KeyExchange) | Reason::Deviated(Phase::DcNet)
+        )
+    });
+}
+
+#[test]
 fn equivocation_is_its_own_proof() {
     for phase in [
         Phase::KeyExchange,
@@ -510,6 +567,20 @@ fn a_false_accusation_blames_the_accuser() {
     let mut net = Net::new(Setup::disrupted(5, Disruption::FalseAccusation));
     net.run();
     net.assert_exactly_excluded(&[2], |r| *r == Reason::FalseAccusation);
+}
+
+#[test]
+fn accepting_then_accusing_is_a_contradiction_even_out_of_order() {
+    for reorder in [false, true] {
+        let mut net = Net::new(Setup::disrupted(6, Disruption::AcceptThenAccuse));
+        if reorder {
+            // Half the peers get the accusation before the accept: they
+            // reveal while the others have signed.
+            net.late = Some((3, [0, 2, 4].into_iter().collect()));
+        }
+        net.run();
+        net.assert_exactly_excluded(&[3], |r| *r == Reason::Equivocation(Phase::Acceptance));
+    }
 }
 
 #[test]
@@ -632,6 +703,8 @@ fn disruption_strategy() -> impl Strategy<Value = Disruption> {
         Just(Disruption::OffCurveOutputKey),
         Just(Disruption::SmallOrderKey),
         Just(Disruption::FalseAccusation),
+        Just(Disruption::AcceptThenAccuse),
+        Just(Disruption::BadReveal),
     ]
 }
 
