@@ -32,7 +32,8 @@ fn run(n: usize) -> Figures {
     let mut requests = Vec::new();
     let mut keys = Vec::new();
     for i in 0..n {
-        let key = CoinKey::from_secret_bytes(&Zeroizing::new([i as u8 + 1; 32])).expect("valid key");
+        let key =
+            CoinKey::from_secret_bytes(&Zeroizing::new([i as u8 + 1; 32])).expect("valid key");
         let outpoint = Outpoint {
             txid: [i as u8 + 1; 32],
             vout: 0,
@@ -118,11 +119,20 @@ fn run(n: usize) -> Figures {
 }
 
 fn main() {
-    println!("CoinJoin session, clean run, compute per peer (all peers in one thread) and message sizes");
+    println!(
+        "CoinJoin session, clean run, compute per peer (all peers in one thread) and message sizes"
+    );
     for n in [5, 10, 20] {
         let f = run(n);
-        println!("\n{n} peers: {:.1} ms for the whole session in one thread ({:.1} ms per peer)", ms(f.total), ms(f.total) / n as f64);
-        println!("  {:<18} {:>16} {:>14}", "messages of", "compute/peer ms", "bytes each");
+        println!(
+            "\n{n} peers: {:.1} ms for the whole session in one thread ({:.1} ms per peer)",
+            ms(f.total),
+            ms(f.total) / n as f64
+        );
+        println!(
+            "  {:<18} {:>16} {:>14}",
+            "messages of", "compute/peer ms", "bytes each"
+        );
         for (phase, d) in &f.compute {
             println!(
                 "  {:<18} {:>16.2} {:>14}",
@@ -132,7 +142,10 @@ fn main() {
             );
         }
         let most = f.received.iter().max().copied().unwrap_or(0);
-        println!("  bytes received per peer: {most} ({:.1} KB)", most as f64 / 1000.0);
+        println!(
+            "  bytes received per peer: {most} ({:.1} KB)",
+            most as f64 / 1000.0
+        );
     }
 }
 

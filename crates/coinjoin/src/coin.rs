@@ -79,6 +79,14 @@ impl fmt::Debug for CoinKey {
     }
 }
 
+impl Drop for CoinKey {
+    fn drop(&mut self) {
+        // Best effort: secp256k1 offers no guaranteed erasure.
+        self.keypair.non_secure_erase();
+        self.tweaked.non_secure_erase();
+    }
+}
+
 /// Not a valid secp256k1 secret key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid secret key: not in 1..n-1 of secp256k1")]

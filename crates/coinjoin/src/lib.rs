@@ -12,6 +12,11 @@
 //! - [`pairing`]: pair requests, their validation against a
 //!   [`pairing::ChainSource`], and session formation at an epoch tick.
 //! - [`exclusion`]: who was excluded, by outpoint, and why.
+//! - [`proto`]: the session protocol as a pure state machine (events in,
+//!   messages and deadlines out), with blame by replay.
+//!
+//! The actor that runs sessions over the node, the Bitcoin Core chain
+//! source, the daemon's commands and the app are built around this core.
 #![deny(missing_docs)]
 
 pub mod bip322;

@@ -502,12 +502,20 @@ impl Session {
             return self.other_view(from, message, now);
         }
         if message.run == self.run.number + 1 {
-            if !self.run.participants.contains(&from) {
-                return Err(Refusal(format!("{from} is not a participant")));
+            // Nobody can get past the next run's key exchange without ours,
+            // so only key exchanges come early: one per participant, small.
+            if !self.run.participants.contains(&from)
+                || message.body.phase() != Phase::KeyExchange
+                || bytes.len() > self.max_message_bytes(Phase::KeyExchange)
+            {
+                return Err(Refusal(format!(
+                    "an early {} message from {from} for run {} is not kept",
+                    message.body.phase(),
+                    message.run
+                )));
             }
-            // Bounded: one per participant and phase.
             self.early
-                .entry((from, message.body.phase()))
+                .entry((from, Phase::KeyExchange))
                 .or_insert_with(|| bytes.to_vec());
             return Ok(Vec::new());
         }
@@ -525,6 +533,13 @@ impl Session {
             return Ok(Vec::new());
         }
         let phase = message.body.phase();
+        if bytes.len() > self.max_message_bytes(phase) {
+            return Err(Refusal(format!(
+                "a {phase} message of {} bytes is larger than this run's {} can be",
+                bytes.len(),
+                self.max_message_bytes(phase)
+            )));
+        }
         if phase == Phase::Blame && self.run.phase == Phase::KeyExchange {
             return Err(Refusal(
                 "nothing to reveal before the key exchange is complete".into(),
@@ -586,6 +601,33 @@ impl Session {
             })
             .map(|i| (i, Reason::Equivocation(Phase::Acceptance)))
             .collect()
+    }
+
+    /// The largest honest message of `phase` in this run (with room for
+    /// encoding overhead): a participant can make us store no more.
+    fn max_message_bytes(&self, phase: Phase) -> usize {
+        const FRAME: usize = 128;
+        let n = self.run.participants.len();
+        let m = self.run.total;
+        let seen = 2 + n * 32;
+        let inputs: usize = self
+            .run
+            .participants
+            .iter()
+            .map(|id| self.requests[id].inputs.len())
+            .max()
+            .unwrap_or(0);
+        FRAME
+            + match phase {
+                Phase::KeyExchange => 32 + 3 + crate::kex::ML_KEM_PUBLIC_LEN + 32 + seen,
+                Phase::Ciphertexts => n * (3 + ML_KEM_CIPHERTEXT_LEN) + seen,
+                Phase::SlotReservation => m * 16 + seen,
+                Phase::DcNet => m * 32 + seen,
+                Phase::Acceptance => seen,
+                Phase::Blame => 32 + m * 32 + 2 + seen,
+                Phase::Signatures => inputs * (5 + 1 + 65) + seen,
+                Phase::Done | Phase::Failed => 0,
+            }
     }
 
     /// A key exchange of run 0 for another session of ours means its

@@ -634,6 +634,18 @@ fn messages_from_strangers_or_for_other_sessions_change_nothing() {
     assert!(session
         .handle_message(peer1, &vec![0u8; 200_000], net.now)
         .is_err());
+    // A key exchange padded with a long participant list decodes, but is
+    // larger than any key exchange of this run can be: refused, not stored.
+    let (_, ke) = net.queue.iter().find(|(f, _)| *f == 1).unwrap().clone();
+    let mut padded = super::RunMessage::decode(&ke).unwrap();
+    if let super::Body::KeyExchange { participants, .. } = &mut padded.body {
+        participants.extend((0..60).map(|i| RequestId([i; 32])));
+    }
+    let session = net.peers[0].session.as_mut().unwrap();
+    let refusal = session
+        .handle_message(peer1, &padded.encode(), net.now)
+        .unwrap_err();
+    assert!(refusal.0.contains("larger than"), "{refusal}");
     let session = net.peers[0].session.as_ref().unwrap();
     assert_eq!((session.phase(), session.holdouts()), before);
     net.run();
