@@ -31,6 +31,8 @@ pub enum Disruption {
     AcceptThenAccuse,
     /// Reveals a seed other than the one it committed to.
     BadReveal,
+    /// Publishes a DC-net vector one slot short.
+    ShortDcNet,
 }
 
 use super::messages::Body;
@@ -64,6 +66,11 @@ pub(crate) fn apply(disruption: Disruption, mut body: Body) -> Option<(Body, Opt
             );
             if applies {
                 perturb(&mut body);
+            }
+        }
+        Disruption::ShortDcNet => {
+            if let Body::DcNet { vector, .. } = &mut body {
+                vector.pop();
             }
         }
         _ => {}

@@ -44,6 +44,8 @@ struct Net {
     /// next one (gossip does not promise order).
     late: Option<(usize, BTreeSet<usize>)>,
     held: Vec<Option<Vec<u8>>>,
+    /// (run, phase) of every message each peer published.
+    published: Vec<BTreeSet<(u32, Phase)>>,
 }
 
 fn pairing() -> Pairing {
@@ -154,6 +156,7 @@ impl Net {
             delivered_bytes: vec![0; setup.n],
             late: None,
             held: vec![None; setup.n],
+            published: vec![BTreeSet::new(); setup.n],
         };
         let mut initial = Vec::new();
         for i in 0..setup.n {
@@ -222,7 +225,11 @@ impl Net {
     fn apply(&mut self, from: usize, actions: Vec<Action>) {
         for action in actions {
             match action {
-                Action::Publish(bytes) => self.queue.push_back((from, bytes)),
+                Action::Publish(bytes) => {
+                    let m = super::RunMessage::decode(&bytes).expect("peers publish run messages");
+                    self.published[from].insert((m.run, m.body.phase()));
+                    self.queue.push_back((from, bytes));
+                }
                 Action::Excluded(e) => self.peers[from].excluded.extend(e),
                 Action::Finished(outcome) => self.peers[from].outcome = Some(outcome),
                 Action::Phase { .. } => {}
@@ -336,7 +343,20 @@ impl Net {
     }
 
     /// No honest peer ever excluded an honest outpoint.
+    /// No honest peer was blamed, and none revealed its seed in a run in
+    /// which it had signed.
     fn assert_no_honest_blamed(&self) {
+        for (i, p) in self.peers.iter().enumerate().filter(|(_, p)| p.honest) {
+            for (run, phase) in &self.published[i] {
+                if *phase == Phase::Signatures {
+                    assert!(
+                        !self.published[i].contains(&(*run, Phase::Blame)),
+                        "honest peer {i} revealed after signing in run {run} ({:?})",
+                        p.excluded
+                    );
+                }
+            }
+        }
         let honest = self.honest_outpoints();
         for p in self.honest() {
             for e in p.excluded.iter().chain(&self.pairing_exclusions) {
@@ -535,6 +555,27 @@ fn a_bad_dc_net_vector_is_found_by_replay() {
 }
 
 #[test]
+fn a_dc_net_vector_of_the_wrong_length_is_refused_publicly() {
+    let mut net = Net::new(Setup::disrupted(5, Disruption::ShortDcNet));
+    net.run();
+    net.assert_exactly_excluded(&[2], |r| {
+        matches!(r, Reason::InvalidMessage(Phase::DcNet, _))
+    });
+    for p in net.honest() {
+        assert!(
+            net.published
+                .iter()
+                .all(|ph| !ph.contains(&(0, Phase::Blame))),
+            "nothing revealed"
+        );
+        let Some(Outcome::Completed { run, .. }) = &p.outcome else {
+            unreachable!()
+        };
+        assert_eq!(*run, 1);
+    }
+}
+
+#[test]
 fn a_bad_ciphertext_is_found_by_replay() {
     let mut net = Net::new(Setup::disrupted(5, Disruption::BadCiphertext));
     net.run();
@@ -717,6 +758,7 @@ fn disruption_strategy() -> impl Strategy<Value = Disruption> {
         Just(Disruption::FalseAccusation),
         Just(Disruption::AcceptThenAccuse),
         Just(Disruption::BadReveal),
+        Just(Disruption::ShortDcNet),
     ]
 }
 
