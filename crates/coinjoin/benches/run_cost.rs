@@ -12,8 +12,10 @@ use bitcoin::{Amount, TxOut};
 use conclave_coinjoin::{
     coin::{CoinKey, Outpoint},
     exclusion::Phase,
+    field::Fe,
     pairing::{form_session, validate_all, MemoryChain, PairRequest, Pairing},
     proto::{Action, Outcome, OwnSecrets, RunMessage, Session, SessionConfig, Timeouts},
+    solver,
 };
 use zeroize::Zeroizing;
 
@@ -146,6 +148,20 @@ fn main() {
             "  bytes received per peer: {most} ({:.1} KB)",
             most as f64 / 1000.0
         );
+    }
+    println!("\nroot finding alone (power sums -> messages), up to the largest session allowed:");
+    for count in [20, 64, 256] {
+        let messages: Vec<Fe> = (0..count as u64)
+            .map(|i| {
+                let h = blake3::hash(&i.to_le_bytes());
+                Fe::from_uniform_bytes(h.as_bytes()[..16].try_into().expect("16 bytes"))
+            })
+            .collect();
+        let sums = solver::power_sums(&messages, count);
+        let t = Instant::now();
+        let roots = solver::solve(&sums, &[0; 32]).expect("distinct messages");
+        assert_eq!(roots.len(), count);
+        println!("  {count:>4} messages: {:.1} ms", ms(t.elapsed()));
     }
 }
 
