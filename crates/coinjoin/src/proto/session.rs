@@ -183,6 +183,9 @@ pub struct Session {
     /// Messages for the next run that arrived early, by author and phase.
     early: BTreeMap<(RequestId, Phase), Vec<u8>>,
     outcome: Option<Outcome>,
+    /// Transactions we signed in this session's runs (a participant that
+    /// withheld its signature may still complete one of them).
+    signed: Vec<bitcoin::Txid>,
     disruption: DisruptionOption,
 }
 
@@ -278,6 +281,7 @@ impl Session {
             run,
             early: BTreeMap::new(),
             outcome: None,
+            signed: Vec::new(),
             disruption,
         };
         let actions = session.begin_run(now);
@@ -400,6 +404,14 @@ impl Session {
     /// Everyone excluded so far.
     pub fn excluded(&self) -> &[Exclusion] {
         &self.excluded
+    }
+
+    /// The ids of every transaction we signed in this session, one per run
+    /// that reached signatures. Only one can ever confirm (they spend the
+    /// same inputs); the driver watches for all of them, since a
+    /// participant that withheld its signature may complete an earlier one.
+    pub fn signed_txids(&self) -> &[bitcoin::Txid] {
+        &self.signed
     }
 
     /// How the session ended, once it has.
@@ -1100,6 +1112,7 @@ impl Session {
                         signature: sig.to_vec(),
                     })
                     .collect();
+                self.signed.push(cj.tx.compute_txid());
                 let seen = self.run.hashes(Phase::Acceptance);
                 self.advance(Phase::Signatures, now + timeout);
                 Ok(self.publish(Body::Signatures { signatures, seen }))

@@ -490,6 +490,17 @@ fn withholding_in_each_phase_excludes_the_holdout_without_revealing() {
                 unreachable!()
             };
             assert_eq!(*run, 1, "{phase}: one re-run, no blame phase");
+            let Some(Outcome::Completed { tx, .. }) = &p.outcome else {
+                unreachable!()
+            };
+            let signed = p.session.as_ref().unwrap().signed_txids();
+            assert_eq!(signed.last(), Some(&tx.compute_txid()));
+            let expected = if phase == Phase::Signatures { 2 } else { 1 };
+            assert_eq!(
+                signed.len(),
+                expected,
+                "{phase}: the runs we signed are known"
+            );
         }
     }
 }
