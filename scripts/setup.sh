@@ -22,7 +22,9 @@ packages=(build-essential pkg-config curl ca-certificates git
   # QUIC handshake off the wire.
   libglib2.0-bin tshark
   # The NAT test network (tests/nat): namespaces, NAT rules, JSON answers.
-  iproute2 nftables jq)
+  iproute2 nftables jq
+  # The regtest chain for tests (tests/chain) runs in a Python virtualenv.
+  python3 python3-venv)
 # Node.js and npm build the UI and run its tests; keep an installed one.
 command -v node >/dev/null || packages+=(nodejs)
 command -v npm >/dev/null || packages+=(npm)
@@ -74,4 +76,20 @@ if [ ! -x "$driver_root/bin/tauri-driver" ]; then
   echo "setup: installing tauri-driver into $driver_root"
   CARGO_TARGET_DIR="$HOME/.cache/conclave/tauri-driver-build" \
     cargo install tauri-driver --locked --version ^2.1 --root "$driver_root"
+fi
+
+# The regtest chain for tests (tests/chain): py-bitcoinkernel (Bitcoin Core's
+# libbitcoinkernel) and its other packages, as pinned, in a virtualenv. Wheels
+# only: building libbitcoinkernel from source is not what setup should do.
+venv="${CONCLAVE_VENV:-$HOME/.cache/conclave/venv}"
+chain_requirements="$root/tests/chain/requirements.txt"
+if ! "$venv/bin/python" -c "" 2>/dev/null; then
+  echo "setup: creating the Python virtualenv $venv"
+  python3 -m venv "$venv"
+fi
+if ! cmp -s "$chain_requirements" "$venv/conclave-requirements.txt" ||
+  ! "$venv/bin/python" -c "import pbk, coincurve, pytest" 2>/dev/null; then
+  echo "setup: installing tests/chain/requirements.txt into $venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check --only-binary=:all: -r "$chain_requirements"
+  cp "$chain_requirements" "$venv/conclave-requirements.txt"
 fi

@@ -100,14 +100,6 @@ pub fn export_bindings(path: &std::path::Path) -> anyhow::Result<()> {
         .with_context(|| format!("exporting bindings to {}", path.display()))
 }
 
-/// Unix time in milliseconds, as a JavaScript-safe number.
-pub(crate) fn unix_ms() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as f64)
-        .unwrap_or(0.0)
-}
-
 /// Runs the app until its window closes. `launched` is taken first thing in
 /// `main`.
 pub fn run(launched: Instant) -> anyhow::Result<()> {

@@ -89,7 +89,8 @@ impl LogBuffer {
         }
         ring.lines.push_back(LogLine {
             seq,
-            at_ms: unix_ms(),
+            // A JavaScript-safe number: exact below 2^53 ms.
+            at_ms: conclave_node::clock::unix_ms() as f64,
             level,
             target: target.to_string(),
             message,
@@ -110,13 +111,6 @@ impl LogBuffer {
         lines.reverse();
         lines
     }
-}
-
-fn unix_ms() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as f64)
-        .unwrap_or(0.0)
 }
 
 /// Formats an event's message and fields into one line.

@@ -41,18 +41,12 @@ pub struct SandboxView {
     pub peer_ids: Vec<String>,
 }
 
-/// The config of a sandbox peer: loopback QUIC on a free port, no mDNS, so
-/// nothing leaves the machine.
+/// The config of a sandbox peer: loopback QUIC and TCP on free ports, no
+/// mDNS, so nothing leaves the machine.
 pub fn peer_config() -> NodeConfig {
     NodeConfig {
-        listen: vec!["/ip4/127.0.0.1/udp/0/quic-v1"
-            .parse()
-            .expect("valid literal")],
-        bootstrap: Vec::new(),
-        mdns: false,
-        min_connections: 0,
         max_connections: 16,
-        ..NodeConfig::default()
+        ..NodeConfig::loopback()
     }
 }
 

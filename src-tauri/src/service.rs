@@ -473,7 +473,7 @@ async fn sample_stats(handle: NodeHandle, sink: Arc<dyn EventSink>) {
             return;
         };
         let now = Instant::now();
-        let at_ms = crate::unix_ms();
+        let at_ms = conclave_node::clock::unix_ms() as f64;
         let rate = match &previous {
             Some((then, prev)) => {
                 RateSample::between(prev, &stats, now.duration_since(*then).as_secs_f64(), at_ms)

@@ -5,18 +5,12 @@ use std::{
     time::{Duration, Instant},
 };
 
+use conclave_node::clock::unix_secs;
 use serde_json::Value;
 
 mod common;
 
 use common::{Daemon, CTL};
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
 
 #[test]
 fn three_daemons_gossip_and_resources_through_conclavectl() {
@@ -132,7 +126,7 @@ fn three_daemons_gossip_and_resources_through_conclavectl() {
     assert_eq!(c.json(&["get", "service", "relay-1"])["data"]["port"], 4001);
 
     // Waiting for wall-clock expiry, not for an event.
-    let wait = expires_at.saturating_sub(unix_now()) + 1;
+    let wait = expires_at.saturating_sub(unix_secs()) + 1;
     std::thread::sleep(Duration::from_secs(wait));
     assert_eq!(c.json(&["discover", "service"]), Value::Array(vec![]));
     let out = c

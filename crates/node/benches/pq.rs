@@ -79,13 +79,10 @@ fn crypto(scale: u32) {
 
 async fn gossip(nodes: usize, messages: usize, envelopes: bool) {
     let config = NodeConfig {
-        listen: vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap()],
-        mdns: false,
-        min_connections: 0,
         envelopes,
         max_messages_per_sec: 1e9,
         max_bytes_per_sec: 1e12,
-        ..NodeConfig::default()
+        ..NodeConfig::loopback()
     };
     let mut handles = Vec::new();
     for _ in 0..nodes {

@@ -194,6 +194,25 @@ impl Default for NodeConfig {
 }
 
 impl NodeConfig {
+    /// A node that stays on this machine, for tests, the app's sandbox peers
+    /// and the simulator: QUIC and TCP on 127.0.0.1 with ports the system
+    /// picks, no mDNS, no bootstrap peers and no dialling of its own
+    /// (`min_connections` 0); everything else as [`NodeConfig::default`].
+    pub fn loopback() -> Self {
+        Self {
+            listen: vec![
+                "/ip4/127.0.0.1/udp/0/quic-v1"
+                    .parse()
+                    .expect("valid literal"),
+                "/ip4/127.0.0.1/tcp/0".parse().expect("valid literal"),
+            ],
+            bootstrap: Vec::new(),
+            mdns: false,
+            min_connections: 0,
+            ..Self::default()
+        }
+    }
+
     /// Reads a TOML file; fields it leaves out keep their defaults.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -348,6 +367,19 @@ impl NodeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_stays_on_this_machine_and_is_valid() {
+        let config = NodeConfig::loopback();
+        assert!(config.validate().is_ok());
+        assert!(!config.mdns && config.bootstrap.is_empty());
+        assert_eq!(config.min_connections, 0);
+        let listen: Vec<String> = config.listen.iter().map(|a| a.to_string()).collect();
+        assert_eq!(
+            listen,
+            ["/ip4/127.0.0.1/udp/0/quic-v1", "/ip4/127.0.0.1/tcp/0"]
+        );
+    }
 
     #[test]
     fn defaults_need_no_file_and_validate() {

@@ -28,23 +28,24 @@ use libp2p::{
 };
 use lru::LruCache;
 use tokio::{
-    sync::{broadcast, mpsc, oneshot, Semaphore},
+    sync::{broadcast, mpsc, Semaphore},
     task::JoinHandle,
 };
 
 use crate::{
     behaviour::{Behaviour, BehaviourEvent},
+    command::{Command, PolicyChange, Reply},
     config::NodeConfig,
     error::NodeError,
     events::{DiscoverySource, GossipMessage, NodeEvent},
     gate::rate::KeyedLimiter,
     gossip::scoring,
-    handle::{Command, GossipVerdict, Internal, NodeStats, PolicyChange, TopicStats},
     identity::{envelope::MessageKind, PqIdentityRecord},
     metrics::NodeMetrics,
     nat::{is_relayed, NatState, RELAY_HOP_PROTOCOL},
     peers::{ConnectionInfo, MessageCounters, PeerInfo, PeerTable},
     protocol::{DirectRequest, DirectResponse, PqIdentityMessage, ProtocolHandler},
+    stats::{NodeStats, TopicStats},
     trust::Trust,
 };
 
@@ -72,7 +73,26 @@ fn dial_backoff(failures: u32) -> Duration {
     Duration::from_secs(5 * 2u64.saturating_pow(failures.saturating_sub(1)).min(60))
 }
 
-type Reply<T> = oneshot::Sender<Result<T, NodeError>>;
+/// Replies from handler tasks back to the event loop.
+pub(crate) enum Internal {
+    Respond {
+        channel: request_response::ResponseChannel<DirectResponse>,
+        response: DirectResponse,
+    },
+    /// Boxed: verdicts carry whole payloads and are the rarer variant on
+    /// busy request/response nodes.
+    GossipVerdict(Box<GossipVerdict>),
+}
+
+/// The outcome of verifying one gossip message off the event loop.
+pub(crate) struct GossipVerdict {
+    pub message_id: libp2p::gossipsub::MessageId,
+    pub propagation_source: PeerId,
+    pub topic: String,
+    pub source: Option<PeerId>,
+    pub verdict:
+        Result<crate::identity::envelope::Verified, crate::identity::envelope::EnvelopeError>,
+}
 
 struct RegisteredHandler {
     handler: Arc<dyn ProtocolHandler>,

@@ -4,201 +4,31 @@
 //! which owns the swarm, and waits for the loop's reply on a oneshot channel.
 
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::HashSet,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
-use libp2p::{kad, request_response::ResponseChannel, Multiaddr, PeerId, Stream, StreamProtocol};
+use libp2p::{kad, Multiaddr, PeerId, Stream, StreamProtocol};
 use prometheus_client::registry::Registry;
-use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::{
+    clock::unix_secs,
+    command::{Command, PolicyChange, Reply},
     config::NodeConfig,
     error::NodeError,
     events::{EventSubscription, NodeEvent},
     gate::Policy,
     identity::{envelope::MessageKind, sealed, NodeIdentity, PqIdentityRecord},
     metrics,
+    nat::NatStatus,
     peers::PeerInfo,
-    protocol::{DirectResponse, ProtocolHandler},
-    resources::ResourceIndex,
+    protocol::ProtocolHandler,
+    resources::{self, ResourceIndex, ResourceRecord},
+    stats::NodeStats,
     trust::Trust,
 };
-
-/// Capacity of the command channel: callers wait when the loop is this far behind.
-pub(crate) const COMMAND_BUFFER: usize = 256;
-
-type Reply<T> = oneshot::Sender<Result<T, NodeError>>;
-
-/// Requests to the event loop.
-pub(crate) enum Command {
-    WaitListening {
-        reply: Reply<Vec<Multiaddr>>,
-    },
-    ListenAddrs {
-        reply: Reply<Vec<Multiaddr>>,
-    },
-    Connect {
-        addr: Multiaddr,
-        reply: Reply<PeerId>,
-    },
-    Disconnect {
-        peer: PeerId,
-        reply: Reply<()>,
-    },
-    Peers {
-        reply: Reply<Vec<PeerInfo>>,
-    },
-    SendTo {
-        peer: PeerId,
-        protocol: String,
-        payload: Vec<u8>,
-        reply: Reply<Vec<u8>>,
-    },
-    Broadcast {
-        topic: String,
-        data: Vec<u8>,
-        reply: Reply<String>,
-    },
-    Subscribe {
-        topic: String,
-        reply: Reply<bool>,
-    },
-    Unsubscribe {
-        topic: String,
-        reply: Reply<bool>,
-    },
-    WaitTopicPeers {
-        topic: String,
-        count: usize,
-        reply: Reply<()>,
-    },
-    RegisterHandler {
-        handler: Arc<dyn ProtocolHandler>,
-        reply: Reply<()>,
-    },
-    UnregisterHandler {
-        protocol: String,
-        reply: Reply<()>,
-    },
-    PutRecord {
-        record: kad::Record,
-        reply: Reply<()>,
-    },
-    GetRecord {
-        key: kad::RecordKey,
-        reply: Reply<kad::Record>,
-    },
-    StartProviding {
-        key: kad::RecordKey,
-        reply: Reply<()>,
-    },
-    GetProviders {
-        key: kad::RecordKey,
-        reply: Reply<HashSet<PeerId>>,
-    },
-    UpdatePolicy {
-        change: PolicyChange,
-        reply: Reply<Policy>,
-    },
-    Stats {
-        reply: Reply<NodeStats>,
-    },
-    Nat {
-        reply: Reply<crate::nat::NatStatus>,
-    },
-    Shutdown {
-        reply: oneshot::Sender<()>,
-    },
-}
-
-/// A change to the connection policy.
-#[derive(Debug, Clone, Copy)]
-pub enum PolicyChange {
-    /// Put a peer on the allow list (and off the deny list).
-    Allow(PeerId),
-    /// Put a peer on the deny list (and off the allow list); closes its connections.
-    Deny(PeerId),
-    /// Take a peer off both lists.
-    Unlist(PeerId),
-    /// Admit only allow-listed peers, or everyone not denied.
-    Private(bool),
-    /// No change (read the policy).
-    None,
-}
-
-/// Replies from handler tasks back to the event loop.
-pub(crate) enum Internal {
-    Respond {
-        channel: ResponseChannel<DirectResponse>,
-        response: DirectResponse,
-    },
-    /// Boxed: verdicts carry whole payloads and are the rarer variant on
-    /// busy request/response nodes.
-    GossipVerdict(Box<GossipVerdict>),
-}
-
-/// The outcome of verifying one gossip message off the event loop.
-pub(crate) struct GossipVerdict {
-    pub message_id: libp2p::gossipsub::MessageId,
-    pub propagation_source: PeerId,
-    pub topic: String,
-    pub source: Option<PeerId>,
-    pub verdict:
-        Result<crate::identity::envelope::Verified, crate::identity::envelope::EnvelopeError>,
-}
-
-/// Gossip figures for one subscribed topic.
-#[derive(Debug, Clone, Serialize)]
-pub struct TopicStats {
-    /// Topic name.
-    pub topic: String,
-    /// Peers in our mesh for the topic.
-    pub mesh_peers: usize,
-    /// Connected peers subscribed to the topic.
-    pub subscribed_peers: usize,
-}
-
-/// A snapshot of the node's state and counters.
-#[derive(Debug, Clone, Serialize)]
-pub struct NodeStats {
-    /// Our peer id.
-    pub peer_id: PeerId,
-    /// Connected peers.
-    pub peers: usize,
-    /// Open connections.
-    pub connections: usize,
-    /// Open connections by transport name.
-    pub connections_by_transport: BTreeMap<String, usize>,
-    /// Open connections by path ("direct", "relayed").
-    pub connections_by_path: BTreeMap<String, usize>,
-    /// Subscribed topics.
-    pub topics: Vec<TopicStats>,
-    /// Peers in the DHT routing table.
-    pub routing_table_size: usize,
-    /// Bytes received on all connections.
-    pub bytes_in: u64,
-    /// Bytes sent on all connections.
-    pub bytes_out: u64,
-    /// Gossip messages published by this node.
-    pub gossip_published: u64,
-    /// Gossip messages received.
-    pub gossip_received: u64,
-    /// Direct messages sent.
-    pub direct_sent: u64,
-    /// Direct messages received.
-    pub direct_received: u64,
-    /// Addresses we listen on.
-    pub listen_addrs: Vec<Multiaddr>,
-    /// Addresses others can reach us at, as confirmed.
-    pub external_addrs: Vec<Multiaddr>,
-    /// Registered protocol handlers.
-    pub handlers: Vec<String>,
-    /// Seconds since start.
-    pub uptime_secs: u64,
-}
 
 pub(crate) struct Shared {
     pub commands: mpsc::Sender<Command>,
@@ -334,7 +164,7 @@ impl NodeHandle {
     /// signature takes about a millisecond, too long to hold a runtime worker
     /// that also drives event loops and (in the app) IPC; concurrent callers
     /// sign in parallel.
-    pub(crate) async fn wrap(
+    async fn wrap(
         &self,
         kind: MessageKind,
         context: &str,
@@ -350,7 +180,7 @@ impl NodeHandle {
         }
     }
 
-    pub(crate) fn unwrap(
+    fn unwrap(
         &self,
         bytes: &[u8],
         kind: MessageKind,
@@ -529,6 +359,109 @@ impl NodeHandle {
             .map(drop)
     }
 
+    /// Announces a resource for `ttl`. Stored locally at once and replicated
+    /// to the peers closest to its key when there are any.
+    pub async fn announce_resource(
+        &self,
+        kind: &str,
+        id: &str,
+        data: serde_json::Value,
+        ttl: Duration,
+    ) -> Result<ResourceRecord, NodeError> {
+        let (record, value) = ResourceRecord::announce(kind, id, data, self.peer_id(), ttl)?;
+        let live = self
+            .shared
+            .resources
+            .lock()
+            .expect("resource index lock")
+            .insert(record.clone())?;
+        let index_expiry = live
+            .iter()
+            .map(|r| r.expires_at)
+            .max()
+            .unwrap_or(record.expires_at);
+
+        // Records are signed envelopes bound to their key: nobody else can
+        // publish under our name, nor move a record to another key.
+        let key = resources::record_key(kind, id);
+        let mut dht_record = kad::Record::new(
+            kad::RecordKey::new(&key),
+            self.wrap(MessageKind::Resource, &key, value).await?,
+        );
+        dht_record.expires = Some(resources::expiry_instant(record.expires_at));
+        let index_name = resources::index_key(kind, &self.peer_id());
+        let index_value = resources::index_value(kind, &live)?;
+        let mut index = kad::Record::new(
+            kad::RecordKey::new(&index_name),
+            self.wrap(MessageKind::Resource, &index_name, index_value)
+                .await?,
+        );
+        index.expires = Some(resources::expiry_instant(index_expiry));
+
+        // Replication failures (e.g. no peers yet) leave the local copy in
+        // place, served to anyone who asks us; they are not fatal.
+        for r in [dht_record, index] {
+            if let Err(e) = self.put_record(r).await {
+                tracing::warn!(%e, kind, id, "resource stored locally only");
+            }
+        }
+        if let Err(e) = self.start_providing(resources::type_key(kind)).await {
+            tracing::warn!(%e, kind, "provider record stored locally only");
+        }
+        Ok(record)
+    }
+
+    /// Finds live resources of `kind` from every provider.
+    pub async fn discover_resources(&self, kind: &str) -> Result<Vec<ResourceRecord>, NodeError> {
+        resources::check_name("type", kind)?;
+        let providers = self.get_providers(resources::type_key(kind)).await?;
+        let now = unix_secs();
+        let mut found = Vec::new();
+        for provider in providers {
+            let index_name = resources::index_key(kind, &provider);
+            let record = match self.get_record(kad::RecordKey::new(&index_name)).await {
+                Ok(r) => r,
+                Err(NodeError::NotFound(_)) => continue,
+                Err(e) => {
+                    tracing::debug!(%e, %provider, "resource index unavailable");
+                    continue;
+                }
+            };
+            let value = match self.unwrap(
+                &record.value,
+                MessageKind::Resource,
+                &index_name,
+                Some(provider),
+            ) {
+                Ok((_, value)) => value,
+                Err(e) => {
+                    tracing::debug!(%e, %provider, "resource index refused");
+                    continue;
+                }
+            };
+            match resources::parse_index(&value, kind, provider, now) {
+                Some(list) => found.extend(list),
+                None => tracing::debug!(%provider, "malformed resource index ignored"),
+            }
+        }
+        found.sort_by(|a, b| (&a.id, a.provider).cmp(&(&b.id, b.provider)));
+        Ok(found)
+    }
+
+    /// Fetches one resource; `NotFound` if it does not exist or has expired.
+    pub async fn get_resource(&self, kind: &str, id: &str) -> Result<ResourceRecord, NodeError> {
+        resources::check_name("type", kind)?;
+        resources::check_name("id", id)?;
+        let key = resources::record_key(kind, id);
+        let record = match self.get_record(kad::RecordKey::new(&key)).await {
+            Ok(r) => r,
+            Err(NodeError::NotFound(_)) => return Err(resources::not_found(kind, id)),
+            Err(e) => return Err(e),
+        };
+        let (signer, value) = self.unwrap(&record.value, MessageKind::Resource, &key, None)?;
+        ResourceRecord::fetched(&value, kind, id, signer)
+    }
+
     /// A snapshot of counters and state.
     pub async fn stats(&self) -> Result<NodeStats, NodeError> {
         let mut stats = self.request(|reply| Command::Stats { reply }).await?;
@@ -538,7 +471,7 @@ impl NodeHandle {
     }
 
     /// Reachability, relay reservations and hole-punch counts.
-    pub async fn nat_status(&self) -> Result<crate::nat::NatStatus, NodeError> {
+    pub async fn nat_status(&self) -> Result<NatStatus, NodeError> {
         self.request(|reply| Command::Nat { reply }).await
     }
 

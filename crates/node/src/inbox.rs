@@ -9,7 +9,7 @@ use libp2p::PeerId;
 use serde::Serialize;
 
 use crate::{
-    peers::unix_now,
+    clock::unix_secs,
     protocol::{HandlerError, ProtocolHandler},
 };
 
@@ -75,7 +75,7 @@ impl ProtocolHandler for TextInbox {
                     recent.push_back(ReceivedText {
                         from,
                         text,
-                        received_at: unix_now(),
+                        received_at: unix_secs(),
                     });
                     Ok(b"received".to_vec())
                 }

@@ -10,6 +10,8 @@
 // The derive generates an event enum whose variants cannot carry docs.
 #[allow(missing_docs)]
 pub mod behaviour;
+pub mod clock;
+mod command;
 pub mod config;
 pub mod control;
 pub mod error;
@@ -28,16 +30,19 @@ pub mod peers;
 pub mod profile;
 pub mod protocol;
 pub mod resources;
+mod stats;
 pub mod transport;
 mod trust;
 
+pub use command::PolicyChange;
 pub use config::NodeConfig;
 pub use error::NodeError;
 pub use events::{EventSubscription, GossipMessage, NodeEvent};
-pub use handle::{NodeHandle, NodeStats, PolicyChange, TopicStats};
+pub use handle::NodeHandle;
 pub use identity::{NodeIdentity, PqIdentityRecord};
 pub use libp2p::{identity::Keypair, Multiaddr, PeerId};
 pub use node::Node;
 pub use peers::PeerInfo;
 pub use protocol::{HandlerError, ProtocolHandler};
 pub use resources::ResourceRecord;
+pub use stats::{NodeStats, TopicStats};

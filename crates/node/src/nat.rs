@@ -6,6 +6,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use libp2p::{core::transport::ListenerId, multiaddr::Protocol, Multiaddr, PeerId};
 use serde::Serialize;
 
+use crate::clock::unix_ms;
+
 /// Relays we hold reservations on at once, at most.
 pub const MAX_RELAYS: usize = 2;
 /// The circuit relay v2 hop protocol: peers speaking it can relay for us.
@@ -196,12 +198,6 @@ impl NatState {
         }
         Some(relay)
     }
-}
-
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Whether an address goes through a relay.

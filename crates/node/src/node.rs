@@ -11,10 +11,11 @@ use prometheus_client::registry::Registry;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::{
+    command::COMMAND_BUFFER,
     config::NodeConfig,
     error::NodeError,
     event_loop::{EventLoop, LoopParts},
-    handle::{NodeHandle, Shared, COMMAND_BUFFER},
+    handle::{NodeHandle, Shared},
     identity::NodeIdentity,
     metrics::NodeMetrics,
     resources::ResourceIndex,

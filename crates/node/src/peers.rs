@@ -1,12 +1,11 @@
 //! What the node knows about each connected peer.
 
-use std::{
-    collections::HashMap,
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::{collections::HashMap, time::Duration};
 
 use libp2p::{core::ConnectedPoint, multiaddr::Protocol, swarm::ConnectionId, Multiaddr, PeerId};
 use serde::Serialize;
+
+use crate::clock::unix_secs;
 
 /// Transport a connection runs over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -135,7 +134,7 @@ impl ConnectionInfo {
             remote_addr,
             direction,
             path,
-            established_at: unix_now(),
+            established_at: unix_secs(),
         }
     }
 }
@@ -249,14 +248,6 @@ impl PeerState {
 
 /// The table of connected peers.
 pub(crate) type PeerTable = HashMap<PeerId, PeerState>;
-
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
 
 #[cfg(test)]
 mod tests {

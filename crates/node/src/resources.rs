@@ -8,6 +8,10 @@
 //! `discover_resources(type)` finds the providers, then reads each provider's
 //! index. Records carry `expires_at` and the DHT copies expire with them, so an
 //! expired resource is never returned.
+//!
+//! This module holds the records, their keys and checks and our own index;
+//! the [`NodeHandle`](crate::NodeHandle) methods (`announce_resource`,
+//! `discover_resources`, `get_resource`) do the DHT work with them.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -18,17 +22,21 @@ use libp2p::{kad, PeerId};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    error::NodeError, handle::NodeHandle, identity::envelope::MessageKind, peers::unix_now,
+    behaviour::KAD_MAX_VALUE, clock::unix_secs, error::NodeError,
+    identity::envelope::RESOURCE_MAX_TTL,
 };
 
 /// Longest accepted resource type or id.
 pub const MAX_NAME_LEN: usize = 128;
 /// Largest accepted resource data (JSON), in bytes.
 pub const MAX_DATA_LEN: usize = 16 * 1024;
-/// Longest accepted TTL (one week).
-pub const MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Longest accepted TTL (one week), as long as a resource record's envelope
+/// stays valid.
+pub const MAX_TTL: Duration = RESOURCE_MAX_TTL;
 /// Live resources one provider keeps per type.
 pub const MAX_PER_TYPE: usize = 256;
+/// Room left in an index record for its envelope.
+const ENVELOPE_ROOM: usize = 8 * 1024;
 
 /// One announced resource.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,9 +59,77 @@ impl ResourceRecord {
     pub fn is_expired(&self, now: u64) -> bool {
         self.expires_at <= now
     }
+
+    /// A record `provider` announces for `ttl` from now, with its JSON
+    /// encoding; names, TTL and size are checked.
+    pub(crate) fn announce(
+        kind: &str,
+        id: &str,
+        data: serde_json::Value,
+        provider: PeerId,
+        ttl: Duration,
+    ) -> Result<(Self, Vec<u8>), NodeError> {
+        check_name("type", kind)?;
+        check_name("id", id)?;
+        if ttl.is_zero() || ttl > MAX_TTL {
+            return Err(NodeError::InvalidResource(format!(
+                "ttl must be between 1 s and {} s",
+                MAX_TTL.as_secs()
+            )));
+        }
+        let record = ResourceRecord {
+            kind: kind.to_string(),
+            id: id.to_string(),
+            data,
+            provider,
+            expires_at: unix_secs() + ttl.as_secs(),
+        };
+        let value = serde_json::to_vec(&record).expect("records serialise");
+        if value.len() > MAX_DATA_LEN {
+            return Err(NodeError::InvalidResource(format!(
+                "record of {} bytes exceeds {MAX_DATA_LEN} bytes",
+                value.len()
+            )));
+        }
+        Ok((record, value))
+    }
+
+    /// Checks a record fetched from `key` (type `kind`, id `id`) whose
+    /// envelope `signer` signed: it must be stored under its own key, be
+    /// signed by its provider and be live.
+    pub(crate) fn fetched(
+        value: &[u8],
+        kind: &str,
+        id: &str,
+        signer: Option<PeerId>,
+    ) -> Result<Self, NodeError> {
+        let parsed: ResourceRecord = serde_json::from_slice(value)
+            .map_err(|e| NodeError::InvalidResource(format!("malformed record: {e}")))?;
+        if parsed.kind != kind || parsed.id != id {
+            return Err(NodeError::InvalidResource(
+                "record stored under the wrong key".into(),
+            ));
+        }
+        if signer.is_some_and(|s| s != parsed.provider) {
+            return Err(NodeError::InvalidResource(format!(
+                "record names provider {} but is signed by someone else",
+                parsed.provider
+            )));
+        }
+        if parsed.is_expired(unix_secs()) {
+            return Err(not_found(kind, id));
+        }
+        Ok(parsed)
+    }
 }
 
-fn check_name(what: &str, value: &str) -> Result<(), NodeError> {
+/// The error for a resource that does not exist or has expired.
+pub(crate) fn not_found(kind: &str, id: &str) -> NodeError {
+    NodeError::NotFound(format!("resource {kind}/{id}"))
+}
+
+/// Checks a resource type or id.
+pub(crate) fn check_name(what: &str, value: &str) -> Result<(), NodeError> {
     let ok = !value.is_empty()
         && value.len() <= MAX_NAME_LEN
         && value.chars().all(|c| c.is_ascii_graphic() && c != '/');
@@ -66,15 +142,18 @@ fn check_name(what: &str, value: &str) -> Result<(), NodeError> {
     }
 }
 
-fn record_key(kind: &str, id: &str) -> String {
+/// The DHT key of the record of resource `(kind, id)`.
+pub(crate) fn record_key(kind: &str, id: &str) -> String {
     format!("/conclave/res/{kind}/{id}")
 }
 
-fn type_key(kind: &str) -> kad::RecordKey {
+/// The DHT key whose providers offer resources of `kind`.
+pub(crate) fn type_key(kind: &str) -> kad::RecordKey {
     kad::RecordKey::new(&format!("/conclave/res-type/{kind}"))
 }
 
-fn index_key(kind: &str, provider: &PeerId) -> String {
+/// The DHT key of `provider`'s index of its resources of `kind`.
+pub(crate) fn index_key(kind: &str, provider: &PeerId) -> String {
     format!("/conclave/res-index/{kind}/{provider}")
 }
 
@@ -86,8 +165,8 @@ pub(crate) struct ResourceIndex {
 
 impl ResourceIndex {
     /// Adds or replaces a record and returns the live records of its type.
-    fn insert(&mut self, record: ResourceRecord) -> Result<Vec<ResourceRecord>, NodeError> {
-        let now = unix_now();
+    pub fn insert(&mut self, record: ResourceRecord) -> Result<Vec<ResourceRecord>, NodeError> {
+        let now = unix_secs();
         let entries = self.by_type.entry(record.kind.clone()).or_default();
         entries.retain(|_, r| !r.is_expired(now));
         if entries.len() >= MAX_PER_TYPE && !entries.contains_key(&record.id) {
@@ -101,165 +180,37 @@ impl ResourceIndex {
     }
 }
 
-fn parse_record(bytes: &[u8]) -> Result<ResourceRecord, NodeError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| NodeError::InvalidResource(format!("malformed record: {e}")))
+/// The value of an index record listing `live` (of type `kind`), if it fits
+/// one DHT record with its envelope.
+pub(crate) fn index_value(kind: &str, live: &[ResourceRecord]) -> Result<Vec<u8>, NodeError> {
+    let value = serde_json::to_vec(live).expect("records serialise");
+    if value.len() + ENVELOPE_ROOM > KAD_MAX_VALUE {
+        return Err(NodeError::InvalidResource(format!(
+            "the live resources of type {kind:?} no longer fit one DHT record; use shorter data or fewer ids"
+        )));
+    }
+    Ok(value)
+}
+
+/// The live records of `kind` by `provider` in an index record's value;
+/// `None` if it is malformed.
+pub(crate) fn parse_index(
+    value: &[u8],
+    kind: &str,
+    provider: PeerId,
+    now: u64,
+) -> Option<Vec<ResourceRecord>> {
+    let list: Vec<ResourceRecord> = serde_json::from_slice(value).ok()?;
+    Some(
+        list.into_iter()
+            .filter(|r| r.kind == kind && r.provider == provider && !r.is_expired(now))
+            .collect(),
+    )
 }
 
 /// Converts Unix seconds in the future to a DHT expiry instant.
-fn expiry_instant(expires_at: u64) -> Instant {
-    Instant::now() + Duration::from_secs(expires_at.saturating_sub(unix_now()))
-}
-
-impl NodeHandle {
-    /// Announces a resource for `ttl`. Stored locally at once and replicated
-    /// to the peers closest to its key when there are any.
-    pub async fn announce_resource(
-        &self,
-        kind: &str,
-        id: &str,
-        data: serde_json::Value,
-        ttl: Duration,
-    ) -> Result<ResourceRecord, NodeError> {
-        check_name("type", kind)?;
-        check_name("id", id)?;
-        if ttl.is_zero() || ttl > MAX_TTL {
-            return Err(NodeError::InvalidResource(format!(
-                "ttl must be between 1 s and {} s",
-                MAX_TTL.as_secs()
-            )));
-        }
-        let record = ResourceRecord {
-            kind: kind.to_string(),
-            id: id.to_string(),
-            data,
-            provider: self.peer_id(),
-            expires_at: unix_now() + ttl.as_secs(),
-        };
-        let value = serde_json::to_vec(&record).expect("records serialise");
-        if value.len() > MAX_DATA_LEN {
-            return Err(NodeError::InvalidResource(format!(
-                "record of {} bytes exceeds {MAX_DATA_LEN} bytes",
-                value.len()
-            )));
-        }
-        let live = self
-            .shared
-            .resources
-            .lock()
-            .expect("resource index lock")
-            .insert(record.clone())?;
-        let index_expiry = live
-            .iter()
-            .map(|r| r.expires_at)
-            .max()
-            .unwrap_or(record.expires_at);
-
-        // Records are signed envelopes bound to their key: nobody else can
-        // publish under our name, nor move a record to another key.
-        let key = record_key(kind, id);
-        let mut dht_record = kad::Record::new(
-            kad::RecordKey::new(&key),
-            self.wrap(MessageKind::Resource, &key, value).await?,
-        );
-        dht_record.expires = Some(expiry_instant(record.expires_at));
-        let index_name = index_key(kind, &self.peer_id());
-        let index_value = serde_json::to_vec(&live).expect("records serialise");
-        if index_value.len() + 8 * 1024 > crate::behaviour::KAD_MAX_VALUE {
-            return Err(NodeError::InvalidResource(format!(
-                "the live resources of type {kind:?} no longer fit one DHT record; use shorter data or fewer ids"
-            )));
-        }
-        let mut index = kad::Record::new(
-            kad::RecordKey::new(&index_name),
-            self.wrap(MessageKind::Resource, &index_name, index_value)
-                .await?,
-        );
-        index.expires = Some(expiry_instant(index_expiry));
-
-        // Replication failures (e.g. no peers yet) leave the local copy in
-        // place, served to anyone who asks us; they are not fatal.
-        for r in [dht_record, index] {
-            if let Err(e) = self.put_record(r).await {
-                tracing::warn!(%e, kind, id, "resource stored locally only");
-            }
-        }
-        if let Err(e) = self.start_providing(type_key(kind)).await {
-            tracing::warn!(%e, kind, "provider record stored locally only");
-        }
-        Ok(record)
-    }
-
-    /// Finds live resources of `kind` from every provider.
-    pub async fn discover_resources(&self, kind: &str) -> Result<Vec<ResourceRecord>, NodeError> {
-        check_name("type", kind)?;
-        let providers = self.get_providers(type_key(kind)).await?;
-        let now = unix_now();
-        let mut found = Vec::new();
-        for provider in providers {
-            let index_name = index_key(kind, &provider);
-            let record = match self.get_record(kad::RecordKey::new(&index_name)).await {
-                Ok(r) => r,
-                Err(NodeError::NotFound(_)) => continue,
-                Err(e) => {
-                    tracing::debug!(%e, %provider, "resource index unavailable");
-                    continue;
-                }
-            };
-            let value = match self.unwrap(
-                &record.value,
-                MessageKind::Resource,
-                &index_name,
-                Some(provider),
-            ) {
-                Ok((_, value)) => value,
-                Err(e) => {
-                    tracing::debug!(%e, %provider, "resource index refused");
-                    continue;
-                }
-            };
-            let Ok(list) = serde_json::from_slice::<Vec<ResourceRecord>>(&value) else {
-                tracing::debug!(%provider, "malformed resource index ignored");
-                continue;
-            };
-            found.extend(
-                list.into_iter()
-                    .filter(|r| r.kind == kind && r.provider == provider && !r.is_expired(now)),
-            );
-        }
-        found.sort_by(|a, b| (&a.id, a.provider).cmp(&(&b.id, b.provider)));
-        Ok(found)
-    }
-
-    /// Fetches one resource; `NotFound` if it does not exist or has expired.
-    pub async fn get_resource(&self, kind: &str, id: &str) -> Result<ResourceRecord, NodeError> {
-        check_name("type", kind)?;
-        check_name("id", id)?;
-        let not_found = || NodeError::NotFound(format!("resource {kind}/{id}"));
-        let key = record_key(kind, id);
-        let record = match self.get_record(kad::RecordKey::new(&key)).await {
-            Ok(r) => r,
-            Err(NodeError::NotFound(_)) => return Err(not_found()),
-            Err(e) => return Err(e),
-        };
-        let (signer, value) = self.unwrap(&record.value, MessageKind::Resource, &key, None)?;
-        let parsed = parse_record(&value)?;
-        if parsed.kind != kind || parsed.id != id {
-            return Err(NodeError::InvalidResource(
-                "record stored under the wrong key".into(),
-            ));
-        }
-        if signer.is_some_and(|s| s != parsed.provider) {
-            return Err(NodeError::InvalidResource(format!(
-                "record names provider {} but is signed by someone else",
-                parsed.provider
-            )));
-        }
-        if parsed.is_expired(unix_now()) {
-            return Err(not_found());
-        }
-        Ok(parsed)
-    }
+pub(crate) fn expiry_instant(expires_at: u64) -> Instant {
+    Instant::now() + Duration::from_secs(expires_at.saturating_sub(unix_secs()))
 }
 
 #[cfg(test)]
@@ -274,6 +225,87 @@ mod tests {
         assert!(check_name("id", &"x".repeat(MAX_NAME_LEN + 1)).is_err());
     }
 
+    fn record(kind: &str, id: &str, provider: PeerId, expires_at: u64) -> ResourceRecord {
+        ResourceRecord {
+            kind: kind.into(),
+            id: id.into(),
+            data: serde_json::json!({}),
+            provider,
+            expires_at,
+        }
+    }
+
+    #[test]
+    fn announcements_check_names_ttl_and_size() {
+        let me = PeerId::random();
+        let data = || serde_json::json!({"k": 1});
+        let ttl = Duration::from_secs(60);
+        let (record, value) = ResourceRecord::announce("t", "a", data(), me, ttl).unwrap();
+        assert_eq!((record.kind.as_str(), record.id.as_str()), ("t", "a"));
+        assert!(record.expires_at.abs_diff(unix_secs() + 60) <= 1);
+        assert_eq!(
+            serde_json::from_slice::<ResourceRecord>(&value).unwrap(),
+            record
+        );
+        for bad_ttl in [Duration::ZERO, MAX_TTL + Duration::from_secs(1)] {
+            assert!(ResourceRecord::announce("t", "a", data(), me, bad_ttl).is_err());
+        }
+        assert!(ResourceRecord::announce("t/x", "a", data(), me, ttl).is_err());
+        assert!(ResourceRecord::announce("t", "", data(), me, ttl).is_err());
+        let big = serde_json::json!("x".repeat(MAX_DATA_LEN));
+        assert!(ResourceRecord::announce("t", "a", big, me, ttl).is_err());
+    }
+
+    #[test]
+    fn fetched_records_must_match_their_key_signer_and_clock() {
+        let provider = PeerId::random();
+        let live = unix_secs() + 60;
+        let bytes = |r: &ResourceRecord| serde_json::to_vec(r).unwrap();
+        let good = record("t", "a", provider, live);
+        assert_eq!(
+            ResourceRecord::fetched(&bytes(&good), "t", "a", Some(provider)).unwrap(),
+            good
+        );
+        assert!(ResourceRecord::fetched(&bytes(&good), "t", "b", Some(provider)).is_err());
+        assert!(ResourceRecord::fetched(&bytes(&good), "u", "a", Some(provider)).is_err());
+        assert!(
+            ResourceRecord::fetched(&bytes(&good), "t", "a", Some(PeerId::random())).is_err(),
+            "signed by someone other than its provider"
+        );
+        let expired = record("t", "a", provider, unix_secs() - 1);
+        assert!(matches!(
+            ResourceRecord::fetched(&bytes(&expired), "t", "a", Some(provider)),
+            Err(NodeError::NotFound(_))
+        ));
+        assert!(ResourceRecord::fetched(b"{not json", "t", "a", None).is_err());
+    }
+
+    #[test]
+    fn an_index_yields_only_the_providers_live_records_of_its_type() {
+        let provider = PeerId::random();
+        let live = unix_secs() + 60;
+        let list = vec![
+            record("t", "a", provider, live),
+            record("u", "b", provider, live),
+            record("t", "c", PeerId::random(), live),
+            record("t", "d", provider, 1),
+        ];
+        let value = index_value("t", &list).unwrap();
+        let found = parse_index(&value, "t", provider, unix_secs()).unwrap();
+        assert_eq!(found, [record("t", "a", provider, live)]);
+        assert!(parse_index(b"[{]", "t", provider, 0).is_none());
+        let many: Vec<ResourceRecord> = (0..MAX_PER_TYPE)
+            .map(|i| ResourceRecord {
+                data: serde_json::json!("x".repeat(MAX_DATA_LEN / 2)),
+                ..record("t", &format!("r{i}"), provider, live)
+            })
+            .collect();
+        assert!(
+            index_value("t", &many).is_err(),
+            "larger than one DHT record"
+        );
+    }
+
     #[test]
     fn index_drops_expired_and_is_bounded() {
         let provider = PeerId::random();
@@ -286,16 +318,16 @@ mod tests {
         };
         let mut index = ResourceIndex::default();
         index.insert(rec("old", 1)).unwrap();
-        let live = index.insert(rec("new", unix_now() + 60)).unwrap();
+        let live = index.insert(rec("new", unix_secs() + 60)).unwrap();
         assert_eq!(live.len(), 1, "expired record pruned");
         for i in 0..MAX_PER_TYPE - 1 {
             index
-                .insert(rec(&format!("r{i}"), unix_now() + 60))
+                .insert(rec(&format!("r{i}"), unix_secs() + 60))
                 .unwrap();
         }
-        assert!(index.insert(rec("one-too-many", unix_now() + 60)).is_err());
+        assert!(index.insert(rec("one-too-many", unix_secs() + 60)).is_err());
         assert!(
-            index.insert(rec("new", unix_now() + 90)).is_ok(),
+            index.insert(rec("new", unix_secs() + 90)).is_ok(),
             "replacing is allowed"
         );
     }

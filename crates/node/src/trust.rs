@@ -9,7 +9,7 @@ use libp2p::PeerId;
 use crate::{
     error::NodeError,
     identity::{
-        envelope::{Envelope, EnvelopeError, MessageKind, ReplayCache, Verified, DEFAULT_WINDOW},
+        envelope::{Envelope, EnvelopeError, MessageKind, ReplayCache, Verified},
         registry::PqRegistry,
         sealed, NodeIdentity, PqIdentityRecord,
     },
@@ -64,12 +64,7 @@ impl Trust {
         claimed_sender: Option<PeerId>,
     ) -> Result<Verified, EnvelopeError> {
         let pinned = claimed_sender.and_then(|p| self.pinned_key(&p));
-        // Resource records live as long as their TTL; messages only minutes.
-        let window = match kind {
-            MessageKind::Resource => crate::resources::MAX_TTL + DEFAULT_WINDOW,
-            _ => DEFAULT_WINDOW,
-        };
-        Envelope::verify(bytes, kind, context, pinned.as_deref(), window)
+        Envelope::verify(bytes, kind, context, pinned.as_deref(), kind.window())
     }
 
     /// Records a verified message; an error if it was seen before.

@@ -10,11 +10,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{connect, ms, start_many, test_config, wait_event, Transport};
+use common::{connect, ms, start_many, wait_event, Transport};
 use conclave_node::{
     gossip::scoring::{GOSSIP_THRESHOLD, GRAYLIST_THRESHOLD},
     identity::envelope::{Envelope, MessageKind},
-    NodeEvent, NodeHandle, PeerId,
+    NodeConfig, NodeEvent, NodeHandle, PeerId,
 };
 
 const TOPIC: &str = "market";
@@ -47,7 +47,7 @@ async fn score_of(observer: &NodeHandle, peer: PeerId) -> Option<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_signatures_are_rejected_and_their_senders_graylisted() {
-    let nodes = start_many(10, &test_config()).await;
+    let nodes = start_many(10, &NodeConfig::loopback()).await;
     // A ring with chords: every node has four neighbours.
     for i in 0..nodes.len() {
         for step in [1, 2] {

@@ -14,8 +14,8 @@ use std::{
 };
 
 use common::{
-    addr_of, connect, init_logging, ms, peer_ids, start, start_many, test_config,
-    wait_disconnected, wait_event, within, Transport, LIMIT,
+    addr_of, connect, init_logging, ms, peer_ids, start, start_many, wait_disconnected, wait_event,
+    within, Transport, LIMIT,
 };
 use conclave_node::{
     HandlerError, NodeConfig, NodeError, NodeEvent, NodeHandle, PeerId, PeerInfo, ProtocolHandler,
@@ -68,7 +68,7 @@ async fn gossip_reaches_all_five_nodes_over_a_line() {
         nodes.push(
             start(NodeConfig {
                 max_connections,
-                ..test_config()
+                ..NodeConfig::loopback()
             })
             .await,
         );
@@ -203,7 +203,7 @@ async fn sleep_past_unix(expires_at: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dht_resources_are_found_across_the_line_and_expire() {
     init_logging();
-    let nodes = start_many(5, &test_config()).await;
+    let nodes = start_many(5, &NodeConfig::loopback()).await;
     for i in 0..4 {
         let took = connect_identified(&nodes[i], &nodes[i + 1], Transport::Quic).await;
         println!(
@@ -358,7 +358,7 @@ async fn wait_seen(seen: &mut mpsc::Receiver<Seen>, want: Seen) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn direct_messages_reach_a_handler_registered_at_run_time() {
     init_logging();
-    let nodes = start_many(2, &test_config()).await;
+    let nodes = start_many(2, &NodeConfig::loopback()).await;
     let (a, b) = (&nodes[0], &nodes[1]);
     let took = connect(a, b, Transport::Quic).await;
     println!("figure: direct connect A-B = {}", ms(took));
@@ -455,10 +455,10 @@ async fn a_node_with_max_two_connections_refuses_the_third_and_fourth() {
     init_logging();
     let limited = start(NodeConfig {
         max_connections: 2,
-        ..test_config()
+        ..NodeConfig::loopback()
     })
     .await;
-    let others = start_many(4, &test_config()).await;
+    let others = start_many(4, &NodeConfig::loopback()).await;
     let mut limited_events = limited.subscribe_events();
 
     connect(&others[0], &limited, Transport::Quic).await;
@@ -539,7 +539,7 @@ async fn bad_input_is_refused_clearly_and_changes_nothing() {
     const TOPIC: &str = "bad-input";
     let config = NodeConfig {
         max_message_size: MAX,
-        ..test_config()
+        ..NodeConfig::loopback()
     };
     let nodes = start_many(2, &config).await;
     let (a, b) = (&nodes[0], &nodes[1]);
@@ -628,10 +628,10 @@ async fn a_lagging_subscriber_gets_lagged() {
     const TOPIC: &str = "lag";
     const MESSAGES: usize = 20;
     const BUFFER: usize = 4;
-    let a = start(test_config()).await;
+    let a = start(NodeConfig::loopback()).await;
     let b = start(NodeConfig {
         event_buffer: BUFFER,
-        ..test_config()
+        ..NodeConfig::loopback()
     })
     .await;
     for node in [&a, &b] {
@@ -687,7 +687,7 @@ async fn a_lagging_subscriber_gets_lagged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_makes_later_calls_fail_with_stopped() {
     init_logging();
-    let nodes = start_many(2, &test_config()).await;
+    let nodes = start_many(2, &NodeConfig::loopback()).await;
     let (a, b) = (&nodes[0], &nodes[1]);
     connect(a, b, Transport::Tcp).await;
     let mut a_events = a.subscribe_events();
@@ -733,7 +733,7 @@ async fn stop_makes_later_calls_fail_with_stopped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_closes_quic_connections_so_peers_learn_at_once() {
     init_logging();
-    let nodes = start_many(2, &test_config()).await;
+    let nodes = start_many(2, &NodeConfig::loopback()).await;
     let (a, b) = (&nodes[0], &nodes[1]);
     connect(a, b, Transport::Quic).await;
     let mut b_events = b.subscribe_events();

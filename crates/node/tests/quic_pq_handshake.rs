@@ -11,8 +11,8 @@ use std::{
     process::{Command, Stdio},
 };
 
-use common::{addr_of, connect, start, test_config, Transport};
-use conclave_node::Multiaddr;
+use common::{addr_of, connect, start, Transport};
+use conclave_node::{Multiaddr, NodeConfig};
 
 /// IANA TLS group id of X25519MLKEM768.
 const X25519_MLKEM768: &str = "4588";
@@ -46,8 +46,8 @@ async fn quic_negotiates_x25519mlkem768_on_the_wire() {
     if !tshark_usable() {
         return;
     }
-    let server = start(test_config()).await;
-    let client = start(test_config()).await;
+    let server = start(NodeConfig::loopback()).await;
+    let client = start(NodeConfig::loopback()).await;
     let server_addr = addr_of(&server, Transport::Quic).await;
     let port = udp_port(&server_addr);
 

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{addr_of, connect, start, test_config, wait_event, Transport};
+use common::{addr_of, connect, start, wait_event, Transport};
 use conclave_node::{config::NodeConfig, peers::PathKind, NodeEvent};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -12,11 +12,11 @@ async fn relayed_connection_then_hole_punched_to_direct() {
     common::init_logging();
     let relay = start(NodeConfig {
         relay_server: true,
-        ..test_config()
+        ..NodeConfig::loopback()
     })
     .await;
-    let a = start(test_config()).await;
-    let b = start(test_config()).await;
+    let a = start(NodeConfig::loopback()).await;
+    let b = start(NodeConfig::loopback()).await;
 
     let mut b_events = b.subscribe_events();
     connect(&b, &relay, Transport::Quic).await;

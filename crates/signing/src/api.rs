@@ -2,8 +2,6 @@
 //! `musig2 create|invitations|join|status|list --json` print, and the
 //! events a UI follows. Field names are part of the command-line contract.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -145,14 +143,6 @@ pub enum SigningEvent {
         /// Events dropped for this subscriber.
         missed: u64,
     },
-}
-
-/// Milliseconds since the Unix epoch.
-pub(crate) fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -16,10 +16,11 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use conclave_node::clock::unix_ms;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    api::{unix_ms, Role, SessionStatus},
+    api::{Role, SessionStatus},
     proto::SessionId,
 };
 

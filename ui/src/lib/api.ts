@@ -20,8 +20,11 @@ export async function unwrap<T>(call: Promise<Result<T, CommandError>>): Promise
   throw new UiError(r.error);
 }
 
+/** What went wrong, for people: the cause, and what to do about it if known. */
+export type Problem = { message: string; hint: string | null };
+
 /** A message for people from anything thrown. */
-export function describe(e: unknown): { message: string; hint: string | null } {
+export function describe(e: unknown): Problem {
   if (e instanceof UiError) return { message: e.message, hint: e.hint };
   if (e instanceof Error) return { message: e.message, hint: null };
   return { message: String(e), hint: null };

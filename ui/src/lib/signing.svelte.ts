@@ -1,7 +1,17 @@
 // Live state of MuSig2 signing: invitations waiting for a decision, the
-// sessions, and the announcement of a new invitation (shown in any view).
-import { commands, events, type InvitationView, type SessionView, type SigningChanged } from "./bindings";
-import { unwrap } from "./api";
+// sessions, and the announcement of a new invitation (shown in any view);
+// and what a person does with them: create a session, join or decline an
+// invitation, save a finished session's PSBT or transaction.
+import {
+  commands,
+  events,
+  type ExportKind,
+  type InvitationView,
+  type SessionView,
+  type SigningChanged,
+} from "./bindings";
+import { describe, unwrap, type Problem } from "./api";
+import { sessionRequest, type SessionDraft } from "./musig2";
 
 export const signing = $state({
   invitations: [] as InvitationView[],
@@ -101,4 +111,94 @@ export async function startSigningLive(): Promise<void> {
 
 export function dismissAnnouncement(): void {
   signing.announced = null;
+}
+
+/** The answer to an invitation under way, and why the last one failed. */
+export const decision = $state({
+  /** The session being joined or declined. */
+  busy: null as string | null,
+  error: null as Problem | null,
+});
+
+/** Joins an invitation: this profile's keys sign what it names. */
+export function joinInvitation(sessionId: string): Promise<void> {
+  return decide(sessionId, () => commands.signingJoin(sessionId));
+}
+
+/** Declines an invitation; the coordinator learns it. */
+export function declineInvitation(sessionId: string): Promise<void> {
+  return decide(sessionId, () => commands.signingDecline(sessionId, "declined in the app"));
+}
+
+async function decide(sessionId: string, call: () => ReturnType<typeof commands.signingJoin>): Promise<void> {
+  decision.busy = sessionId;
+  decision.error = null;
+  try {
+    await unwrap(call());
+    dismissAnnouncement();
+    await refreshSigning();
+  } catch (e) {
+    decision.error = describe(e);
+  } finally {
+    decision.busy = null;
+  }
+}
+
+/** The new session form's outcome. */
+export const creation = $state({
+  busy: false,
+  error: null as Problem | null,
+  /** The id of the session the last submit created. */
+  created: null as string | null,
+});
+
+/** Checks a draft, then creates the session and invites its signers; true once created. */
+export async function createSession(draft: SessionDraft): Promise<boolean> {
+  creation.error = null;
+  creation.created = null;
+  const checked = sessionRequest(draft);
+  if ("problem" in checked) {
+    creation.error = checked.problem;
+    return false;
+  }
+  const { signers, messageHex, psbtPath } = checked.request;
+  creation.busy = true;
+  try {
+    creation.created = await unwrap(commands.signingCreate(signers, messageHex, psbtPath));
+    await refreshSigning();
+    return true;
+  } catch (e) {
+    creation.error = describe(e);
+    return false;
+  } finally {
+    creation.busy = false;
+  }
+}
+
+/** Where each export of a finished session went, by `exportKey`. */
+export const exportsSaved = $state<Record<string, { ok: boolean; text: string }>>({});
+
+/** The key of one export of one session. */
+export function exportKey(sessionId: string, kind: ExportKind): string {
+  return `${sessionId}:${kind}`;
+}
+
+/** Saves a finished PSBT session's signed PSBT or transaction to `path`. */
+export async function exportSession(sessionId: string, kind: ExportKind, path: string): Promise<void> {
+  const key = exportKey(sessionId, kind);
+  try {
+    const written = await unwrap(commands.signingExport(sessionId, kind, path));
+    exportsSaved[key] = { ok: true, text: `Saved to ${written}` };
+  } catch (e) {
+    const p = describe(e);
+    exportsSaved[key] = { ok: false, text: p.hint ? `${p.message} (${p.hint})` : p.message };
+  }
+}
+
+/** Forgets the outcome lines of an earlier visit of the Sessions view. */
+export function clearSigningOutcomes(): void {
+  decision.error = null;
+  creation.error = null;
+  creation.created = null;
+  for (const key of Object.keys(exportsSaved)) delete exportsSaved[key];
 }

@@ -19,10 +19,14 @@ use lru::LruCache;
 use serde::{Deserialize, Serialize};
 
 use super::pq::{ed25519_public_of, random_bytes, verify_ml_dsa, IdentityError, NodeIdentity};
+use crate::clock::unix_ms;
 
 const DIGEST_CONTEXT: &str = "conclave envelope v1";
 /// Envelopes older or newer than this (against our clock) are refused.
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(300);
+/// Longest life of a resource record (its TTL), one week: its envelope
+/// stays valid that long.
+pub const RESOURCE_MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Digests remembered by the replay cache.
 pub const REPLAY_CACHE_SIZE: usize = 65_536;
 
@@ -48,6 +52,16 @@ impl MessageKind {
             MessageKind::Direct => "conclave/direct/v1",
             MessageKind::DirectReply => "conclave/direct-reply/v1",
             MessageKind::Resource => "conclave/resource/v1",
+        }
+    }
+
+    /// How far from our clock an envelope's timestamp may lie: minutes for
+    /// messages; for resource records, which live as long as their TTL,
+    /// the longest TTL on top.
+    pub fn window(self) -> Duration {
+        match self {
+            MessageKind::Resource => RESOURCE_MAX_TTL + DEFAULT_WINDOW,
+            MessageKind::Gossip | MessageKind::Direct | MessageKind::DirectReply => DEFAULT_WINDOW,
         }
     }
 }
@@ -139,13 +153,6 @@ pub struct Verified {
     pub digest: [u8; 32],
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 impl Envelope {
     fn digest(&self) -> [u8; 32] {
         let mut h = blake3::Hasher::new_derive_key(DIGEST_CONTEXT);
@@ -176,7 +183,7 @@ impl Envelope {
             tag: kind.tag().to_string(),
             context: context.to_string(),
             sender: identity.peer_id(),
-            timestamp_ms: now_ms(),
+            timestamp_ms: unix_ms(),
             nonce: random_bytes(),
             ml_dsa_public: identity.record().ml_dsa_public.clone(),
             payload: payload.to_vec(),
@@ -214,7 +221,7 @@ impl Envelope {
                 return Err(EnvelopeError::KeyMismatch(sender));
             }
         }
-        let skew = now_ms().abs_diff(envelope.timestamp_ms);
+        let skew = unix_ms().abs_diff(envelope.timestamp_ms);
         if skew > window.as_millis() as u64 {
             return Err(EnvelopeError::OutsideWindow {
                 sender,
@@ -297,6 +304,45 @@ mod tests {
             DEFAULT_WINDOW,
         )
         .unwrap();
+    }
+
+    #[test]
+    fn resource_records_stay_in_their_window_for_a_week_messages_for_minutes() {
+        let id = NodeIdentity::generate();
+        let aged = |kind: MessageKind, age: Duration| {
+            let bytes = Envelope::sign(&id, kind, "k", b"x").unwrap();
+            let mut e: Envelope = postcard::from_bytes(&bytes).unwrap();
+            e.timestamp_ms -= age.as_millis() as u64;
+            // The window is checked before the (now broken) signatures.
+            Envelope::verify(
+                &postcard::to_stdvec(&e).unwrap(),
+                kind,
+                "k",
+                None,
+                kind.window(),
+            )
+            .unwrap_err()
+        };
+        let day = Duration::from_secs(24 * 3600);
+        assert!(matches!(
+            aged(MessageKind::Resource, day),
+            EnvelopeError::BadEd25519(_)
+        ));
+        assert!(matches!(
+            aged(MessageKind::Resource, RESOURCE_MAX_TTL + day),
+            EnvelopeError::OutsideWindow { .. }
+        ));
+        for kind in [
+            MessageKind::Gossip,
+            MessageKind::Direct,
+            MessageKind::DirectReply,
+        ] {
+            let err = aged(kind, DEFAULT_WINDOW + Duration::from_secs(60));
+            assert!(
+                matches!(err, EnvelopeError::OutsideWindow { .. }),
+                "{kind:?}: {err}"
+            );
+        }
     }
 
     #[test]

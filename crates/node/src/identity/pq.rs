@@ -12,7 +12,7 @@ use ml_kem::MlKem768;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::peers::unix_now;
+use crate::clock::unix_secs;
 
 /// Bytes of an ML-DSA-65 seed.
 pub const ML_DSA_SEED_LEN: usize = 32;
@@ -184,7 +184,7 @@ impl NodeIdentity {
             ml_dsa_public: self.ml_dsa.verifying_key().encode().to_vec(),
             ml_kem_public: self.ml_kem.encapsulation_key().to_bytes().to_vec(),
             x25519_public: x25519_dalek::PublicKey::from(&self.x25519).to_bytes(),
-            issued_at: unix_now(),
+            issued_at: unix_secs(),
             ed25519_signature: Vec::new(),
             ml_dsa_signature: Vec::new(),
         };

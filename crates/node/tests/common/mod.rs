@@ -1,8 +1,9 @@
-//! Helpers shared by the in-process integration tests: loopback-only configs,
-//! node start-up, addresses, connecting and waiting on events with a bound.
+//! Shared by the in-process integration tests: node start-up, addresses,
+//! connecting and waiting on events with a bound.
 //!
-//! Every node listens on 127.0.0.1 with port 0 and has mDNS off, so nothing
-//! leaves the machine.
+//! Tests start their nodes from [`NodeConfig::loopback`] (127.0.0.1, port 0,
+//! mDNS off), and [`start`] refuses anything else, so nothing leaves the
+//! machine.
 #![allow(dead_code)]
 
 use std::{
@@ -17,11 +18,6 @@ use libp2p::multiaddr::Protocol;
 
 /// Generous bound for anything awaited in a test: a failure must not hang.
 pub const LIMIT: Duration = Duration::from_secs(20);
-
-/// QUIC on loopback, port chosen by the OS.
-pub const QUIC: &str = "/ip4/127.0.0.1/udp/0/quic-v1";
-/// TCP on loopback, port chosen by the OS.
-pub const TCP: &str = "/ip4/127.0.0.1/tcp/0";
 
 /// Which of a node's listen addresses to dial.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,21 +34,6 @@ pub fn init_logging() {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-}
-
-/// A loopback-only test config: QUIC and TCP on 127.0.0.1 port 0, no mDNS,
-/// and no dialling of extra peers on its own (`min_connections: 0`).
-pub fn test_config() -> NodeConfig {
-    NodeConfig {
-        listen: vec![
-            QUIC.parse().expect("valid literal"),
-            TCP.parse().expect("valid literal"),
-        ],
-        bootstrap: Vec::new(),
-        mdns: false,
-        min_connections: 0,
-        ..NodeConfig::default()
-    }
 }
 
 /// Starts a node with a fresh Ed25519 identity.

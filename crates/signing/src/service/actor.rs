@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use conclave_node::{EventSubscription, NodeError, NodeEvent, PeerId};
+use conclave_node::{clock::unix_ms, EventSubscription, NodeError, NodeEvent, PeerId};
 use tokio::sync::{broadcast, mpsc};
 
 use super::{
@@ -19,7 +19,7 @@ use super::{
 };
 use crate::{
     advert::{Directory, SignerAdvert, SignerRecord, SIGNER_TOPIC},
-    api::{unix_ms, InvitationInfo, PhaseChange, Role, SessionStatus, Signing, SigningEvent},
+    api::{InvitationInfo, PhaseChange, Role, SessionStatus, Signing, SigningEvent},
     keys::{SecretKey, SignerKey},
     ledger::{Ledger, LedgerState},
     proto::{

@@ -23,20 +23,6 @@ pub fn init_logging() {
         .try_init();
 }
 
-/// QUIC and TCP on 127.0.0.1 port 0, no mDNS, no dialling of its own.
-pub fn test_config() -> NodeConfig {
-    NodeConfig {
-        listen: vec![
-            "/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap(),
-            "/ip4/127.0.0.1/tcp/0".parse().unwrap(),
-        ],
-        bootstrap: Vec::new(),
-        mdns: false,
-        min_connections: 0,
-        ..NodeConfig::default()
-    }
-}
-
 /// Awaits `fut` for at most [`LIMIT`], panicking with `what` on timeout.
 pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
     tokio::time::timeout(LIMIT, fut)
@@ -58,7 +44,7 @@ impl Peer {
     pub async fn start(timeouts: Timeouts) -> Self {
         let node = within(
             "node start",
-            Node::start(test_config(), Keypair::generate_ed25519()),
+            Node::start(NodeConfig::loopback(), Keypair::generate_ed25519()),
         )
         .await
         .expect("node starts");

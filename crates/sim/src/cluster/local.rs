@@ -66,21 +66,16 @@ pub struct LocalCluster {
 }
 
 fn node_config(options: &LocalOptions, byzantine: bool) -> NodeConfig {
+    let loopback = NodeConfig::loopback();
     let (listen, transport) = match options.transport {
-        LocalTransport::Memory => (vec!["/memory/0"], TransportMode::Memory),
-        LocalTransport::Quic | LocalTransport::Tcp => (
-            vec!["/ip4/127.0.0.1/udp/0/quic-v1", "/ip4/127.0.0.1/tcp/0"],
-            TransportMode::Network,
+        LocalTransport::Memory => (
+            vec!["/memory/0".parse().expect("valid literal")],
+            TransportMode::Memory,
         ),
+        LocalTransport::Quic | LocalTransport::Tcp => (loopback.listen, TransportMode::Network),
     };
     NodeConfig {
-        listen: listen
-            .into_iter()
-            .map(|a| a.parse().expect("valid literal"))
-            .collect(),
-        bootstrap: Vec::new(),
-        mdns: false,
-        min_connections: 0,
+        listen,
         max_connections: options.max_connections,
         max_message_size: if byzantine {
             options.byzantine_max_message_size
@@ -95,7 +90,7 @@ fn node_config(options: &LocalOptions, byzantine: bool) -> NodeConfig {
         max_messages_per_sec: 1e9,
         max_bytes_per_sec: 1e12,
         max_new_connections_per_sec: 1e6,
-        ..NodeConfig::default()
+        ..loopback
     }
 }
 
