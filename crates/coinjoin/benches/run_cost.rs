@@ -10,10 +10,11 @@ use std::{
 
 use bitcoin::{Amount, TxOut};
 use conclave_coinjoin::{
+    chain::MemoryChain,
     coin::{CoinKey, Outpoint},
     exclusion::Phase,
     field::Fe,
-    pairing::{form_session, validate_all, MemoryChain, PairRequest, Pairing},
+    pairing::{form_session, validate_all, PairRequest, Pairing},
     proto::{Action, Outcome, OwnSecrets, RunMessage, Session, SessionConfig, Timeouts},
     solver,
 };
@@ -30,7 +31,7 @@ struct Figures {
 
 fn run(n: usize) -> Figures {
     let pairing = Pairing::new(100_000, 2).expect("on the ladder");
-    let mut chain = MemoryChain::new();
+    let chain = MemoryChain::new();
     let mut requests = Vec::new();
     let mut keys = Vec::new();
     for i in 0..n {
@@ -60,7 +61,7 @@ fn run(n: usize) -> Figures {
         keys.push(key);
     }
     let started = Instant::now();
-    let (valid, _) = validate_all(requests.clone(), &pairing, &chain, NOW);
+    let (valid, _) = validate_all(requests.clone(), &pairing, &chain, NOW).expect("in memory");
     let plan = form_session(pairing, NOW, valid).expect("enough peers");
     let now = Instant::now();
     let mut sessions = Vec::new();

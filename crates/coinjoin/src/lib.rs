@@ -9,22 +9,29 @@
 //! - [`coin`]: outpoints, P2TR coin keys and fresh output keys.
 //! - [`tx`]: the transaction every peer builds, checks and signs.
 //! - [`bip322`]: BIP-322 simple ownership proofs for P2TR inputs.
-//! - [`pairing`]: pair requests, their validation against a
-//!   [`pairing::ChainSource`], and session formation at an epoch tick.
+//! - [`chain`]: the [`chain::ChainSource`] trait, Bitcoin Core's JSON-RPC
+//!   behind it, and an in-memory chain.
+//! - [`pairing`]: pair requests, their validation against a chain
+//!   source, and session formation at an epoch tick.
 //! - [`exclusion`]: who was excluded, by outpoint, and why.
 //! - [`proto`]: the session protocol as a pure state machine (events in,
 //!   messages and deadlines out), with blame by replay.
+//! - `memnet` (tests and benchmarks only, feature `test-support`): whole
+//!   sessions between in-memory peers.
 //!
-//! The actor that runs sessions over the node, the Bitcoin Core chain
-//! source, the daemon's commands and the app are built around this core.
+//! The actor that runs sessions over the node, the daemon's commands and
+//! the app are built around this core.
 #![deny(missing_docs)]
 
 pub mod bip322;
+pub mod chain;
 pub mod coin;
 pub mod dcnet;
 pub mod exclusion;
 pub mod field;
 pub mod kex;
+#[cfg(any(test, feature = "test-support"))]
+pub mod memnet;
 pub mod pairing;
 pub mod proto;
 pub mod solver;

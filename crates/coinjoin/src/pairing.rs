@@ -4,7 +4,8 @@
 //! (a [`Pairing`]) announce a [`PairRequest`] on that pairing's topic: their
 //! inputs with a BIP-322 ownership proof each over the request, the number
 //! of mixed outputs, a change script and an expiry. Every node checks every
-//! request against its [`ChainSource`]. At each epoch tick the valid
+//! request against its [`ChainSource`] (the coins must be unspent, as
+//! claimed, and spendable in the next block). At each epoch tick the valid
 //! requests form a session whose id commits to the sorted request ids, so
 //! nobody can split the peers into different sessions unseen; if views
 //! differ, peers re-form on the intersection.
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     bip322,
+    chain::{ChainError, ChainSource, Utxo, COINBASE_MATURITY, MIN_CONFIRMATIONS},
     coin::{CoinKey, Outpoint},
     exclusion::{Exclusion, Reason},
     kex::serde_bytes_vec,
@@ -182,6 +184,24 @@ pub enum RequestError {
     /// The claimed amount or script differs from the chain.
     #[error("input {0}: the claimed amount or script differs from the chain")]
     Mismatch(Outpoint),
+    /// An input cannot be spent in the next block: unconfirmed, or a
+    /// coinbase output younger than [`COINBASE_MATURITY`] blocks. (The
+    /// finished transaction would be invalid, wasting everyone's run.)
+    #[error(
+        "input {outpoint} has {confirmations} confirmations and, as {}, needs {needed} before \
+         it can be spent: wait for more blocks",
+        if *coinbase { "a coinbase output" } else { "a coin" }
+    )]
+    NotSpendable {
+        /// The input.
+        outpoint: Outpoint,
+        /// Its confirmations.
+        confirmations: u32,
+        /// The confirmations it needs.
+        needed: u32,
+        /// Whether it is a coinbase output.
+        coinbase: bool,
+    },
     /// An input is not P2TR.
     #[error("input {0} is not a P2TR output; only taproot key-path coins can be mixed")]
     NotTaproot(Outpoint),
@@ -196,7 +216,8 @@ pub enum RequestError {
         /// Outputs + fee.
         need: u64,
     },
-    /// The chain source failed.
+    /// The chain source failed: not the request's fault, so nobody is
+    /// excluded for it.
     #[error(transparent)]
     Chain(#[from] ChainError),
 }
@@ -205,46 +226,6 @@ impl RequestError {
     /// The exclusion reason this refusal shows as.
     pub fn reason(&self) -> Reason {
         Reason::InvalidRequest(self.to_string())
-    }
-}
-
-/// Where unspent outputs are looked up.
-pub trait ChainSource {
-    /// The unspent output at `outpoint`, if it exists and is unspent.
-    fn unspent_output(&self, outpoint: &Outpoint) -> Result<Option<TxOut>, ChainError>;
-}
-
-/// A chain source that could not answer.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("chain source unavailable: {0}")]
-pub struct ChainError(pub String);
-
-/// An in-memory UTXO set (tests and simulations).
-#[derive(Debug, Clone, Default)]
-pub struct MemoryChain {
-    utxos: BTreeMap<Outpoint, TxOut>,
-}
-
-impl MemoryChain {
-    /// An empty set.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Adds an unspent output.
-    pub fn add(&mut self, outpoint: Outpoint, txout: TxOut) {
-        self.utxos.insert(outpoint, txout);
-    }
-
-    /// Marks an output spent.
-    pub fn spend(&mut self, outpoint: &Outpoint) {
-        self.utxos.remove(outpoint);
-    }
-}
-
-impl ChainSource for MemoryChain {
-    fn unspent_output(&self, outpoint: &Outpoint) -> Result<Option<TxOut>, ChainError> {
-        Ok(self.utxos.get(outpoint).cloned())
     }
 }
 
@@ -406,28 +387,63 @@ fn nonce_aux(nonce: &[u8; 16], outpoint: &Outpoint) -> [u8; 32] {
     *h.finalize().as_bytes()
 }
 
-/// Checks `request` fully: bounds, each input unspent with the claimed
-/// amount and script, P2TR, its ownership proof, and funds covering the
-/// mixed outputs plus the worst-case fee.
+/// Checks `request` fully: bounds, each input a P2TR coin that is unspent
+/// with the claimed amount and script and spendable in the next block, its
+/// ownership proof, and funds covering the mixed outputs plus the
+/// worst-case fee. One chain lookup (a batch) for all its inputs.
 pub fn validate_request(
     request: &PairRequest,
     pairing: &Pairing,
     chain: &dyn ChainSource,
     now: u64,
 ) -> Result<(), RequestError> {
+    check_before_lookup(request, pairing, now)?;
+    let utxos = chain.unspent_outputs(&request.outpoints())?;
+    check_against_chain(request, pairing, &utxos)
+}
+
+/// What can be refused without the chain.
+fn check_before_lookup(
+    request: &PairRequest,
+    pairing: &Pairing,
+    now: u64,
+) -> Result<(), RequestError> {
     request.check_bounds(pairing, now)?;
-    let message = request.ownership_message();
-    let mut have = 0u64;
     for input in &request.inputs {
-        let script = Script::from_bytes(&input.script_pubkey);
-        if !script.is_p2tr() {
+        if !Script::from_bytes(&input.script_pubkey).is_p2tr() {
             return Err(RequestError::NotTaproot(input.outpoint));
         }
-        let utxo = chain
-            .unspent_output(&input.outpoint)?
-            .ok_or(RequestError::Spent(input.outpoint))?;
-        if utxo.value.to_sat() != input.amount || utxo.script_pubkey.as_script() != script {
+    }
+    Ok(())
+}
+
+/// The rest, given the chain's view of each input (in input order).
+fn check_against_chain(
+    request: &PairRequest,
+    pairing: &Pairing,
+    utxos: &[Option<Utxo>],
+) -> Result<(), RequestError> {
+    let message = request.ownership_message();
+    let mut have = 0u64;
+    for (input, utxo) in request.inputs.iter().zip(utxos) {
+        let script = Script::from_bytes(&input.script_pubkey);
+        let utxo = utxo.as_ref().ok_or(RequestError::Spent(input.outpoint))?;
+        if utxo.txout.value.to_sat() != input.amount
+            || utxo.txout.script_pubkey.as_script() != script
+        {
             return Err(RequestError::Mismatch(input.outpoint));
+        }
+        if !utxo.spendable() {
+            return Err(RequestError::NotSpendable {
+                outpoint: input.outpoint,
+                confirmations: utxo.confirmations,
+                needed: if utxo.coinbase {
+                    COINBASE_MATURITY
+                } else {
+                    MIN_CONFIRMATIONS
+                },
+                coinbase: utxo.coinbase,
+            });
         }
         bip322::verify_simple(script, &message, &input.proof)
             .map_err(|e| RequestError::Proof(input.outpoint, e))?;
@@ -447,27 +463,50 @@ pub fn validate_request(
     Ok(())
 }
 
-/// Validates every request of an epoch: the valid ones, and an exclusion
-/// (by outpoint) for each refused one.
+/// Validates every request of an epoch with one chain lookup (a batch)
+/// for all their inputs: the valid ones, and an exclusion (by outpoint)
+/// for each refused one. If the chain source fails, nothing is decided
+/// and nobody is excluded: the error says what to fix, and the epoch can
+/// be validated again.
 pub fn validate_all(
     requests: Vec<PairRequest>,
     pairing: &Pairing,
     chain: &dyn ChainSource,
     now: u64,
-) -> (Vec<PairRequest>, Vec<Exclusion>) {
-    let mut valid = Vec::new();
+) -> Result<(Vec<PairRequest>, Vec<Exclusion>), ChainError> {
+    let refuse = |request: &PairRequest, e: RequestError| Exclusion {
+        outpoints: request.outpoints(),
+        reason: e.reason(),
+        run: 0,
+    };
     let mut refused = Vec::new();
+    let mut pending = Vec::new();
     for request in requests {
-        match validate_request(&request, pairing, chain, now) {
-            Ok(()) => valid.push(request),
-            Err(e) => refused.push(Exclusion {
-                outpoints: request.outpoints(),
-                reason: e.reason(),
-                run: 0,
-            }),
+        match check_before_lookup(&request, pairing, now) {
+            Ok(()) => pending.push(request),
+            Err(e) => refused.push(refuse(&request, e)),
         }
     }
-    (valid, refused)
+    let outpoints: Vec<Outpoint> = pending.iter().flat_map(PairRequest::outpoints).collect();
+    let utxos = chain.unspent_outputs(&outpoints)?;
+    if utxos.len() != outpoints.len() {
+        return Err(ChainError::Config(format!(
+            "the chain source answered {} of {} lookups: this is a bug in the chain source",
+            utxos.len(),
+            outpoints.len()
+        )));
+    }
+    let mut valid = Vec::new();
+    let mut offset = 0;
+    for request in pending {
+        let ours = &utxos[offset..offset + request.inputs.len()];
+        offset += request.inputs.len();
+        match check_against_chain(&request, pairing, ours) {
+            Ok(()) => valid.push(request),
+            Err(e) => refused.push(refuse(&request, e)),
+        }
+    }
+    Ok((valid, refused))
 }
 
 /// A session formed at an epoch tick.
@@ -598,13 +637,13 @@ pub(crate) mod tests {
     use zeroize::Zeroizing;
 
     use super::*;
-    use crate::coin::CoinKey;
+    use crate::{chain::MemoryChain, coin::CoinKey};
 
     pub(crate) const NOW: u64 = 1_700_000_000;
 
     /// A funded peer: its key, its coin on `chain`, and a signed request.
     pub(crate) fn funded_request(
-        chain: &mut MemoryChain,
+        chain: &MemoryChain,
         pairing: Pairing,
         n: u8,
         sats: u64,
@@ -649,8 +688,8 @@ pub(crate) mod tests {
 
     #[test]
     fn a_valid_request_validates_and_roundtrips() {
-        let mut chain = MemoryChain::new();
-        let (request, _) = funded_request(&mut chain, pairing(), 1, 150_000, 1);
+        let chain = MemoryChain::new();
+        let (request, _) = funded_request(&chain, pairing(), 1, 150_000, 1);
         validate_request(&request, &pairing(), &chain, NOW).unwrap();
         let decoded = PairRequest::decode(&request.encode()).unwrap();
         assert_eq!(decoded, request);
@@ -663,8 +702,8 @@ pub(crate) mod tests {
 
     #[test]
     fn lies_and_shortfalls_are_refused() {
-        let mut chain = MemoryChain::new();
-        let (request, _) = funded_request(&mut chain, pairing(), 1, 150_000, 1);
+        let chain = MemoryChain::new();
+        let (request, _) = funded_request(&chain, pairing(), 1, 150_000, 1);
         let o = request.inputs[0].outpoint;
 
         let mut lie = request.clone();
@@ -684,7 +723,7 @@ pub(crate) mod tests {
             "a proof does not carry over to another author's request"
         );
 
-        let (poor, _) = funded_request(&mut chain, pairing(), 2, 100_100, 1);
+        let (poor, _) = funded_request(&chain, pairing(), 2, 100_100, 1);
         assert!(matches!(
             validate_request(&poor, &pairing(), &chain, NOW),
             Err(RequestError::Underfunded { have: 100_100, .. })
@@ -713,10 +752,94 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn coins_that_cannot_be_spent_in_the_next_block_are_refused() {
+        let chain = MemoryChain::new();
+        let (request, _) = funded_request(&chain, pairing(), 1, 150_000, 1);
+        let o = request.inputs[0].outpoint;
+        let txout = chain.unspent_output(&o).unwrap().unwrap().txout;
+        let as_coin = |confirmations, coinbase| Utxo {
+            txout: txout.clone(),
+            confirmations,
+            coinbase,
+        };
+        chain.add_utxo(o, as_coin(0, false));
+        assert_eq!(
+            validate_request(&request, &pairing(), &chain, NOW),
+            Err(RequestError::NotSpendable {
+                outpoint: o,
+                confirmations: 0,
+                needed: MIN_CONFIRMATIONS,
+                coinbase: false
+            })
+        );
+        chain.add_utxo(o, as_coin(COINBASE_MATURITY - 1, true));
+        let immature = validate_request(&request, &pairing(), &chain, NOW).unwrap_err();
+        assert!(
+            immature
+                .to_string()
+                .contains("as a coinbase output, needs 100"),
+            "{immature}"
+        );
+        chain.mine(1);
+        validate_request(&request, &pairing(), &chain, NOW).unwrap();
+    }
+
+    /// A chain source whose node is down (as when bitcoind stops).
+    struct Down;
+
+    impl ChainSource for Down {
+        fn unspent_outputs(&self, _: &[Outpoint]) -> Result<Vec<Option<Utxo>>, ChainError> {
+            Err(ChainError::Unreachable {
+                method: "gettxout".into(),
+                url: "http://127.0.0.1:1".into(),
+                cause: "connection refused".into(),
+                network_hint: String::new(),
+            })
+        }
+        fn transaction(
+            &self,
+            _: &bitcoin::Txid,
+        ) -> Result<Option<crate::chain::ChainTx>, ChainError> {
+            unreachable!("validation looks up outputs only")
+        }
+        fn test_accept(
+            &self,
+            _: &bitcoin::Transaction,
+        ) -> Result<crate::chain::Acceptance, ChainError> {
+            unreachable!("validation looks up outputs only")
+        }
+        fn broadcast(&self, _: &bitcoin::Transaction) -> Result<bitcoin::Txid, ChainError> {
+            unreachable!("validation looks up outputs only")
+        }
+    }
+
+    #[test]
+    fn a_chain_source_that_is_down_excludes_nobody() {
+        let chain = MemoryChain::new();
+        let mut requests: Vec<PairRequest> = (1..=3)
+            .map(|n| funded_request(&chain, pairing(), n, 150_000, 1).0)
+            .collect();
+        let (valid, refused) = validate_all(requests.clone(), &pairing(), &chain, NOW).unwrap();
+        assert_eq!((valid.len(), refused.len()), (3, 0));
+        assert!(matches!(
+            validate_request(&requests[0], &pairing(), &Down, NOW),
+            Err(RequestError::Chain(ChainError::Unreachable { .. }))
+        ));
+        assert!(matches!(
+            validate_all(requests.clone(), &pairing(), &Down, NOW),
+            Err(ChainError::Unreachable { .. })
+        ));
+        // Refusals that need no chain still stand on their own.
+        requests[1].mixed_outputs = 0;
+        let (valid, refused) = validate_all(requests, &pairing(), &chain, NOW).unwrap();
+        assert_eq!((valid.len(), refused.len()), (2, 1));
+    }
+
+    #[test]
     fn sessions_commit_to_their_requests_and_drop_shared_outpoints() {
-        let mut chain = MemoryChain::new();
+        let chain = MemoryChain::new();
         let requests: Vec<PairRequest> = (1..=4)
-            .map(|n| funded_request(&mut chain, pairing(), n, 150_000, 1).0)
+            .map(|n| funded_request(&chain, pairing(), n, 150_000, 1).0)
             .collect();
         let mut twin = requests[3].clone();
         twin.nonce = [99; 16];

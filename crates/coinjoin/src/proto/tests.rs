@@ -1,52 +1,20 @@
-//! Whole sessions between in-memory peers: a router delivers every
-//! published message to every other peer (as gossip floods the session's
-//! topic), and virtual time jumps to the next deadline when the network is
-//! quiet. Disruptors are real [`Session`]s that deviate in what they
-//! publish.
+//! Whole sessions between in-memory peers ([`crate::memnet`]) on an
+//! in-memory chain: one test per disruption, and a property test that no
+//! honest peer is ever blamed.
 
-use std::{
-    collections::{BTreeSet, VecDeque},
-    time::{Duration, Instant},
-};
+use std::{collections::BTreeSet, time::Duration};
 
 use proptest::prelude::*;
-use zeroize::Zeroizing;
 
-use super::{disrupt::Disruption, Action, Outcome, OwnSecrets, Session, SessionConfig, Timeouts};
+use super::{disrupt::Disruption, Outcome, Timeouts};
 use crate::{
-    coin::{CoinKey, Outpoint},
-    exclusion::{Exclusion, Phase, Reason},
-    pairing::{
-        form_session, tests::funded_request, tests::NOW, validate_all, MemoryChain, PairRequest,
-        Pairing, RequestId,
-    },
+    chain::{ChainSource, MemoryChain},
+    exclusion::{Phase, Reason},
+    memnet::{MemNet, NetSetup, PeerSetup},
+    pairing::{tests::funded_request, tests::NOW, PairRequest, Pairing, RequestId},
 };
 
 const DENOMINATION: u64 = 100_000;
-
-struct Peer {
-    id: RequestId,
-    outpoints: Vec<Outpoint>,
-    session: Option<Session>,
-    honest: bool,
-    outcome: Option<Outcome>,
-    excluded: Vec<Exclusion>,
-}
-
-struct Net {
-    now: Instant,
-    peers: Vec<Peer>,
-    queue: VecDeque<(usize, Vec<u8>)>,
-    /// Exclusions decided at pairing, per honest peer.
-    pairing_exclusions: Vec<Exclusion>,
-    delivered_bytes: Vec<usize>,
-    /// Recipients that get each message from `late_from` only after its
-    /// next one (gossip does not promise order).
-    late: Option<(usize, BTreeSet<usize>)>,
-    held: Vec<Option<Vec<u8>>>,
-    /// (run, phase) of every message each peer published.
-    published: Vec<BTreeSet<(u32, Phase)>>,
-}
 
 fn pairing() -> Pairing {
     Pairing::new(DENOMINATION, 2).unwrap()
@@ -88,331 +56,81 @@ impl Setup {
     }
 }
 
-impl Net {
-    fn new(setup: Setup) -> Self {
-        let mut chain = MemoryChain::new();
-        let mut requests: Vec<PairRequest> = Vec::new();
-        let mut keys: Vec<CoinKey> = Vec::new();
-        for i in 0..setup.n {
-            let mixed = setup.mixed[i];
-            let (request, key) = funded_request(
-                &mut chain,
-                pairing(),
-                i as u8 + 1,
-                u64::from(mixed) * DENOMINATION + 40_000 + 1_000 * i as u64,
-                mixed,
-            );
-            requests.push(request);
-            keys.push(key);
+/// Funds every peer on an in-memory chain, applies the request fault, and
+/// starts the session.
+fn net(setup: Setup) -> MemNet {
+    let chain = MemoryChain::new();
+    let mut peers: Vec<PeerSetup> = Vec::new();
+    for i in 0..setup.n {
+        let mixed = setup.mixed[i];
+        let (request, key) = funded_request(
+            &chain,
+            pairing(),
+            i as u8 + 1,
+            u64::from(mixed) * DENOMINATION + 40_000 + 1_000 * i as u64,
+            mixed,
+        );
+        let mut peer = PeerSetup::honest(request, vec![key]);
+        if let Some((_, d)) = setup.disruptors.iter().find(|(d, _)| *d == i) {
+            peer.disruption = Some(*d);
+            peer.honest = false;
         }
-        let mut announced = requests.clone();
-        if let Some((i, fault)) = setup.faulty_request {
-            let r = &mut announced[i];
-            match fault {
-                RequestFault::LiesAboutAmount => r.inputs[0].amount += 50_000,
-                RequestFault::Underfunded => {
-                    // Re-fund the coin with too little and re-sign.
-                    let (poor, key) =
-                        funded_request(&mut chain, pairing(), i as u8 + 1, DENOMINATION + 100, 1);
-                    *r = poor;
-                    keys[i] = key;
-                }
-                RequestFault::OutpointInTwoRequests => {
-                    let mut twin = r.clone();
-                    twin.nonce = [0xee; 16];
-                    let coins = [(
-                        twin.inputs[0].outpoint,
-                        chain_txout(&chain, &twin.inputs[0].outpoint),
-                    )];
-                    twin = PairRequest::new(
-                        pairing(),
-                        twin.author.clone(),
-                        &coins,
-                        std::slice::from_ref(&keys[i]),
-                        1,
-                        twin.change_script(),
-                        twin.expiry,
-                        twin.nonce,
-                    )
-                    .unwrap();
-                    announced.push(twin);
-                }
+        peers.push(peer);
+    }
+    let mut also_announced = Vec::new();
+    if let Some((i, fault)) = setup.faulty_request {
+        let peer = &mut peers[i];
+        peer.honest = false;
+        match fault {
+            RequestFault::LiesAboutAmount => peer.request.inputs[0].amount += 50_000,
+            RequestFault::Underfunded => {
+                // Re-fund the coin with too little and re-sign.
+                let (poor, key) =
+                    funded_request(&chain, pairing(), i as u8 + 1, DENOMINATION + 100, 1);
+                peer.request = poor;
+                peer.coin_keys = vec![key];
             }
-            requests[i] = announced[i].clone();
-        }
-        // Every peer validates what was announced and forms the session on
-        // its own; honest peers agree because they see the same requests.
-        let (valid, refused) = validate_all(announced.clone(), &pairing(), &chain, NOW);
-        let epoch = NOW - NOW % 600;
-        let plan = form_session(pairing(), epoch, valid.clone()).unwrap();
-        let mut pairing_exclusions = refused;
-        pairing_exclusions.extend(plan.excluded.clone());
-        let now = Instant::now();
-        let mut net = Net {
-            now,
-            peers: Vec::new(),
-            queue: VecDeque::new(),
-            pairing_exclusions,
-            delivered_bytes: vec![0; setup.n],
-            late: None,
-            held: vec![None; setup.n],
-            published: vec![BTreeSet::new(); setup.n],
-        };
-        let mut initial = Vec::new();
-        for i in 0..setup.n {
-            let id = requests[i].id();
-            let outpoints = requests[i].outpoints();
-            let disruption = setup
-                .disruptors
-                .iter()
-                .find(|(d, _)| *d == i)
-                .map(|(_, d)| *d);
-            let faulty = setup.faulty_request.is_some_and(|(f, _)| f == i);
-            let plan = match setup.hidden {
-                Some((viewer, unseen)) if viewer == i => {
-                    let seen: Vec<PairRequest> = valid
-                        .iter()
-                        .filter(|r| r.id() != requests[unseen].id())
-                        .cloned()
-                        .collect();
-                    form_session(pairing(), epoch, seen).unwrap()
-                }
-                _ => plan.clone(),
-            };
-            let in_session = plan.requests.iter().any(|r| r.id() == id);
-            let mut peer = Peer {
-                id,
-                outpoints,
-                session: None,
-                honest: disruption.is_none() && !faulty,
-                outcome: None,
-                excluded: Vec::new(),
-            };
-            if in_session {
-                let config = SessionConfig {
-                    session_id: plan.session_id,
-                    pairing: pairing(),
-                    requests: plan.requests.clone(),
-                    own: id,
-                    timeouts: Timeouts {
-                        phase: Duration::from_secs(1),
-                    },
-                    max_fee: Some(5_000),
-                };
-                let secrets = OwnSecrets {
-                    coin_keys: vec![
-                        CoinKey::from_secret_bytes(&Zeroizing::new([i as u8 + 1; 32])).unwrap(),
-                    ],
-                    output_seed: Zeroizing::new([0x40 + i as u8; 32]),
-                    rng_seed: Zeroizing::new([0x80 + i as u8; 32]),
-                };
-                let (session, actions) = match disruption {
-                    Some(d) => Session::new_disruptor(config, secrets, d, now),
-                    None => Session::new(config, secrets, now),
-                }
+            RequestFault::OutpointInTwoRequests => {
+                let r = &peer.request;
+                let outpoint = r.inputs[0].outpoint;
+                let coins = [(
+                    outpoint,
+                    chain.unspent_output(&outpoint).unwrap().unwrap().txout,
+                )];
+                let twin = PairRequest::new(
+                    pairing(),
+                    r.author.clone(),
+                    &coins,
+                    &peer.coin_keys,
+                    1,
+                    r.change_script(),
+                    r.expiry,
+                    [0xee; 16],
+                )
                 .unwrap();
-                peer.session = Some(session);
-                initial.push((i, actions));
-            }
-            net.peers.push(peer);
-        }
-        for (i, actions) in initial {
-            net.apply(i, actions);
-        }
-        net
-    }
-
-    fn apply(&mut self, from: usize, actions: Vec<Action>) {
-        for action in actions {
-            match action {
-                Action::Publish(bytes) => {
-                    let m = super::RunMessage::decode(&bytes).expect("peers publish run messages");
-                    self.published[from].insert((m.run, m.body.phase()));
-                    self.queue.push_back((from, bytes));
-                }
-                Action::Excluded(e) => self.peers[from].excluded.extend(e),
-                Action::Finished(outcome) => self.peers[from].outcome = Some(outcome),
-                Action::Phase { .. } => {}
+                also_announced.push(twin);
             }
         }
     }
-
-    fn run(&mut self) -> &mut Self {
-        for _ in 0..10_000 {
-            while let Some((from, bytes)) = self.queue.pop_front() {
-                let author = self.peers[from].id;
-                for to in 0..self.peers.len() {
-                    if to == from {
-                        continue;
-                    }
-                    let Some(session) = self.peers[to].session.as_mut() else {
-                        continue;
-                    };
-                    if session.outcome().is_some() {
-                        continue;
-                    }
-                    let mut deliveries = vec![bytes.clone()];
-                    if let Some((late_from, recipients)) = &self.late {
-                        if *late_from == from && recipients.contains(&to) {
-                            match self.held[to].take() {
-                                None => {
-                                    self.held[to] = Some(bytes.clone());
-                                    deliveries.clear();
-                                }
-                                Some(earlier) => deliveries.push(earlier),
-                            }
-                        }
-                    }
-                    for bytes in deliveries {
-                        self.delivered_bytes[to] += bytes.len();
-                        let Some(session) = self.peers[to].session.as_mut() else {
-                            continue;
-                        };
-                        if let Ok(actions) = session.handle_message(author, &bytes, self.now) {
-                            self.apply(to, actions);
-                        }
-                    }
-                }
-            }
-            if let Some((late_from, _)) = self.late {
-                let held: Vec<(usize, Vec<u8>)> = self
-                    .held
-                    .iter_mut()
-                    .enumerate()
-                    .filter_map(|(to, h)| h.take().map(|b| (to, b)))
-                    .collect();
-                if !held.is_empty() {
-                    let author = self.peers[late_from].id;
-                    for (to, bytes) in held {
-                        if let Some(session) = self.peers[to].session.as_mut() {
-                            if let Ok(actions) = session.handle_message(author, &bytes, self.now) {
-                                self.apply(to, actions);
-                            }
-                        }
-                    }
-                    continue;
-                }
-            }
-            let next = self
-                .peers
-                .iter()
-                .filter_map(|p| p.session.as_ref()?.deadline())
-                .min();
-            let Some(next) = next else { return self };
-            self.now = self.now.max(next);
-            for i in 0..self.peers.len() {
-                let now = self.now;
-                let actions = match self.peers[i].session.as_mut() {
-                    Some(s) if s.deadline().is_some_and(|d| d <= now) => s.handle_deadline(now),
-                    _ => continue,
-                };
-                self.apply(i, actions);
-            }
-        }
-        panic!("the sessions did not settle");
-    }
-
-    fn honest(&self) -> impl Iterator<Item = &Peer> {
-        self.peers.iter().filter(|p| p.honest)
-    }
-
-    fn honest_outpoints(&self) -> BTreeSet<Outpoint> {
-        self.honest().flat_map(|p| p.outpoints.clone()).collect()
-    }
-
-    /// Every honest peer completed the same transaction; returns its txid.
-    fn assert_all_honest_completed(&self) -> bitcoin::Txid {
-        let mut txid = None;
-        for p in self.honest() {
-            match &p.outcome {
-                Some(Outcome::Completed { tx, .. }) => {
-                    let id = tx.compute_txid();
-                    assert_eq!(
-                        *txid.get_or_insert(id),
-                        id,
-                        "honest peers built different transactions"
-                    );
-                }
-                other => panic!(
-                    "honest peer ended with {other:?}; exclusions {:?}",
-                    p.excluded
-                ),
-            }
-        }
-        txid.expect("some honest peer")
-    }
-
-    /// No honest peer ever excluded an honest outpoint.
-    /// No honest peer was blamed, and none revealed its seed in a run in
-    /// which it had signed.
-    fn assert_no_honest_blamed(&self) {
-        for (i, p) in self.peers.iter().enumerate().filter(|(_, p)| p.honest) {
-            for (run, phase) in &self.published[i] {
-                if *phase == Phase::Signatures {
-                    assert!(
-                        !self.published[i].contains(&(*run, Phase::Blame)),
-                        "honest peer {i} revealed after signing in run {run} ({:?})",
-                        p.excluded
-                    );
-                }
-            }
-        }
-        let honest = self.honest_outpoints();
-        for p in self.honest() {
-            for e in p.excluded.iter().chain(&self.pairing_exclusions) {
-                assert!(
-                    e.outpoints.iter().all(|o| !honest.contains(o)),
-                    "an honest outpoint was excluded: {e:?}"
-                );
-            }
-        }
-    }
-
-    /// Exactly the disruptors' outpoints are excluded, on every honest peer.
-    fn assert_exactly_excluded(&self, disruptors: &[usize], reason: impl Fn(&Reason) -> bool) {
-        self.assert_no_honest_blamed();
-        let expected: BTreeSet<Outpoint> = disruptors
-            .iter()
-            .flat_map(|&d| self.peers[d].outpoints.clone())
-            .collect();
-        for p in self.honest() {
-            let all: Vec<&Exclusion> = p.excluded.iter().chain(&self.pairing_exclusions).collect();
-            let got: BTreeSet<Outpoint> = all.iter().flat_map(|e| e.outpoints.clone()).collect();
-            assert_eq!(got, expected, "exclusions on an honest peer: {all:?}");
-            assert!(
-                all.iter().all(|e| reason(&e.reason)),
-                "unexpected reasons: {all:?}"
-            );
-        }
-        let txid = self.assert_all_honest_completed();
-        for p in self.honest() {
-            let Some(Outcome::Completed { tx, .. }) = &p.outcome else {
-                unreachable!()
-            };
-            assert_eq!(tx.compute_txid(), txid);
-            let spent: BTreeSet<Outpoint> =
-                tx.input.iter().map(|i| i.previous_output.into()).collect();
-            assert!(
-                expected.is_disjoint(&spent),
-                "a disruptor's input is in the transaction"
-            );
-            assert!(
-                self.honest_outpoints().is_subset(&spent),
-                "every honest input is"
-            );
-        }
-    }
-}
-
-fn chain_txout(chain: &MemoryChain, outpoint: &Outpoint) -> bitcoin::TxOut {
-    use crate::pairing::ChainSource;
-    chain.unspent_output(outpoint).unwrap().unwrap()
+    MemNet::new(NetSetup {
+        pairing: pairing(),
+        epoch: NOW - NOW % 600,
+        now: NOW,
+        peers,
+        also_announced,
+        hidden: setup.hidden,
+        chain: &chain,
+        timeouts: Timeouts {
+            phase: Duration::from_secs(1),
+        },
+        max_fee: Some(5_000),
+    })
 }
 
 #[test]
 fn clean_sessions_of_5_10_and_20_peers_complete_with_one_transaction() {
     for n in [5, 10, 20] {
-        let mut net = Net::new(Setup::clean(n));
+        let mut net = net(Setup::clean(n));
         net.run();
         let txid = net.assert_all_honest_completed();
         for p in net.honest() {
@@ -454,7 +172,7 @@ fn clean_sessions_of_5_10_and_20_peers_complete_with_one_transaction() {
 
 #[test]
 fn several_mixed_outputs_per_peer_complete() {
-    let mut net = Net::new(Setup {
+    let mut net = net(Setup {
         mixed: vec![1, 3, 2, 1, 4],
         ..Setup::clean(5)
     });
@@ -482,7 +200,7 @@ fn withholding_in_each_phase_excludes_the_holdout_without_revealing() {
         Phase::Acceptance,
         Phase::Signatures,
     ] {
-        let mut net = Net::new(Setup::disrupted(5, Disruption::Withhold(phase)));
+        let mut net = net(Setup::disrupted(5, Disruption::Withhold(phase)));
         net.run();
         net.assert_exactly_excluded(&[2], |r| *r == Reason::Holdout(phase));
         for p in net.honest() {
@@ -507,7 +225,7 @@ fn withholding_in_each_phase_excludes_the_holdout_without_revealing() {
 
 #[test]
 fn withholding_the_reveal_in_blame_excludes_the_holdout() {
-    let mut net = Net::new(Setup {
+    let mut net = net(Setup {
         disruptors: vec![
             (1, Disruption::SlotGarbage),
             (3, Disruption::Withhold(Phase::Blame)),
@@ -525,7 +243,7 @@ fn withholding_the_reveal_in_blame_excludes_the_holdout() {
 
 #[test]
 fn a_reveal_that_breaks_its_commitment_is_a_deviation() {
-    let mut net = Net::new(Setup {
+    let mut net = net(Setup {
         disruptors: vec![(1, Disruption::DcGarbage), (3, Disruption::BadReveal)],
         ..Setup::clean(6)
     });
@@ -545,7 +263,7 @@ fn equivocation_is_its_own_proof() {
         Phase::SlotReservation,
         Phase::Acceptance,
     ] {
-        let mut net = Net::new(Setup::disrupted(5, Disruption::Equivocate(phase)));
+        let mut net = net(Setup::disrupted(5, Disruption::Equivocate(phase)));
         net.run();
         net.assert_exactly_excluded(&[2], |r| *r == Reason::Equivocation(phase));
     }
@@ -553,21 +271,21 @@ fn equivocation_is_its_own_proof() {
 
 #[test]
 fn a_bad_slot_reservation_is_found_by_replay() {
-    let mut net = Net::new(Setup::disrupted(5, Disruption::SlotGarbage));
+    let mut net = net(Setup::disrupted(5, Disruption::SlotGarbage));
     net.run();
     net.assert_exactly_excluded(&[2], |r| *r == Reason::Deviated(Phase::SlotReservation));
 }
 
 #[test]
 fn a_bad_dc_net_vector_is_found_by_replay() {
-    let mut net = Net::new(Setup::disrupted(10, Disruption::DcGarbage));
+    let mut net = net(Setup::disrupted(10, Disruption::DcGarbage));
     net.run();
     net.assert_exactly_excluded(&[5], |r| *r == Reason::Deviated(Phase::DcNet));
 }
 
 #[test]
 fn a_dc_net_vector_of_the_wrong_length_is_refused_publicly() {
-    let mut net = Net::new(Setup::disrupted(5, Disruption::ShortDcNet));
+    let mut net = net(Setup::disrupted(5, Disruption::ShortDcNet));
     net.run();
     net.assert_exactly_excluded(&[2], |r| {
         matches!(r, Reason::InvalidMessage(Phase::DcNet, _))
@@ -588,35 +306,35 @@ fn a_dc_net_vector_of_the_wrong_length_is_refused_publicly() {
 
 #[test]
 fn a_bad_ciphertext_is_found_by_replay() {
-    let mut net = Net::new(Setup::disrupted(5, Disruption::BadCiphertext));
+    let mut net = net(Setup::disrupted(5, Disruption::BadCiphertext));
     net.run();
     net.assert_exactly_excluded(&[2], |r| *r == Reason::Deviated(Phase::Ciphertexts));
 }
 
 #[test]
 fn a_bad_signature_excludes_its_owner_without_revealing() {
-    let mut net = Net::new(Setup::disrupted(5, Disruption::BadSignature));
+    let mut net = net(Setup::disrupted(5, Disruption::BadSignature));
     net.run();
     net.assert_exactly_excluded(&[2], |r| matches!(r, Reason::BadSignature(_)));
 }
 
 #[test]
 fn an_off_curve_output_key_is_found_by_replay() {
-    let mut net = Net::new(Setup::disrupted(5, Disruption::OffCurveOutputKey));
+    let mut net = net(Setup::disrupted(5, Disruption::OffCurveOutputKey));
     net.run();
     net.assert_exactly_excluded(&[2], |r| *r == Reason::InvalidOutputKey);
 }
 
 #[test]
 fn a_small_order_x25519_key_is_refused_publicly() {
-    let mut net = Net::new(Setup::disrupted(5, Disruption::SmallOrderKey));
+    let mut net = net(Setup::disrupted(5, Disruption::SmallOrderKey));
     net.run();
     net.assert_exactly_excluded(&[2], |r| matches!(r, Reason::InvalidKey(_)));
 }
 
 #[test]
 fn a_false_accusation_blames_the_accuser() {
-    let mut net = Net::new(Setup::disrupted(5, Disruption::FalseAccusation));
+    let mut net = net(Setup::disrupted(5, Disruption::FalseAccusation));
     net.run();
     net.assert_exactly_excluded(&[2], |r| *r == Reason::FalseAccusation);
 }
@@ -624,7 +342,7 @@ fn a_false_accusation_blames_the_accuser() {
 #[test]
 fn accepting_then_accusing_is_a_contradiction_even_out_of_order() {
     for reorder in [false, true] {
-        let mut net = Net::new(Setup::disrupted(6, Disruption::AcceptThenAccuse));
+        let mut net = net(Setup::disrupted(6, Disruption::AcceptThenAccuse));
         if reorder {
             // Half the peers get the accusation before the accept: they
             // reveal while the others have signed.
@@ -642,7 +360,7 @@ fn request_faults_are_excluded_at_pairing_by_every_honest_peer() {
         RequestFault::Underfunded,
         RequestFault::OutpointInTwoRequests,
     ] {
-        let mut net = Net::new(Setup {
+        let mut net = net(Setup {
             faulty_request: Some((2, fault)),
             ..Setup::clean(5)
         });
@@ -656,7 +374,7 @@ fn request_faults_are_excluded_at_pairing_by_every_honest_peer() {
 
 #[test]
 fn an_input_spent_mid_session_excludes_its_owner() {
-    let mut net = Net::new(Setup::clean(5));
+    let mut net = net(Setup::clean(5));
     let spent = net.peers[4].outpoints[0];
     // The coin moves while the key exchanges are still in flight.
     let now = net.now;
@@ -675,7 +393,7 @@ fn an_input_spent_mid_session_excludes_its_owner() {
 
 #[test]
 fn messages_from_strangers_or_for_other_sessions_change_nothing() {
-    let mut net = Net::new(Setup::clean(5));
+    let mut net = net(Setup::clean(5));
     let peer1 = net.peers[1].id;
     let session = net.peers[0].session.as_mut().unwrap();
     let before = (session.phase(), session.holdouts());
@@ -707,7 +425,7 @@ fn messages_from_strangers_or_for_other_sessions_change_nothing() {
 #[test]
 fn differing_views_of_the_requests_reform_on_the_intersection() {
     // Peer 4 never saw peer 3's request: it forms another session.
-    let mut net = Net::new(Setup {
+    let mut net = net(Setup {
         hidden: Some((4, 3)),
         ..Setup::clean(5)
     });
@@ -733,7 +451,7 @@ fn differing_views_of_the_requests_reform_on_the_intersection() {
 
 #[test]
 fn bytes_received_per_peer_stay_small() {
-    let mut net = Net::new(Setup::clean(10));
+    let mut net = net(Setup::clean(10));
     net.run();
     net.assert_all_honest_completed();
     let most = *net.delivered_bytes.iter().max().unwrap();
@@ -787,7 +505,7 @@ proptest! {
                 disruptors.push((i, d));
             }
         }
-        let mut net = Net::new(Setup { disruptors: disruptors.clone(), ..Setup::clean(n) });
+        let mut net = net(Setup { disruptors: disruptors.clone(), ..Setup::clean(n) });
         net.run();
         net.assert_no_honest_blamed();
         // Honest peers agree: the same transaction, or all failed together
