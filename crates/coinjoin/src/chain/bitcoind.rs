@@ -462,10 +462,14 @@ impl ChainSource for BitcoinCore {
         if result.allowed {
             return Ok(Acceptance::Accepted);
         }
-        let reason = result
-            .reject_details
-            .or(result.reject_reason)
-            .unwrap_or_else(|| "refused without a reason".into());
+        // Core gives the reason's short code and, since v29, its details.
+        let reason = match (result.reject_reason, result.reject_details) {
+            (Some(code), Some(details)) if details.starts_with(&code) => details,
+            (Some(code), Some(details)) => format!("{code}: {details}"),
+            (code, details) => code
+                .or(details)
+                .unwrap_or_else(|| "refused without a reason".into()),
+        };
         Ok(Acceptance::Refused { reason })
     }
 
