@@ -254,8 +254,18 @@ impl BitcoinCore {
         params: Value,
         bound: usize,
     ) -> Result<Result<Value, Failure>, ChainError> {
+        self.renewing(method, || {
+            self.rpc.call(method, params.clone(), self.limit(bound))
+        })
+    }
+
+    fn renewing<T>(
+        &self,
+        method: &str,
+        attempt: impl Fn() -> Result<Answer<T>, ChainError>,
+    ) -> Result<T, ChainError> {
         for _ in 0..2 {
-            match self.rpc.call(method, params.clone(), self.limit(bound))? {
+            match attempt()? {
                 Answer::Done(reply) => return Ok(reply),
                 Answer::CookieRenewed => {
                     self.check_chain()?;
@@ -368,19 +378,7 @@ impl BitcoinCore {
             .map(|o| json!([Txid::from_byte_array(o.txid).to_string(), o.vout, true]))
             .collect();
         let bound = self.limit(GETTXOUT_REPLY_BYTES.saturating_mul(outpoints.len()));
-        let mut replies = None;
-        for _ in 0..2 {
-            match self.rpc.batch(method, params.clone(), bound)? {
-                Answer::Done(r) => {
-                    replies = Some(r);
-                    break;
-                }
-                Answer::CookieRenewed => {
-                    self.check_chain()?;
-                }
-            }
-        }
-        let replies = replies.ok_or_else(|| self.unauthorized(method))?;
+        let replies = self.renewing(method, || self.rpc.batch(method, params.clone(), bound))?;
         replies
             .into_iter()
             .map(|reply| {
