@@ -1,0 +1,525 @@
+//! Whole sessions between in-memory peers ([`crate::memnet`]) on an
+//! in-memory chain: one test per disruption, and a property test that no
+//! honest peer is ever blamed.
+
+use std::{collections::BTreeSet, time::Duration};
+
+use proptest::prelude::*;
+
+use super::{disrupt::Disruption, Outcome, Timeouts};
+use crate::{
+    chain::{ChainSource, MemoryChain},
+    exclusion::{Phase, Reason},
+    memnet::{MemNet, NetSetup, PeerSetup},
+    pairing::{tests::funded_request, tests::NOW, PairRequest, Pairing, RequestId},
+};
+
+const DENOMINATION: u64 = 100_000;
+
+fn pairing() -> Pairing {
+    Pairing::new(DENOMINATION, 2).unwrap()
+}
+
+/// How a peer's request misbehaves at pairing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RequestFault {
+    LiesAboutAmount,
+    Underfunded,
+    OutpointInTwoRequests,
+}
+
+struct Setup {
+    n: usize,
+    mixed: Vec<u32>,
+    disruptors: Vec<(usize, Disruption)>,
+    faulty_request: Option<(usize, RequestFault)>,
+    /// (viewer, request it never saw).
+    hidden: Option<(usize, usize)>,
+}
+
+impl Setup {
+    fn clean(n: usize) -> Self {
+        Self {
+            n,
+            mixed: vec![1; n],
+            disruptors: Vec::new(),
+            faulty_request: None,
+            hidden: None,
+        }
+    }
+
+    fn disrupted(n: usize, disruption: Disruption) -> Self {
+        Self {
+            disruptors: vec![(n / 2, disruption)],
+            ..Self::clean(n)
+        }
+    }
+}
+
+/// Funds every peer on an in-memory chain, applies the request fault, and
+/// starts the session.
+fn net(setup: Setup) -> MemNet {
+    let chain = MemoryChain::new();
+    let mut peers: Vec<PeerSetup> = Vec::new();
+    for i in 0..setup.n {
+        let mixed = setup.mixed[i];
+        let (request, key) = funded_request(
+            &chain,
+            pairing(),
+            i as u8 + 1,
+            u64::from(mixed) * DENOMINATION + 40_000 + 1_000 * i as u64,
+            mixed,
+        );
+        let mut peer = PeerSetup::honest(request, vec![key]);
+        if let Some((_, d)) = setup.disruptors.iter().find(|(d, _)| *d == i) {
+            peer.disruption = Some(*d);
+            peer.honest = false;
+        }
+        peers.push(peer);
+    }
+    let mut also_announced = Vec::new();
+    if let Some((i, fault)) = setup.faulty_request {
+        let peer = &mut peers[i];
+        peer.honest = false;
+        match fault {
+            RequestFault::LiesAboutAmount => peer.request.inputs[0].amount += 50_000,
+            RequestFault::Underfunded => {
+                // Re-fund the coin with too little and re-sign.
+                let (poor, key) =
+                    funded_request(&chain, pairing(), i as u8 + 1, DENOMINATION + 100, 1);
+                peer.request = poor;
+                peer.coin_keys = vec![key];
+            }
+            RequestFault::OutpointInTwoRequests => {
+                let r = &peer.request;
+                let outpoint = r.inputs[0].outpoint;
+                let coins = [(
+                    outpoint,
+                    chain.unspent_output(&outpoint).unwrap().unwrap().txout,
+                )];
+                let twin = PairRequest::new(
+                    pairing(),
+                    r.author.clone(),
+                    &coins,
+                    &peer.coin_keys,
+                    1,
+                    r.change_script(),
+                    r.expiry,
+                    [0xee; 16],
+                )
+                .unwrap();
+                also_announced.push(twin);
+            }
+        }
+    }
+    MemNet::new(NetSetup {
+        pairing: pairing(),
+        epoch: NOW - NOW % 600,
+        now: NOW,
+        peers,
+        also_announced,
+        hidden: setup.hidden,
+        chain: &chain,
+        timeouts: Timeouts {
+            phase: Duration::from_secs(1),
+        },
+        max_fee: Some(5_000),
+    })
+}
+
+#[test]
+fn clean_sessions_of_5_10_and_20_peers_complete_with_one_transaction() {
+    for n in [5, 10, 20] {
+        let mut net = net(Setup::clean(n));
+        net.run();
+        let txid = net.assert_all_honest_completed();
+        for p in net.honest() {
+            assert!(p.excluded.is_empty(), "{n} peers: {:?}", p.excluded);
+            let Some(Outcome::Completed {
+                tx,
+                our_outputs,
+                run,
+                our_fee,
+            }) = &p.outcome
+            else {
+                unreachable!()
+            };
+            assert_eq!(*run, 0);
+            assert_eq!(tx.input.len(), n);
+            assert_eq!(
+                tx.output
+                    .iter()
+                    .filter(|o| o.value.to_sat() == DENOMINATION)
+                    .count(),
+                n
+            );
+            assert_eq!(our_outputs.len(), 1);
+            assert!(*our_fee > 0 && *our_fee < 1_000);
+            let key = hex::decode(&our_outputs[0].output_key).unwrap();
+            assert!(
+                tx.output
+                    .iter()
+                    .any(|o| o.script_pubkey.as_bytes()[2..] == key[..]),
+                "our output is there"
+            );
+        }
+        let Some(Outcome::Completed { tx, .. }) = &net.peers[0].outcome else {
+            unreachable!()
+        };
+        assert_eq!(tx.compute_txid(), txid);
+    }
+}
+
+#[test]
+fn several_mixed_outputs_per_peer_complete() {
+    let mut net = net(Setup {
+        mixed: vec![1, 3, 2, 1, 4],
+        ..Setup::clean(5)
+    });
+    net.run();
+    net.assert_all_honest_completed();
+    let Some(Outcome::Completed { tx, .. }) = &net.peers[0].outcome else {
+        unreachable!()
+    };
+    assert_eq!(
+        tx.output
+            .iter()
+            .filter(|o| o.value.to_sat() == DENOMINATION)
+            .count(),
+        11
+    );
+}
+
+#[test]
+fn withholding_in_each_phase_excludes_the_holdout_without_revealing() {
+    for phase in [
+        Phase::KeyExchange,
+        Phase::Ciphertexts,
+        Phase::SlotReservation,
+        Phase::DcNet,
+        Phase::Acceptance,
+        Phase::Signatures,
+    ] {
+        let mut net = net(Setup::disrupted(5, Disruption::Withhold(phase)));
+        net.run();
+        net.assert_exactly_excluded(&[2], |r| *r == Reason::Holdout(phase));
+        for p in net.honest() {
+            let Some(Outcome::Completed { run, .. }) = &p.outcome else {
+                unreachable!()
+            };
+            assert_eq!(*run, 1, "{phase}: one re-run, no blame phase");
+            let Some(Outcome::Completed { tx, .. }) = &p.outcome else {
+                unreachable!()
+            };
+            let signed = p.session.as_ref().unwrap().signed_txids();
+            assert_eq!(signed.last(), Some(&tx.compute_txid()));
+            let expected = if phase == Phase::Signatures { 2 } else { 1 };
+            assert_eq!(
+                signed.len(),
+                expected,
+                "{phase}: the runs we signed are known"
+            );
+        }
+    }
+}
+
+#[test]
+fn withholding_the_reveal_in_blame_excludes_the_holdout() {
+    let mut net = net(Setup {
+        disruptors: vec![
+            (1, Disruption::SlotGarbage),
+            (3, Disruption::Withhold(Phase::Blame)),
+        ],
+        ..Setup::clean(6)
+    });
+    net.run();
+    net.assert_exactly_excluded(&[1, 3], |r| {
+        matches!(
+            r,
+            Reason::Holdout(Phase::Blame) | Reason::Deviated(Phase::SlotReservation)
+        )
+    });
+}
+
+#[test]
+fn a_reveal_that_breaks_its_commitment_is_a_deviation() {
+    let mut net = net(Setup {
+        disruptors: vec![(1, Disruption::DcGarbage), (3, Disruption::BadReveal)],
+        ..Setup::clean(6)
+    });
+    net.run();
+    net.assert_exactly_excluded(&[1, 3], |r| {
+        matches!(
+            r,
+            Reason::Deviated(Phase::KeyExchange) | Reason::Deviated(Phase::DcNet)
+        )
+    });
+}
+
+#[test]
+fn equivocation_is_its_own_proof() {
+    for phase in [
+        Phase::KeyExchange,
+        Phase::SlotReservation,
+        Phase::Acceptance,
+    ] {
+        let mut net = net(Setup::disrupted(5, Disruption::Equivocate(phase)));
+        net.run();
+        net.assert_exactly_excluded(&[2], |r| *r == Reason::Equivocation(phase));
+    }
+}
+
+#[test]
+fn a_bad_slot_reservation_is_found_by_replay() {
+    let mut net = net(Setup::disrupted(5, Disruption::SlotGarbage));
+    net.run();
+    net.assert_exactly_excluded(&[2], |r| *r == Reason::Deviated(Phase::SlotReservation));
+}
+
+#[test]
+fn a_bad_dc_net_vector_is_found_by_replay() {
+    let mut net = net(Setup::disrupted(10, Disruption::DcGarbage));
+    net.run();
+    net.assert_exactly_excluded(&[5], |r| *r == Reason::Deviated(Phase::DcNet));
+}
+
+#[test]
+fn a_dc_net_vector_of_the_wrong_length_is_refused_publicly() {
+    let mut net = net(Setup::disrupted(5, Disruption::ShortDcNet));
+    net.run();
+    net.assert_exactly_excluded(&[2], |r| {
+        matches!(r, Reason::InvalidMessage(Phase::DcNet, _))
+    });
+    for p in net.honest() {
+        assert!(
+            net.published
+                .iter()
+                .all(|ph| !ph.contains(&(0, Phase::Blame))),
+            "nothing revealed"
+        );
+        let Some(Outcome::Completed { run, .. }) = &p.outcome else {
+            unreachable!()
+        };
+        assert_eq!(*run, 1);
+    }
+}
+
+#[test]
+fn a_bad_ciphertext_is_found_by_replay() {
+    let mut net = net(Setup::disrupted(5, Disruption::BadCiphertext));
+    net.run();
+    net.assert_exactly_excluded(&[2], |r| *r == Reason::Deviated(Phase::Ciphertexts));
+}
+
+#[test]
+fn a_bad_signature_excludes_its_owner_without_revealing() {
+    let mut net = net(Setup::disrupted(5, Disruption::BadSignature));
+    net.run();
+    net.assert_exactly_excluded(&[2], |r| matches!(r, Reason::BadSignature(_)));
+}
+
+#[test]
+fn an_off_curve_output_key_is_found_by_replay() {
+    let mut net = net(Setup::disrupted(5, Disruption::OffCurveOutputKey));
+    net.run();
+    net.assert_exactly_excluded(&[2], |r| *r == Reason::InvalidOutputKey);
+}
+
+#[test]
+fn a_small_order_x25519_key_is_refused_publicly() {
+    let mut net = net(Setup::disrupted(5, Disruption::SmallOrderKey));
+    net.run();
+    net.assert_exactly_excluded(&[2], |r| matches!(r, Reason::InvalidKey(_)));
+}
+
+#[test]
+fn a_false_accusation_blames_the_accuser() {
+    let mut net = net(Setup::disrupted(5, Disruption::FalseAccusation));
+    net.run();
+    net.assert_exactly_excluded(&[2], |r| *r == Reason::FalseAccusation);
+}
+
+#[test]
+fn accepting_then_accusing_is_a_contradiction_even_out_of_order() {
+    for reorder in [false, true] {
+        let mut net = net(Setup::disrupted(6, Disruption::AcceptThenAccuse));
+        if reorder {
+            // Half the peers get the accusation before the accept: they
+            // reveal while the others have signed.
+            net.late = Some((3, [0, 2, 4].into_iter().collect()));
+        }
+        net.run();
+        net.assert_exactly_excluded(&[3], |r| *r == Reason::Equivocation(Phase::Acceptance));
+    }
+}
+
+#[test]
+fn request_faults_are_excluded_at_pairing_by_every_honest_peer() {
+    for fault in [
+        RequestFault::LiesAboutAmount,
+        RequestFault::Underfunded,
+        RequestFault::OutpointInTwoRequests,
+    ] {
+        let mut net = net(Setup {
+            faulty_request: Some((2, fault)),
+            ..Setup::clean(5)
+        });
+        net.run();
+        net.assert_exactly_excluded(&[2], |r| match fault {
+            RequestFault::OutpointInTwoRequests => matches!(r, Reason::OutpointInTwoRequests(_)),
+            _ => matches!(r, Reason::InvalidRequest(_)),
+        });
+    }
+}
+
+#[test]
+fn an_input_spent_mid_session_excludes_its_owner() {
+    let mut net = net(Setup::clean(5));
+    let spent = net.peers[4].outpoints[0];
+    // The coin moves while the key exchanges are still in flight.
+    let now = net.now;
+    for i in 0..4 {
+        let actions = net.peers[i]
+            .session
+            .as_mut()
+            .unwrap()
+            .handle_input_spent(spent, now);
+        net.apply(i, actions);
+    }
+    net.peers[4].honest = false;
+    net.run();
+    net.assert_exactly_excluded(&[4], |r| *r == Reason::InputSpent(spent));
+}
+
+#[test]
+fn messages_from_strangers_or_for_other_sessions_change_nothing() {
+    let mut net = net(Setup::clean(5));
+    let peer1 = net.peers[1].id;
+    let session = net.peers[0].session.as_mut().unwrap();
+    let before = (session.phase(), session.holdouts());
+    let stranger = RequestId([0xaa; 32]);
+    let (_, bytes) = net.queue[1].clone();
+    assert!(session.handle_message(stranger, &bytes, net.now).is_err());
+    assert!(session.handle_message(peer1, b"garbage", net.now).is_err());
+    assert!(session
+        .handle_message(peer1, &vec![0u8; 200_000], net.now)
+        .is_err());
+    // A key exchange padded with a long participant list decodes, but is
+    // larger than any key exchange of this run can be: refused, not stored.
+    let (_, ke) = net.queue.iter().find(|(f, _)| *f == 1).unwrap().clone();
+    let mut padded = super::RunMessage::decode(&ke).unwrap();
+    if let super::Body::KeyExchange { participants, .. } = &mut padded.body {
+        participants.extend((0..60).map(|i| RequestId([i; 32])));
+    }
+    let session = net.peers[0].session.as_mut().unwrap();
+    let refusal = session
+        .handle_message(peer1, &padded.encode(), net.now)
+        .unwrap_err();
+    assert!(refusal.0.contains("larger than"), "{refusal}");
+    let session = net.peers[0].session.as_ref().unwrap();
+    assert_eq!((session.phase(), session.holdouts()), before);
+    net.run();
+    net.assert_all_honest_completed();
+}
+
+#[test]
+fn differing_views_of_the_requests_reform_on_the_intersection() {
+    // Peer 4 never saw peer 3's request: it forms another session.
+    let mut net = net(Setup {
+        hidden: Some((4, 3)),
+        ..Setup::clean(5)
+    });
+    net.run();
+    let ids: Vec<RequestId> = net.peers.iter().map(|p| p.id).collect();
+    let mut without_3 = vec![ids[0], ids[1], ids[2], ids[4]];
+    without_3.sort();
+    let mut all = ids.clone();
+    all.sort();
+    for (i, p) in net.peers.iter().enumerate() {
+        let expected = if i == 3 { &all } else { &without_3 };
+        match &p.outcome {
+            Some(Outcome::Reform { requests }) => assert_eq!(requests, expected, "peer {i}"),
+            other => panic!("peer {i}: expected a re-form, got {other:?}"),
+        }
+        assert!(
+            p.excluded.is_empty(),
+            "re-forming blames nobody: {:?}",
+            p.excluded
+        );
+    }
+}
+
+#[test]
+fn bytes_received_per_peer_stay_small() {
+    let mut net = net(Setup::clean(10));
+    net.run();
+    net.assert_all_honest_completed();
+    let most = *net.delivered_bytes.iter().max().unwrap();
+    // Dominated by the ciphertext phase: n − 1 messages of n ML-KEM ciphertexts.
+    assert!(most < 150_000, "{most} bytes received by one peer");
+}
+
+fn disruption_strategy() -> impl Strategy<Value = Disruption> {
+    prop_oneof![
+        prop::sample::select(vec![
+            Phase::KeyExchange,
+            Phase::Ciphertexts,
+            Phase::SlotReservation,
+            Phase::DcNet,
+            Phase::Acceptance,
+            Phase::Signatures,
+            Phase::Blame
+        ])
+        .prop_map(Disruption::Withhold),
+        prop::sample::select(vec![
+            Phase::KeyExchange,
+            Phase::Ciphertexts,
+            Phase::SlotReservation,
+            Phase::DcNet
+        ])
+        .prop_map(Disruption::Equivocate),
+        Just(Disruption::SlotGarbage),
+        Just(Disruption::DcGarbage),
+        Just(Disruption::BadCiphertext),
+        Just(Disruption::BadSignature),
+        Just(Disruption::OffCurveOutputKey),
+        Just(Disruption::SmallOrderKey),
+        Just(Disruption::FalseAccusation),
+        Just(Disruption::AcceptThenAccuse),
+        Just(Disruption::BadReveal),
+        Just(Disruption::ShortDcNet),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    #[test]
+    fn no_honest_peer_is_ever_blamed(
+        n in 5usize..9,
+        schedule in prop::collection::vec((0usize..9, disruption_strategy()), 0..4),
+    ) {
+        let mut disruptors: Vec<(usize, Disruption)> = Vec::new();
+        for (i, d) in schedule {
+            let i = i % n;
+            if !disruptors.iter().any(|(j, _)| *j == i) {
+                disruptors.push((i, d));
+            }
+        }
+        let mut net = net(Setup { disruptors: disruptors.clone(), ..Setup::clean(n) });
+        net.run();
+        net.assert_no_honest_blamed();
+        // Honest peers agree: the same transaction, or all failed together
+        // (when too few participants remain).
+        let txids: BTreeSet<Option<bitcoin::Txid>> = net
+            .honest()
+            .map(|p| match &p.outcome {
+                Some(Outcome::Completed { tx, .. }) => Some(tx.compute_txid()),
+                _ => None,
+            })
+            .collect();
+        prop_assert_eq!(txids.len(), 1, "honest peers disagree: {:?}", disruptors);
+        if n - disruptors.len() >= 3 {
+            prop_assert!(txids.iter().all(Option::is_some), "enough honest peers remain: they complete ({:?})", disruptors);
+        }
+    }
+}
