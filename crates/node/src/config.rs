@@ -1,10 +1,28 @@
 //! Node configuration: defaults, then a TOML file, then environment variables,
-//! then command-line flags (applied by the binaries). No file is needed to start.
+//! then command-line flags ([`ConfigFlags`]). No file is needed to start.
+//! [`NodeConfig::for_profile`] applies them in that order for a profile, the
+//! one way `conclaved` and the desktop app build their config.
 
-use std::{path::Path, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use libp2p::Multiaddr;
 use serde::{Deserialize, Serialize};
+
+use crate::profile::Profile;
+
+/// The environment variables that override the config file, in the order
+/// [`NodeConfig::apply_env`] applies them.
+pub const ENV_VARS: [&str; 6] = [
+    "P2P_MAX_CONNECTIONS",
+    "P2P_MIN_CONNECTIONS",
+    "P2P_LISTEN",
+    "P2P_BOOTSTRAP",
+    "P2P_MAX_MESSAGE_SIZE",
+    "P2P_MDNS",
+];
 
 /// Errors reading or validating configuration.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +78,22 @@ pub enum KadMode {
     Client,
     /// Answer once an external address is confirmed (libp2p's automatic mode).
     Auto,
+}
+
+impl std::str::FromStr for KadMode {
+    type Err = ConfigError;
+
+    /// `server`, `client` or `auto`, as in the config file and `--kad-mode`.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "server" => Ok(KadMode::Server),
+            "client" => Ok(KadMode::Client),
+            "auto" => Ok(KadMode::Auto),
+            other => Err(ConfigError::Invalid(format!(
+                "kad mode {other:?}: use server, client or auto"
+            ))),
+        }
+    }
 }
 
 /// Which transports the node listens and dials on.
@@ -143,6 +177,46 @@ pub struct NodeConfig {
     pub relay_circuit_bytes: u64,
 }
 
+/// Command-line flags over a profile's config: each one given replaces what
+/// the file and the environment say (lists replace lists; none given keeps
+/// them).
+#[derive(Debug, Clone, Default)]
+pub struct ConfigFlags {
+    /// Read this file instead of the profile's `config.toml` (which must
+    /// then exist).
+    pub config_file: Option<PathBuf>,
+    /// Addresses to listen on.
+    pub listen: Vec<Multiaddr>,
+    /// Bootstrap peers.
+    pub bootstrap: Vec<Multiaddr>,
+    /// Addresses others reach this node at.
+    pub external_addrs: Vec<Multiaddr>,
+    /// Serve circuit relay v2.
+    pub relay_server: bool,
+    /// Turn mDNS off.
+    pub no_mdns: bool,
+    /// DHT mode.
+    pub kad_mode: Option<KadMode>,
+}
+
+impl ConfigFlags {
+    fn apply(&self, config: &mut NodeConfig) {
+        let replace = |target: &mut Vec<Multiaddr>, given: &[Multiaddr]| {
+            if !given.is_empty() {
+                *target = given.to_vec();
+            }
+        };
+        replace(&mut config.listen, &self.listen);
+        replace(&mut config.bootstrap, &self.bootstrap);
+        replace(&mut config.external_addrs, &self.external_addrs);
+        config.relay_server |= self.relay_server;
+        config.mdns &= !self.no_mdns;
+        if let Some(mode) = self.kad_mode {
+            config.kad_mode = mode;
+        }
+    }
+}
+
 /// Default cap of established connections.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 50;
 /// Default floor below which known peers are dialled.
@@ -211,6 +285,33 @@ impl NodeConfig {
             min_connections: 0,
             ..Self::default()
         }
+    }
+
+    /// The config `profile` runs with: defaults, then its `config.toml` (or
+    /// `flags.config_file`), then the `P2P_*` environment, then `flags`;
+    /// the connection policy in [`Profile::policy_file`] unless the file
+    /// names another. Validated.
+    pub fn for_profile(profile: &Profile, flags: &ConfigFlags) -> Result<Self, ConfigError> {
+        let mut config = match &flags.config_file {
+            Some(path) => Self::from_file(path)?,
+            None => Self::from_optional_file(&profile.config_file())?,
+        };
+        config.apply_env()?;
+        flags.apply(&mut config);
+        if config.policy_file.is_none() {
+            config.policy_file = Some(profile.policy_file());
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The [`ENV_VARS`] set in this process's environment: they override
+    /// the file for this run.
+    pub fn env_overrides() -> Vec<&'static str> {
+        ENV_VARS
+            .into_iter()
+            .filter(|name| std::env::var_os(name).is_some())
+            .collect()
     }
 
     /// Reads a TOML file; fields it leaves out keep their defaults.
@@ -435,6 +536,53 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("min_connections"));
+    }
+
+    #[test]
+    fn a_profile_config_is_file_then_environment_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let profile = Profile::resolve("p", Some(dir.path())).unwrap();
+        std::fs::write(
+            profile.config_file(),
+            "max_connections = 20\nmdns = true\nbootstrap = [\"/ip4/127.0.0.1/tcp/1\"]\n",
+        )
+        .unwrap();
+        let flags = ConfigFlags {
+            listen: vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap()],
+            no_mdns: true,
+            kad_mode: Some("client".parse().unwrap()),
+            ..ConfigFlags::default()
+        };
+        let config = NodeConfig::for_profile(&profile, &flags).unwrap();
+        assert_eq!(config.max_connections, 20, "from the file");
+        assert_eq!(config.bootstrap.len(), 1, "no flag: the file's list stays");
+        assert_eq!(config.listen, flags.listen, "a flag replaces the list");
+        assert!(!config.mdns && config.kad_mode == KadMode::Client);
+        assert_eq!(config.policy_file, Some(profile.policy_file()));
+
+        // An explicit file must exist; a contradictory one is refused.
+        let missing = ConfigFlags {
+            config_file: Some(dir.path().join("missing.toml")),
+            ..ConfigFlags::default()
+        };
+        let err = NodeConfig::for_profile(&profile, &missing).unwrap_err();
+        assert!(err.to_string().contains("missing.toml"), "{err}");
+        std::fs::write(profile.config_file(), "min_connections = 99\n").unwrap();
+        let err = NodeConfig::for_profile(&profile, &ConfigFlags::default()).unwrap_err();
+        assert!(err.to_string().contains("min_connections"), "{err}");
+        assert!("sideways".parse::<KadMode>().is_err());
+    }
+
+    #[test]
+    fn env_vars_lists_every_variable_apply_env_reads() {
+        let read = std::cell::RefCell::new(Vec::new());
+        NodeConfig::default()
+            .apply_env_from(|name| {
+                read.borrow_mut().push(name.to_string());
+                None
+            })
+            .unwrap();
+        assert_eq!(read.into_inner(), ENV_VARS);
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! Paths come from the `directories` crate, one set per profile name, so two
 //! nodes (or two app instances) run side by side. `--data-dir` puts all of a
-//! profile's files under one folder instead.
+//! profile's files under one folder instead, the node's keys included (see
+//! [`KeySource::for_profile`](crate::identity::keysource::KeySource::for_profile)).
 
 use std::path::{Path, PathBuf};
 
@@ -35,6 +36,8 @@ pub struct Profile {
     config_dir: PathBuf,
     data_dir: PathBuf,
     log_dir: PathBuf,
+    /// Whether every file of the profile lives in one folder (`--data-dir`).
+    one_folder: bool,
 }
 
 impl Profile {
@@ -54,6 +57,7 @@ impl Profile {
                 config_dir: dir.to_path_buf(),
                 data_dir: dir.to_path_buf(),
                 log_dir: dir.join("logs"),
+                one_folder: true,
             });
         }
         let dirs = directories::ProjectDirs::from("org", "Conclave", "conclave")
@@ -64,6 +68,7 @@ impl Profile {
             config_dir: dirs.config_dir().join(name),
             log_dir: data_dir.join("logs"),
             data_dir,
+            one_folder: false,
         })
     }
 
@@ -95,9 +100,19 @@ impl Profile {
     pub fn config_file(&self) -> PathBuf {
         self.config_dir.join("config.toml")
     }
-    /// The default key file (servers without a keychain).
+    /// Whether every file of the profile lives in one folder, the data
+    /// folder given as `--data-dir`.
+    pub fn in_one_folder(&self) -> bool {
+        self.one_folder
+    }
+    /// The key file of a profile in one folder (servers without a keychain).
     pub fn key_file(&self) -> PathBuf {
         self.data_dir.join("identity.key")
+    }
+    /// The default connection policy file (allow and deny lists, private
+    /// mode), shared by `conclaved` and the desktop app.
+    pub fn policy_file(&self) -> PathBuf {
+        self.data_dir.join("policy.json")
     }
     /// The daemon's default control socket.
     pub fn control_socket(&self) -> PathBuf {
@@ -126,7 +141,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = Profile::resolve("alice", Some(dir.path())).unwrap();
         p.create_dirs().unwrap();
+        assert!(p.in_one_folder());
         assert!(p.key_file().starts_with(dir.path()));
+        assert!(p.policy_file().starts_with(dir.path()));
         assert!(p.control_socket().starts_with(dir.path()));
         assert!(p.log_dir().is_dir());
     }
@@ -135,6 +152,7 @@ mod tests {
     fn profiles_are_separate_and_names_checked() {
         let a = Profile::resolve("a", None).unwrap();
         let b = Profile::resolve("b", None).unwrap();
+        assert!(!a.in_one_folder());
         assert_ne!(a.data_dir(), b.data_dir());
         assert_ne!(a.config_file(), b.config_file());
         assert!(Profile::resolve("../x", None).is_err());
