@@ -19,6 +19,8 @@ pub const KEYCHAIN_TIMEOUT: Duration = Duration::from_secs(20);
 const ENTRY_ED25519: &str = "ed25519";
 const ENTRY_ML_DSA: &str = "ml-dsa-65";
 const ENTRY_ML_KEM: &str = "ml-kem-768";
+/// The entries of one identity, in the order they are written.
+const ENTRIES: [&str; 3] = [ENTRY_ED25519, ENTRY_ML_DSA, ENTRY_ML_KEM];
 
 /// Why the keychain could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -98,11 +100,15 @@ impl Keychain {
     /// Opens the platform keychain for `profile` (blocking: call from
     /// `spawn_blocking`, or use [`load_or_create_identity`]).
     pub fn open(profile: &str) -> Result<Self, KeystoreError> {
-        Ok(Self {
+        Ok(Self::with_store(profile, platform_store()?))
+    }
+
+    fn with_store(profile: &str, store: Arc<CredentialStore>) -> Self {
+        Self {
             profile: profile.to_string(),
             service: format!("org.conclave.node/{profile}"),
-            store: platform_store()?,
-        })
+            store,
+        }
     }
 
     fn entry(&self, name: &str) -> Result<Entry, KeystoreError> {
@@ -121,7 +127,7 @@ impl Keychain {
 
     /// Loads the profile's identity; `None` if the keychain holds none.
     pub fn load(&self) -> Result<Option<NodeIdentity>, KeystoreError> {
-        let parts = [ENTRY_ED25519, ENTRY_ML_DSA, ENTRY_ML_KEM].map(|name| (name, self.read(name)));
+        let parts = ENTRIES.map(|name| (name, self.read(name)));
         let mut values = Vec::new();
         for (name, value) in parts {
             values.push((name, value?));
@@ -153,14 +159,53 @@ impl Keychain {
     /// Stores (or replaces) the profile's identity.
     pub fn store(&self, identity: &NodeIdentity) -> Result<(), KeystoreError> {
         let seeds = identity.seeds();
-        for (name, secret) in [
-            (ENTRY_ED25519, &seeds.ed25519),
-            (ENTRY_ML_DSA, &seeds.ml_dsa),
-            (ENTRY_ML_KEM, &seeds.ml_kem),
-        ] {
+        for (name, secret) in
+            ENTRIES
+                .into_iter()
+                .zip([&seeds.ed25519, &seeds.ml_dsa, &seeds.ml_kem])
+        {
             self.entry(name)?.set_secret(secret).map_err(map_error)?;
         }
         Ok(())
+    }
+
+    /// Replaces the profile's identity with `identity`, whatever the
+    /// keychain held before (also an incomplete or corrupted set). If the
+    /// keychain fails part-way, the entries already written are put back as
+    /// they were (or removed, where there was none), so a failure changes
+    /// nothing.
+    pub fn replace(&self, identity: &NodeIdentity) -> Result<(), KeystoreError> {
+        let mut previous = Vec::with_capacity(ENTRIES.len());
+        for name in ENTRIES {
+            previous.push(self.read(name)?);
+        }
+        let seeds = identity.seeds();
+        let secrets = [&seeds.ed25519, &seeds.ml_dsa, &seeds.ml_kem];
+        for (written, (name, secret)) in ENTRIES.into_iter().zip(secrets).enumerate() {
+            if let Err(e) = self
+                .entry(name)
+                .and_then(|entry| entry.set_secret(secret).map_err(map_error))
+            {
+                for (name, before) in ENTRIES.into_iter().zip(&previous).take(written) {
+                    if let Err(undo) = self.put_back(name, before.as_deref().map(Vec::as_slice)) {
+                        tracing::error!(entry = name, %undo, "could not put a keychain entry back after a failed replace");
+                    }
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn put_back(&self, name: &str, secret: Option<&[u8]>) -> Result<(), KeystoreError> {
+        let entry = self.entry(name)?;
+        match secret {
+            Some(secret) => entry.set_secret(secret).map_err(map_error),
+            None => match entry.delete_credential() {
+                Ok(()) | Err(KeyringError::NoEntry) => Ok(()),
+                Err(e) => Err(map_error(e)),
+            },
+        }
     }
 
     /// Loads the identity, generating and storing one on first use. Returns
@@ -192,4 +237,129 @@ pub async fn with_keychain<T: Send + 'static>(
 /// Loads the profile's identity from the keychain, creating it on first use.
 pub async fn load_or_create_identity(profile: &str) -> Result<(NodeIdentity, bool), KeystoreError> {
     with_keychain(profile, |k| k.load_or_create()).await
+}
+
+#[cfg(test)]
+mod tests {
+    //! The keychain's own behaviour is tested against a real Secret Service
+    //! (`identity::keysource`, the daemon's keychain test). A keychain that
+    //! fails part-way through a write cannot be arranged in a real one, so
+    //! these use keyring-core's in-memory mock store, with one entry made to
+    //! refuse writes.
+
+    use std::collections::HashMap;
+
+    use keyring_core::{api::CredentialApi, api::CredentialStoreApi, mock, Credential};
+
+    use super::*;
+
+    /// The mock store, except that writes to the entry `refuse` fail.
+    struct RefusingStore {
+        inner: Arc<mock::Store>,
+        refuse: Option<&'static str>,
+    }
+
+    /// A mock entry that refuses writes.
+    struct ReadOnly(Entry);
+
+    impl CredentialApi for ReadOnly {
+        fn set_secret(&self, _secret: &[u8]) -> keyring_core::Result<()> {
+            Err(KeyringError::NoStorageAccess(
+                "write refused by the test".into(),
+            ))
+        }
+        fn get_secret(&self) -> keyring_core::Result<Vec<u8>> {
+            self.0.get_secret()
+        }
+        fn delete_credential(&self) -> keyring_core::Result<()> {
+            self.0.delete_credential()
+        }
+        fn get_credential(&self) -> keyring_core::Result<Option<Arc<Credential>>> {
+            Ok(None)
+        }
+        fn get_specifiers(&self) -> Option<(String, String)> {
+            self.0.get_specifiers()
+        }
+        fn as_any(&self) -> &dyn std::any::Any {
+            self
+        }
+    }
+
+    impl std::fmt::Debug for ReadOnly {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("ReadOnly")
+        }
+    }
+
+    impl CredentialStoreApi for RefusingStore {
+        fn vendor(&self) -> String {
+            "test".into()
+        }
+        fn id(&self) -> String {
+            "refusing".into()
+        }
+        fn build(
+            &self,
+            service: &str,
+            user: &str,
+            mods: Option<&HashMap<&str, &str>>,
+        ) -> keyring_core::Result<Entry> {
+            let entry = self.inner.build(service, user, mods)?;
+            Ok(if self.refuse == Some(user) {
+                Entry::new_with_credential(Arc::new(ReadOnly(entry)))
+            } else {
+                entry
+            })
+        }
+        fn as_any(&self) -> &dyn std::any::Any {
+            self
+        }
+    }
+
+    impl std::fmt::Debug for RefusingStore {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("RefusingStore")
+        }
+    }
+
+    fn keychain(inner: &Arc<mock::Store>, refuse: Option<&'static str>) -> Keychain {
+        let store = RefusingStore {
+            inner: inner.clone(),
+            refuse,
+        };
+        Keychain::with_store("undo-test", Arc::new(store))
+    }
+
+    #[test]
+    fn a_replace_that_fails_part_way_puts_the_previous_keys_back() {
+        let memory = mock::Store::new().unwrap();
+        let first = NodeIdentity::generate();
+        keychain(&memory, None).store(&first).unwrap();
+
+        // The Ed25519 entry is written, then the ML-DSA one is refused.
+        let err = keychain(&memory, Some(ENTRY_ML_DSA))
+            .replace(&NodeIdentity::generate())
+            .unwrap_err();
+        assert!(matches!(err, KeystoreError::Locked(_)), "{err}");
+        let kept = keychain(&memory, None).load().unwrap().unwrap();
+        assert_eq!(kept.peer_id(), first.peer_id());
+        assert_eq!(kept.record().fingerprint(), first.record().fingerprint());
+
+        // With no keys before, a failed replace leaves none (not a partial set).
+        let empty = mock::Store::new().unwrap();
+        let err = keychain(&empty, Some(ENTRY_ML_KEM)).replace(&first);
+        assert!(err.is_err());
+        assert!(keychain(&empty, None).load().unwrap().is_none());
+
+        // A replace that succeeds swaps every entry, also over a partial set.
+        let partial = mock::Store::new().unwrap();
+        keychain(&partial, Some(ENTRY_ML_KEM))
+            .store(&first)
+            .unwrap_err();
+        assert!(keychain(&partial, None).load().is_err(), "incomplete set");
+        let second = NodeIdentity::generate();
+        keychain(&partial, None).replace(&second).unwrap();
+        let loaded = keychain(&partial, None).load().unwrap().unwrap();
+        assert_eq!(loaded.peer_id(), second.peer_id());
+    }
 }
