@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use libp2p::{core::transport::ListenerId, multiaddr::Protocol, Multiaddr, PeerId};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::clock::unix_ms;
 
@@ -14,8 +14,9 @@ pub const MAX_RELAYS: usize = 2;
 pub const RELAY_HOP_PROTOCOL: &str = "/libp2p/circuit/relay/0.2.0/hop";
 
 /// Whether others can dial us directly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub enum Reachability {
     /// An address of ours was confirmed reachable by an AutoNAT server.
     Public,

@@ -3,13 +3,14 @@
 use std::{collections::HashMap, time::Duration};
 
 use libp2p::{core::ConnectedPoint, multiaddr::Protocol, swarm::ConnectionId, Multiaddr, PeerId};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::clock::unix_secs;
 
 /// Transport a connection runs over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub enum TransportKind {
     /// QUIC v1 (TLS 1.3).
     Quic,
@@ -62,8 +63,9 @@ impl TransportKind {
 }
 
 /// Who opened a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub enum Direction {
     /// We dialled.
     Outbound,
@@ -72,8 +74,9 @@ pub enum Direction {
 }
 
 /// Whether a connection goes straight to the peer or through a relay.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub enum PathKind {
     /// A direct connection.
     Direct,
@@ -83,8 +86,10 @@ pub enum PathKind {
 
 /// One open connection to a peer.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct ConnectionInfo {
     /// The peer's address on this connection.
+    #[cfg_attr(feature = "specta", specta(type = String))]
     pub remote_addr: Multiaddr,
     /// Transport.
     pub transport: TransportKind,
@@ -98,6 +103,7 @@ pub struct ConnectionInfo {
     /// signed envelopes).
     pub security: &'static str,
     /// Unix time (seconds) the connection was established.
+    #[cfg_attr(feature = "specta", specta(type = f64))]
     pub established_at: u64,
 }
 
@@ -141,10 +147,13 @@ impl ConnectionInfo {
 
 /// A connected peer as shown to users and tools.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct PeerInfo {
     /// The peer's id.
+    #[cfg_attr(feature = "specta", specta(type = String))]
     pub peer_id: PeerId,
     /// Addresses of its open connections, then the addresses it listens on.
+    #[cfg_attr(feature = "specta", specta(type = Vec<String>))]
     pub addrs: Vec<Multiaddr>,
     /// Transport of the primary (first) connection.
     pub transport: TransportKind,
@@ -172,12 +181,16 @@ pub struct PeerInfo {
 
 /// Gossip messages from one peer by validation outcome.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct MessageCounters {
     /// Valid and forwarded.
+    #[cfg_attr(feature = "specta", specta(type = f64))]
     pub accepted: u64,
     /// Invalid (bad signature, malformed): the peer is penalised.
+    #[cfg_attr(feature = "specta", specta(type = f64))]
     pub rejected: u64,
     /// Stale, replayed or over a rate limit: dropped without penalty.
+    #[cfg_attr(feature = "specta", specta(type = f64))]
     pub ignored: u64,
 }
 

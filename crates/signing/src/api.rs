@@ -20,6 +20,7 @@ pub struct CreateResponse {
 /// Which side of a session this node is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub enum Role {
     /// This node created and runs the session (it may also sign).
     Coordinator,
@@ -30,6 +31,7 @@ pub enum Role {
 /// What a session signs, as shown to people.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub enum Signing {
     /// A message.
     Message {
@@ -45,6 +47,7 @@ pub enum Signing {
 
 /// An invitation waiting for this node's decision (`musig2 invitations --json`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct InvitationInfo {
     /// The session's id.
     pub session_id: String,
@@ -59,22 +62,27 @@ pub struct InvitationInfo {
     /// What would be signed.
     pub signing: Signing,
     /// When it arrived (Unix milliseconds).
+    #[cfg_attr(feature = "specta", specta(type = f64))]
     pub received_at_ms: u64,
     /// When it expires (Unix milliseconds).
+    #[cfg_attr(feature = "specta", specta(type = f64))]
     pub expires_at_ms: u64,
 }
 
 /// A phase change on a session's timeline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct PhaseChange {
     /// The phase entered.
     pub phase: Phase,
     /// When (Unix milliseconds).
+    #[cfg_attr(feature = "specta", specta(type = f64))]
     pub at_ms: u64,
 }
 
 /// A session as `musig2 status SESSION_ID --json` (and `list`) shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct SessionStatus {
     /// The session's id.
     pub session_id: String,
@@ -116,8 +124,10 @@ pub struct SessionStatus {
     /// Every phase entered, in order.
     pub timeline: Vec<PhaseChange>,
     /// Created or received (Unix milliseconds).
+    #[cfg_attr(feature = "specta", specta(type = f64))]
     pub created_at_ms: u64,
     /// Last change (Unix milliseconds).
+    #[cfg_attr(feature = "specta", specta(type = f64))]
     pub updated_at_ms: u64,
 }
 

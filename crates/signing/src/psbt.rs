@@ -81,23 +81,29 @@ pub enum PsbtError {
 
 /// What a PSBT spends and pays, as shown to a signer before joining.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct PsbtSummary {
     /// Transaction id of the unsigned transaction.
     pub txid: String,
     /// Number of inputs (one signature each).
+    #[cfg_attr(feature = "specta", specta(type = u32))]
     pub inputs: usize,
     /// Total value spent, in satoshis.
+    #[cfg_attr(feature = "specta", specta(type = f64))]
     pub input_value_sat: u64,
     /// The outputs.
     pub outputs: Vec<OutputSummary>,
     /// Fee, in satoshis.
+    #[cfg_attr(feature = "specta", specta(type = f64))]
     pub fee_sat: u64,
 }
 
 /// One output of a PSBT's transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct OutputSummary {
     /// Value in satoshis.
+    #[cfg_attr(feature = "specta", specta(type = f64))]
     pub value_sat: u64,
     /// The output script, hex.
     pub script_pubkey: String,

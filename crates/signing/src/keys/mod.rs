@@ -26,7 +26,9 @@ pub const KEY_STORE_TIMEOUT: Duration = Duration::from_secs(20);
 /// A signer's public key: a valid compressed secp256k1 point (33 bytes).
 ///
 /// Ordered by its serialization, which is BIP-327 KeySort order.
+/// Crosses IPC as its hex string, as it serialises.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "specta", derive(specta::Type), specta(type = String))]
 pub struct SignerKey([u8; 33]);
 
 /// Why a key could not be read or parsed.
@@ -161,6 +163,7 @@ impl fmt::Debug for SecretKey {
 
 /// A key as `conclavectl wallet list --json` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct KeyInfo {
     /// Compressed public key, 66 hex characters.
     pub pubkey: String,

@@ -113,6 +113,7 @@ impl<'de> Deserialize<'de> for SessionId {
 /// Where a session stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub enum Phase {
     /// A signer holds an invitation it has not joined.
     Invitation,
@@ -191,6 +192,7 @@ impl Timeouts {
 /// Why a session failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub enum FailureKind {
     /// A phase's deadline passed with keys still owed.
     Timeout,
@@ -214,6 +216,7 @@ pub enum FailureKind {
 
 /// A failed session: why, who is to blame, who did not answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct Failure {
     /// The kind of failure.
     pub kind: FailureKind,
