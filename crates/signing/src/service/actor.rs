@@ -33,6 +33,9 @@ use crate::{
 
 /// Signer records remembered from gossip and the DHT.
 const DIRECTORY_CAPACITY: usize = 4096;
+/// Local items (send reports, commands) taken in a row before the network
+/// gets a turn.
+const MAX_LOCAL_IN_A_ROW: usize = 64;
 
 /// A failed send, reported by its task.
 struct SendReport {
@@ -186,36 +189,65 @@ impl Actor {
         }
     }
 
+    /// Runs until a `Stop` command arrives, every handle is gone or the
+    /// node stops.
+    ///
+    /// `biased`: the branches are polled in order, so the reports of our own
+    /// send tasks, callers' commands and due deadlines are taken before new
+    /// messages and events from the network (local work first, as the
+    /// node's event loop does). After [`MAX_LOCAL_IN_A_ROW`] local items the
+    /// network gets one turn, so a steady stream of commands cannot stall
+    /// the sessions' peers either.
     pub(crate) async fn run(mut self) {
+        let mut local_in_a_row = 0;
         loop {
             let deadline = self
                 .next_deadline()
                 .map(tokio::time::Instant::from_std)
                 .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+            let network_turn = local_in_a_row >= MAX_LOCAL_IN_A_ROW;
             tokio::select! {
-                command = self.commands.recv() => match command {
-                    Some(Command::Stop { reply }) => {
-                        self.stop_all();
-                        let _ = reply.send(());
-                        break;
+                biased;
+                Some(report) = self.reports.recv(), if !network_turn => {
+                    local_in_a_row += 1;
+                    self.on_report(report);
+                }
+                command = self.commands.recv(), if !network_turn => {
+                    local_in_a_row += 1;
+                    match command {
+                        Some(Command::Stop { reply }) => {
+                            self.stop_all();
+                            let _ = reply.send(());
+                            break;
+                        }
+                        Some(command) => self.on_command(command),
+                        None => {
+                            self.stop_all();
+                            break;
+                        }
                     }
-                    Some(command) => self.on_command(command),
-                    None => {
-                        self.stop_all();
-                        break;
+                }
+                _ = tokio::time::sleep_until(deadline), if !network_turn => {
+                    local_in_a_row += 1;
+                    self.on_deadlines();
+                }
+                Some(inbound) = self.inbound.recv() => {
+                    local_in_a_row = 0;
+                    self.on_inbound(inbound);
+                }
+                event = self.node_events.recv() => {
+                    local_in_a_row = 0;
+                    match event {
+                        Some(event) => self.on_node_event(event),
+                        None => {
+                            self.stop_all();
+                            break;
+                        }
                     }
-                },
-                Some(inbound) = self.inbound.recv() => self.on_inbound(inbound),
-                Some(report) = self.reports.recv() => self.on_report(report),
-                event = self.node_events.recv() => match event {
-                    Some(event) => self.on_node_event(event),
-                    None => {
-                        self.stop_all();
-                        break;
-                    }
-                },
-                _ = tokio::time::sleep_until(deadline) => self.on_deadlines(),
+                }
                 _ = tokio::time::sleep_until(self.next_advert) => self.readvertise(),
+                // The network's turn, and it had nothing ready: back to local work.
+                () = std::future::ready(()), if network_turn => local_in_a_row = 0,
             }
             self.drain_local();
         }
