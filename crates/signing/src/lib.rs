@@ -10,6 +10,7 @@
 //! - [`ledger`]: session ids used here, persisted, so none is signed twice.
 //! - [`service`]: the actor running sessions over the node, and the
 //!   [`SigningHandle`] the daemon, CLI and app call.
+//! - [`supervisor`]: the service kept on whichever node a profile runs now.
 //! - [`api`]: the serialisable shapes they exchange.
 #![deny(missing_docs)]
 
@@ -21,6 +22,7 @@ pub mod proto;
 pub mod psbt;
 pub mod psbt_file;
 pub mod service;
+pub mod supervisor;
 
 pub use api::{CreateResponse, InvitationInfo, Role, SessionStatus, Signing, SigningEvent};
 pub use keys::{KeyInfo, KeyStore, KeychainKeyStore, MemoryKeyStore, SecretKey, SignerKey};

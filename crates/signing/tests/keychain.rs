@@ -46,3 +46,61 @@ fn keys_live_in_the_keychain_and_survive_reopening() {
     let other = KeychainKeyStore::open(&format!("{profile}-other")).unwrap();
     assert!(other.list().unwrap().is_empty());
 }
+
+/// The supervisor starts the service on the profile's node, follows it
+/// through a restart without being asked (it waits on the node's watch),
+/// and says why it cannot run while no node does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_supervisor_follows_the_profiles_node_through_restarts() {
+    use std::{sync::Arc, time::Duration};
+
+    use conclave_node::{config::ConfigFlags, profile::Profile, NodeConfig, ProfileNode};
+    use conclave_signing::{supervisor::SigningSupervisor, SigningConfig};
+
+    if !in_keyring_session() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let profile = Profile::resolve("supervised", Some(dir.path())).unwrap();
+    NodeConfig::loopback().save(&profile.config_file()).unwrap();
+    let (node, _) = ProfileNode::open(profile, None, ConfigFlags::default())
+        .await
+        .unwrap();
+    let node = Arc::new(node);
+    let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
+    let supervisor = SigningSupervisor::new(node.clone(), SigningConfig::new(dir.path())).on_start(
+        move |service| {
+            let _ = started_tx.send(service.clone());
+        },
+    );
+    let supervisor = Arc::new(supervisor);
+    let Err(err) = supervisor.handle().await else {
+        panic!("a signing service without a node");
+    };
+    assert!(err.to_string().contains("not running"), "{err}");
+    tokio::spawn(supervisor.clone().run());
+
+    let within = Duration::from_secs(30);
+    let first_node = node.start().await.unwrap();
+    let first = tokio::time::timeout(within, started.recv())
+        .await
+        .expect("the service starts with the node")
+        .unwrap();
+    assert_eq!(first.node().peer_id(), first_node.peer_id());
+    assert!(first.node().is_running());
+
+    let second_node = node.start().await.unwrap();
+    let second = tokio::time::timeout(within, started.recv())
+        .await
+        .expect("the service follows the restarted node")
+        .unwrap();
+    assert!(!first.node().is_running());
+    assert!(second.node().is_running());
+    let current = supervisor.handle().await.unwrap();
+    assert!(current.node().is_running());
+    assert!(started.try_recv().is_err(), "one start per node");
+    drop(second_node);
+
+    supervisor.shutdown().await;
+    node.stop().await;
+}

@@ -48,6 +48,19 @@ impl KeychainKeyStore {
         })
     }
 
+    /// Opens the keychain for `profile` off the async runtime, giving up
+    /// after [`KEY_STORE_TIMEOUT`](super::KEY_STORE_TIMEOUT) (a locked
+    /// keychain can wait forever on an unlock prompt nobody sees).
+    pub async fn open_in_background(profile: &str) -> Result<Self, KeyStoreError> {
+        let profile = profile.to_string();
+        let open = tokio::task::spawn_blocking(move || Self::open(&profile));
+        match tokio::time::timeout(super::KEY_STORE_TIMEOUT, open).await {
+            Ok(Ok(opened)) => opened,
+            Ok(Err(join)) => Err(KeyStoreError::Failed(join.to_string())),
+            Err(_) => Err(KeyStoreError::Timeout),
+        }
+    }
+
     /// The keychain service name the entries live under.
     pub fn service(&self) -> &str {
         &self.service

@@ -246,6 +246,18 @@ impl SigningService {
         });
         Ok(handle)
     }
+
+    /// Starts the service on `node` with the signing keys in the OS
+    /// keychain under `namespace` (see
+    /// `conclave_node::identity::KeySource::secrets_namespace`).
+    pub async fn start_with_keychain(
+        node: NodeHandle,
+        namespace: &str,
+        config: SigningConfig,
+    ) -> Result<SigningHandle, SigningError> {
+        let keys = crate::keys::KeychainKeyStore::open_in_background(namespace).await?;
+        Self::start(node, Arc::new(keys), config).await
+    }
 }
 
 /// A cloneable handle to a running signing service.
