@@ -2,23 +2,23 @@
 //! `musig2.*` methods behind `conclavectl wallet ...` and `conclavectl
 //! musig2 ...`.
 //!
-//! The service starts in the background (opening the keychain may take a
-//! moment or fail); calls wait for it, and if it could not start they fail
-//! with the reason, while the node itself keeps serving.
+//! The service runs on the daemon's node under a [`SigningSupervisor`],
+//! which starts it in the background (opening the keychain may take a
+//! moment or fail) and tries again after a failure; calls wait for it, and
+//! if it cannot run they fail with the reason, while the node itself keeps
+//! serving.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use conclave_node::control::{
     rpc::{self, params, to_value, RpcError},
     server::ControlExtension,
 };
 use conclave_signing::{
-    InvitationInfo, Payload, SessionStatus, SignerKey, SigningEvent, SigningHandle,
+    supervisor::SigningSupervisor, InvitationInfo, Payload, SessionStatus, SignerKey, SigningEvent,
+    SigningHandle,
 };
-use futures::{
-    future::{BoxFuture, Shared},
-    FutureExt,
-};
+use futures::{future::BoxFuture, FutureExt};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -27,45 +27,39 @@ use conclave_signing::psbt_file;
 /// Longest `--wait` of `musig2 invitations` and `musig2 status`, in seconds.
 pub const MAX_WAIT_SECS: u64 = 3600;
 
-type Started = Shared<BoxFuture<'static, Result<SigningHandle, String>>>;
-
-/// Serves the signing methods once the service has started.
+/// Serves the signing methods of the service a supervisor keeps running.
 pub struct SigningControl {
-    service: Started,
+    /// The supervisor, or why signing is switched off.
+    service: Result<Arc<SigningSupervisor>, String>,
 }
 
 impl SigningControl {
-    /// Starts the service with `start` in the background (so it advertises
-    /// this node's keys without waiting for a first call).
-    pub fn spawn(
-        start: impl std::future::Future<Output = Result<SigningHandle, String>> + Send + 'static,
-    ) -> Self {
-        let service = start
-            .map(|started| {
-                match &started {
-                    Ok(_) => tracing::info!("signing service running"),
-                    Err(reason) => tracing::warn!(%reason, "signing service unavailable"),
-                }
-                started
-            })
-            .boxed()
-            .shared();
-        tokio::spawn(service.clone());
-        Self { service }
+    /// Serves the service `supervisor` runs (start its
+    /// [`run`](SigningSupervisor::run) so that it advertises this node's
+    /// keys without waiting for a first call).
+    pub fn new(supervisor: Arc<SigningSupervisor>) -> Self {
+        Self {
+            service: Ok(supervisor),
+        }
     }
 
     /// Answers every signing call with `reason` (signing is switched off).
     pub fn disabled(reason: &str) -> Self {
-        let reason = reason.to_string();
         Self {
-            service: async move { Err(reason) }.boxed().shared(),
+            service: Err(reason.to_string()),
         }
     }
 
     /// The running service, or why it is not running.
     pub async fn handle(&self) -> Result<SigningHandle, String> {
-        self.service.clone().await
+        service_of(self.service.clone()).await
     }
+}
+
+async fn service_of(
+    service: Result<Arc<SigningSupervisor>, String>,
+) -> Result<SigningHandle, String> {
+    service?.handle().await.map_err(|e| e.to_string())
 }
 
 impl ControlExtension for SigningControl {
@@ -81,7 +75,7 @@ impl ControlExtension for SigningControl {
         let method = method.to_string();
         Some(
             async move {
-                let handle = service.await.map_err(|reason| {
+                let handle = service_of(service).await.map_err(|reason| {
                     failure(format!("signing is unavailable on this daemon: {reason}"))
                 })?;
                 dispatch(&handle, &method, params).await

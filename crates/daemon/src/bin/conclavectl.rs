@@ -6,6 +6,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use conclave_node::{
     control::client::ControlClient,
+    identity::{backup_file, keysource::KEY_FILE_ENV, KeySource},
     profile::{Profile, DEFAULT_PROFILE},
     NodeError,
 };
@@ -22,7 +23,7 @@ struct Args {
     /// Profile whose daemon to talk to.
     #[arg(long, global = true, env = "CONCLAVE_PROFILE", default_value = DEFAULT_PROFILE)]
     profile: String,
-    /// The daemon's --data-dir, to find its socket.
+    /// The daemon's --data-dir, to find its socket (and its key file).
     #[arg(long, global = true, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// Print JSON instead of text.
@@ -258,21 +259,21 @@ enum IdentityAction {
         /// Read the passphrase from this file instead of the terminal.
         #[arg(long, value_name = "FILE")]
         passphrase_file: Option<PathBuf>,
-        /// Export the keys of this key file instead of the keychain.
-        #[arg(long, value_name = "PATH")]
+        /// Export the keys of this key file instead of the profile's.
+        #[arg(long, env = KEY_FILE_ENV, value_name = "PATH")]
         key_file: Option<PathBuf>,
     },
-    /// Restore keys from a backup into the profile's keychain (or a key file).
+    /// Restore keys from a backup where the profile keeps them (or a key file).
     Import {
         /// Backup file.
         file: PathBuf,
         /// Read the passphrase from this file instead of the terminal.
         #[arg(long, value_name = "FILE")]
         passphrase_file: Option<PathBuf>,
-        /// Write the keys to this new key file instead of the keychain.
-        #[arg(long, value_name = "PATH")]
+        /// Write the keys to this key file instead of the profile's.
+        #[arg(long, env = KEY_FILE_ENV, value_name = "PATH")]
         key_file: Option<PathBuf>,
-        /// Replace an identity the keychain already holds for the profile.
+        /// Replace another identity the profile (or the key file) holds.
         #[arg(long)]
         force: bool,
     },
@@ -293,9 +294,10 @@ fn read_passphrase(file: Option<&PathBuf>, confirm: bool) -> Result<String> {
 }
 
 /// Export and import run here, not in the daemon: keys and passphrases never
-/// cross the control socket.
+/// cross the control socket. The keys are where the daemon keeps them
+/// ([`KeySource::for_profile`]).
 async fn identity_offline(args: &Args, action: &IdentityAction) -> Result<()> {
-    use conclave_node::identity::{backup, keyfile, keystore};
+    let profile = Profile::resolve(&args.profile, args.data_dir.as_deref())?;
     match action {
         IdentityAction::Show => unreachable!("asked of the daemon"),
         IdentityAction::Export {
@@ -303,27 +305,13 @@ async fn identity_offline(args: &Args, action: &IdentityAction) -> Result<()> {
             passphrase_file,
             key_file,
         } => {
-            let identity = match key_file {
-                Some(path) => keyfile::load_existing_key_file(path)?,
-                None => keystore::with_keychain(&args.profile, |k| k.load())
-                    .await?
-                    .with_context(|| {
-                        format!(
-                            "the keychain holds no identity for profile {:?}",
-                            args.profile
-                        )
-                    })?,
-            };
+            let keys = KeySource::for_profile(&profile, key_file.as_deref());
+            let identity = keys
+                .load()
+                .await?
+                .with_context(|| format!("the {keys} holds no identity"))?;
             let passphrase = read_passphrase(passphrase_file.as_ref(), true)?;
-            let bytes = backup::export(&identity, &passphrase)?;
-            use std::{io::Write, os::unix::fs::OpenOptionsExt};
-            let mut out = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(file)
-                .with_context(|| format!("creating {}", file.display()))?;
-            out.write_all(&bytes)?;
+            backup_file::write(file, &identity, &passphrase)?;
             let result = json!({ "peer_id": identity.peer_id().to_string(), "file": file });
             if args.json {
                 println!("{result}")
@@ -337,36 +325,24 @@ async fn identity_offline(args: &Args, action: &IdentityAction) -> Result<()> {
             key_file,
             force,
         } => {
-            let bytes =
-                std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
             let passphrase = read_passphrase(passphrase_file.as_ref(), false)?;
-            let identity = backup::import(&bytes, &passphrase)?;
+            let identity = backup_file::read(file, &passphrase)?;
             let peer_id = identity.peer_id();
-            match key_file {
-                Some(path) => keyfile::write_key_file(path, &identity)?,
-                None => {
-                    let force = *force;
-                    keystore::with_keychain(&args.profile, move |k| {
-                        if !force {
-                            if let Some(existing) = k.load()? {
-                                if existing.peer_id() != identity.peer_id() {
-                                    return Err(keystore::KeystoreError::Failed(format!(
-                                        "profile already has identity {}; pass --force to replace it",
-                                        existing.peer_id()
-                                    )));
-                                }
-                            }
-                        }
-                        k.store(&identity)
-                    })
-                    .await?
+            let keys = KeySource::for_profile(&profile, key_file.as_deref());
+            if let Some(existing) = keys.load().await? {
+                if existing.peer_id() != peer_id && !force {
+                    bail!(
+                        "the {keys} already holds identity {}; pass --force to replace it",
+                        existing.peer_id()
+                    );
                 }
             }
+            keys.replace(std::sync::Arc::new(identity)).await?;
             let result = json!({ "peer_id": peer_id.to_string(), "profile": args.profile });
             if args.json {
                 println!("{result}")
             } else {
-                println!("imported {peer_id} into profile {}", args.profile)
+                println!("imported {peer_id} into the {keys}")
             }
         }
     }

@@ -1,43 +1,19 @@
 //! `conclaved`: the headless Conclave node (relay, bootstrap or agent server).
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use anyhow::{Context, Result};
 use clap::Parser;
 use conclave_daemon::signing_control::SigningControl;
 use conclave_node::{
-    config::{KadMode, NodeConfig},
-    control, identity, logging, metrics,
+    config::{ConfigFlags, NodeConfig},
+    control,
+    identity::keysource::KEY_FILE_ENV,
+    logging, metrics,
     profile::{Profile, DEFAULT_PROFILE},
-    Multiaddr, Node, NodeHandle,
+    Multiaddr, ProfileNode,
 };
-use conclave_signing::{KeychainKeyStore, SigningConfig, SigningHandle, SigningService};
-
-/// Longest wait for the keychain when the signing service starts.
-const KEYCHAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
-
-/// Starts the signing service with keys in the keychain under `namespace`.
-async fn start_signing(
-    node: NodeHandle,
-    namespace: String,
-    data_dir: PathBuf,
-) -> Result<SigningHandle, String> {
-    let open = tokio::task::spawn_blocking(move || KeychainKeyStore::open(&namespace));
-    let keys = tokio::time::timeout(KEYCHAIN_TIMEOUT, open)
-        .await
-        .map_err(|_| format!("the keychain did not answer within {KEYCHAIN_TIMEOUT:?}"))?
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
-    let start = SigningService::start(
-        node,
-        std::sync::Arc::new(keys),
-        SigningConfig::new(data_dir),
-    );
-    tokio::time::timeout(KEYCHAIN_TIMEOUT, start)
-        .await
-        .map_err(|_| format!("the keychain did not answer within {KEYCHAIN_TIMEOUT:?}"))?
-        .map_err(|e| e.to_string())
-}
+use conclave_signing::{supervisor::SigningSupervisor, SigningConfig};
 
 /// Runs a Conclave node without a GUI, controlled through `conclavectl`.
 #[derive(Parser, Debug)]
@@ -59,7 +35,7 @@ struct Args {
     bootstrap: Vec<Multiaddr>,
     /// Keep the node's keys in this file (created 0600 if missing) instead of
     /// the OS keychain: for servers without a keychain.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, env = KEY_FILE_ENV, value_name = "PATH")]
     key_file: Option<PathBuf>,
     /// Control socket path.
     #[arg(long, value_name = "PATH")]
@@ -90,39 +66,19 @@ struct Args {
     signing_keys: String,
 }
 
-fn load_config(args: &Args, profile: &Profile) -> Result<NodeConfig> {
-    let mut config = match &args.config {
-        Some(path) => NodeConfig::from_file(path)?,
-        None => NodeConfig::from_optional_file(&profile.config_file())?,
-    };
-    config.apply_env()?;
-    if !args.listen.is_empty() {
-        config.listen = args.listen.clone();
+impl Args {
+    /// The flags that override the profile's config.
+    fn config_flags(&self) -> Result<ConfigFlags> {
+        Ok(ConfigFlags {
+            config_file: self.config.clone(),
+            listen: self.listen.clone(),
+            bootstrap: self.bootstrap.clone(),
+            external_addrs: self.external_addr.clone(),
+            relay_server: self.relay_server,
+            no_mdns: self.no_mdns,
+            kad_mode: self.kad_mode.as_deref().map(str::parse).transpose()?,
+        })
     }
-    if !args.bootstrap.is_empty() {
-        config.bootstrap = args.bootstrap.clone();
-    }
-    if !args.external_addr.is_empty() {
-        config.external_addrs = args.external_addr.clone();
-    }
-    if args.relay_server {
-        config.relay_server = true;
-    }
-    if args.no_mdns {
-        config.mdns = false;
-    }
-    if let Some(mode) = &args.kad_mode {
-        config.kad_mode = match mode.as_str() {
-            "client" => KadMode::Client,
-            "auto" => KadMode::Auto,
-            _ => KadMode::Server,
-        };
-    }
-    if config.policy_file.is_none() {
-        config.policy_file = Some(profile.data_dir().join("policy.json"));
-    }
-    config.validate()?;
-    Ok(config)
 }
 
 #[tokio::main]
@@ -131,59 +87,36 @@ async fn main() -> Result<()> {
     let profile = Profile::resolve(&args.profile, args.data_dir.as_deref())?;
     profile.create_dirs()?;
     let _log_guard = logging::init(profile.log_dir(), "conclaved")?;
-    let config = load_config(&args, &profile)?;
-
-    // Keys: an explicit --key-file; with --data-dir, the key file inside it
-    // (everything of the profile lives there); otherwise the OS keychain.
-    let key_file = args
-        .key_file
-        .clone()
-        .or_else(|| args.data_dir.as_ref().map(|_| profile.key_file()));
-    let identity = match &key_file {
-        Some(path) => identity::load_or_create_key_file(path)?,
-        None => {
-            let (identity, created) = identity::keystore::load_or_create_identity(profile.name())
-                .await
-                .context("loading the node's keys from the OS keychain")?;
-            if created {
-                tracing::info!(peer_id = %identity.peer_id(), "new identity stored in the keychain");
-            }
-            identity
-        }
-    };
-    let node = Node::start(config, identity)
+    let flags = args.config_flags()?;
+    // A config that cannot work is reported before the keychain is asked.
+    NodeConfig::for_profile(&profile, &flags)?;
+    let (runner, created) = ProfileNode::open(profile, args.key_file.as_deref(), flags)
         .await
-        .context("starting the node")?;
+        .context("loading the node's keys")?;
+    let runner = Arc::new(runner);
+    let keys = runner.key_source();
+    if created {
+        tracing::info!(peer_id = %runner.peer_id(), %keys, "new identity stored");
+    }
+    let node = runner.start().await.context("starting the node")?;
+    let profile = runner.profile();
 
     let control_path = args
         .control
         .clone()
         .unwrap_or_else(|| profile.control_socket());
-    let inbox = std::sync::Arc::new(conclave_node::inbox::TextInbox::default());
+    let inbox = Arc::new(conclave_node::inbox::TextInbox::default());
     node.register_handler(inbox.clone()).await?;
-    // Signing keys belong to the profile; a daemon with its keys in a data
-    // folder or key file gets its own keychain namespace, so two such daemons
-    // on one machine never share signing keys.
-    let signing = if args.signing_keys == "keychain" {
-        let namespace = if key_file.is_some() {
-            format!("{}@{}", profile.name(), node.peer_id())
-        } else {
-            profile.name().to_string()
-        };
-        Some(std::sync::Arc::new(SigningControl::spawn(start_signing(
-            node.clone(),
-            namespace,
-            profile.data_dir().to_path_buf(),
-        ))))
-    } else {
-        None
-    };
-    let extension: std::sync::Arc<dyn control::server::ControlExtension> = match &signing {
-        Some(signing) => signing.clone(),
-        None => std::sync::Arc::new(SigningControl::disabled(
-            "it was started with --signing-keys none",
-        )),
-    };
+    let signing = (args.signing_keys == "keychain").then(|| {
+        let config = SigningConfig::new(profile.data_dir());
+        let supervisor = Arc::new(SigningSupervisor::new(runner.clone(), config));
+        tokio::spawn(supervisor.clone().run());
+        supervisor
+    });
+    let extension: Arc<dyn control::server::ControlExtension> = Arc::new(match &signing {
+        Some(supervisor) => SigningControl::new(supervisor.clone()),
+        None => SigningControl::disabled("it was started with --signing-keys none"),
+    });
     let extension = Some(extension);
     let control_task =
         control::server::serve_extended(node.clone(), &control_path, Some(inbox), extension)
@@ -222,16 +155,9 @@ async fn main() -> Result<()> {
     control_task.abort();
     if let Some(signing) = &signing {
         // Aborts sessions in progress (telling their peers) before the node goes.
-        match signing.handle().await {
-            Ok(handle) => {
-                if let Err(e) = handle.stop().await {
-                    tracing::warn!(%e, "stopping the signing service");
-                }
-            }
-            Err(reason) => tracing::warn!(%reason, "signing was unavailable"),
-        }
+        signing.shutdown().await;
     }
-    let _ = node.stop().await;
+    runner.stop().await;
     let _ = std::fs::remove_file(&control_path);
     Ok(())
 }
