@@ -1,30 +1,22 @@
-//! Identity backup and restore for the Identity view: files encrypted under
-//! a passphrase by the node's `identity::backup` (Argon2id, then
-//! XChaCha20-Poly1305).
+//! Identity backup and restore for the Identity view: what it shows, and
+//! the paths people type. The files themselves are the node's
+//! (`identity::backup_file`: Argon2id, then XChaCha20-Poly1305, mode 0600,
+//! never over an existing file).
 //!
-//! Passphrases reach this module only as arguments, are wiped when dropped
-//! and never appear in logs or errors. Every failure leaves both the backup
-//! file and the profile's keys as they were.
+//! Passphrases reach the app only as command arguments, are wiped when
+//! dropped and never appear in logs or errors. Every failure leaves both the
+//! backup file and the profile's keys as they were.
 
-use std::{
-    io::Write as _,
-    os::unix::fs::OpenOptionsExt as _,
-    path::{Path, PathBuf},
-};
+use std::path::{Path, PathBuf};
 
 use conclave_node::identity::{backup, NodeIdentity};
 use serde::Serialize;
 use specta::Type;
-use zeroize::Zeroizing;
 
 use crate::error::{CommandError, CommandResult, ErrorCode};
 
 /// Shortest passphrase the node accepts for a backup.
 pub const MIN_PASSPHRASE_LEN: usize = backup::MIN_PASSPHRASE_LEN;
-
-/// Largest file accepted as a backup: real ones are well under a kilobyte,
-/// so anything bigger is not one (and is not read into memory).
-const MAX_BACKUP_BYTES: u64 = 64 * 1024;
 
 /// A backup was written.
 #[derive(Debug, Clone, Serialize, Type, PartialEq)]
@@ -89,93 +81,6 @@ pub fn user_path(text: &str) -> CommandResult<PathBuf> {
     Ok(path)
 }
 
-fn backup_error(e: backup::BackupError) -> CommandError {
-    let message = e.to_string();
-    match e {
-        backup::BackupError::Decrypt => CommandError::new(ErrorCode::InvalidInput, message)
-            .with_hint("check the passphrase; nothing was changed"),
-        backup::BackupError::WeakPassphrase => CommandError::new(ErrorCode::InvalidInput, message),
-        backup::BackupError::Malformed(_) => CommandError::new(ErrorCode::InvalidInput, message)
-            .with_hint("choose a file made by Back up; nothing was changed"),
-        backup::BackupError::Identity(_) => CommandError::new(ErrorCode::InvalidInput, message)
-            .with_hint("the backup's keys are unusable; nothing was changed"),
-        backup::BackupError::Kdf(_) => CommandError::new(ErrorCode::Internal, message),
-    }
-}
-
-fn io_error(path: &Path, what: &str, e: &std::io::Error) -> CommandError {
-    let code = match e.kind() {
-        std::io::ErrorKind::NotFound | std::io::ErrorKind::AlreadyExists => ErrorCode::InvalidInput,
-        _ => ErrorCode::Storage,
-    };
-    CommandError::new(code, format!("cannot {what} {}: {e}", path.display()))
-}
-
-/// Encrypts `identity` under `passphrase` into a new file at `path` (mode
-/// 0600). Refuses to overwrite an existing file. Blocking (Argon2id takes a
-/// moment by design).
-pub fn write_backup(
-    identity: &NodeIdentity,
-    path: &Path,
-    passphrase: &Zeroizing<String>,
-) -> CommandResult<BackupWritten> {
-    if path.exists() {
-        return Err(CommandError::new(
-            ErrorCode::InvalidInput,
-            format!("{} already exists", path.display()),
-        )
-        .with_hint("choose a new file name; an existing file is never overwritten"));
-    }
-    match path.parent() {
-        Some(parent) if parent.is_dir() => {}
-        _ => {
-            return Err(CommandError::new(
-                ErrorCode::InvalidInput,
-                format!("the folder of {} does not exist", path.display()),
-            ))
-        }
-    }
-    let bytes = backup::export(identity, passphrase).map_err(backup_error)?;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| io_error(path, "create", &e))?;
-    if let Err(e) = file.write_all(&bytes).and_then(|()| file.sync_all()) {
-        // Never leave a half-written backup that looks like a good one.
-        let _ = std::fs::remove_file(path);
-        return Err(io_error(path, "write", &e));
-    }
-    Ok(BackupWritten {
-        path: path.display().to_string(),
-        peer_id: identity.peer_id().to_string(),
-    })
-}
-
-/// Reads and decrypts the backup at `path`. Blocking.
-pub fn read_backup(path: &Path, passphrase: &Zeroizing<String>) -> CommandResult<NodeIdentity> {
-    let metadata = std::fs::metadata(path).map_err(|e| io_error(path, "read", &e))?;
-    if !metadata.is_file() {
-        return Err(CommandError::new(
-            ErrorCode::InvalidInput,
-            format!("{} is not a file", path.display()),
-        ));
-    }
-    if metadata.len() > MAX_BACKUP_BYTES {
-        return Err(CommandError::new(
-            ErrorCode::InvalidInput,
-            format!(
-                "not a Conclave identity backup: {} is too large",
-                path.display()
-            ),
-        )
-        .with_hint("choose a file made by Back up; nothing was changed"));
-    }
-    let bytes = std::fs::read(path).map_err(|e| io_error(path, "read", &e))?;
-    backup::import(&bytes, passphrase).map_err(backup_error)
-}
-
 /// What the Identity view shows about a decrypted backup.
 pub fn preview(path: &Path, identity: &NodeIdentity, current: &NodeIdentity) -> BackupPreview {
     BackupPreview {
@@ -190,66 +95,6 @@ pub fn preview(path: &Path, identity: &NodeIdentity, current: &NodeIdentity) -> 
 mod tests {
     use super::*;
 
-    fn pass(text: &str) -> Zeroizing<String> {
-        Zeroizing::new(text.to_string())
-    }
-
-    #[test]
-    fn writes_then_reads_back_and_never_overwrites() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("id.backup");
-        let identity = NodeIdentity::generate();
-        let written = write_backup(&identity, &path, &pass("correct horse battery")).unwrap();
-        assert_eq!(written.peer_id, identity.peer_id().to_string());
-        let mode = std::os::unix::fs::PermissionsExt::mode(
-            &std::fs::metadata(&path).unwrap().permissions(),
-        );
-        assert_eq!(mode & 0o777, 0o600);
-
-        let back = read_backup(&path, &pass("correct horse battery")).unwrap();
-        assert_eq!(back.peer_id(), identity.peer_id());
-        assert!(preview(&path, &back, &identity).same_as_current);
-
-        let before = std::fs::read(&path).unwrap();
-        let again = write_backup(&identity, &path, &pass("another passphrase")).unwrap_err();
-        assert_eq!(again.code, ErrorCode::InvalidInput);
-        assert_eq!(
-            std::fs::read(&path).unwrap(),
-            before,
-            "existing file untouched"
-        );
-    }
-
-    #[test]
-    fn wrong_passphrase_corrupt_file_and_weak_passphrase_are_clear_errors() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("id.backup");
-        let identity = NodeIdentity::generate();
-        write_backup(&identity, &path, &pass("correct horse battery")).unwrap();
-
-        let wrong = read_backup(&path, &pass("wrong horse battery")).unwrap_err();
-        assert_eq!(wrong.code, ErrorCode::InvalidInput);
-        assert!(
-            wrong.message.contains("wrong passphrase"),
-            "{}",
-            wrong.message
-        );
-        assert!(!wrong.message.contains("wrong horse"), "passphrase leaked");
-
-        let corrupt = dir.path().join("corrupt.backup");
-        std::fs::write(&corrupt, b"not json at all").unwrap();
-        let err = read_backup(&corrupt, &pass("correct horse battery")).unwrap_err();
-        assert!(
-            err.message.contains("not a Conclave identity backup"),
-            "{}",
-            err.message
-        );
-
-        let weak = write_backup(&identity, &dir.path().join("weak.backup"), &pass("short"));
-        assert_eq!(weak.unwrap_err().code, ErrorCode::InvalidInput);
-        assert!(!dir.path().join("weak.backup").exists());
-    }
-
     #[test]
     fn paths_must_be_absolute() {
         assert!(user_path("relative/file").is_err());
@@ -258,5 +103,17 @@ mod tests {
             user_path("/tmp/x.backup").unwrap(),
             PathBuf::from("/tmp/x.backup")
         );
+    }
+
+    #[test]
+    fn a_preview_names_the_backups_peer_and_whether_it_is_ours() {
+        let ours = NodeIdentity::generate();
+        let other = NodeIdentity::generate();
+        let path = Path::new("/tmp/id.backup");
+        assert!(preview(path, &ours, &ours).same_as_current);
+        let shown = preview(path, &other, &ours);
+        assert!(!shown.same_as_current);
+        assert_eq!(shown.peer_id, other.peer_id().to_string());
+        assert_eq!(shown.pq_record, other.record().fingerprint());
     }
 }

@@ -5,19 +5,18 @@ use std::sync::Arc;
 
 use tauri::State;
 
-use conclave_node::{NodeError, PolicyChange};
+use conclave_node::{NodeError, PeerInfo, PolicyChange};
 use zeroize::Zeroizing;
 
 use crate::{
     backup::{BackupPreview, BackupWritten, RestoreDone},
     error::CommandResult,
     events::NodeStatus,
-    identity,
     logs::{LogBuffer, LogLevel, LogLine},
     sandbox::SandboxView,
     service::NodeService,
     settings::{Settings, SettingsView},
-    views::{AppInfo, IdentityView, PeerView, PolicyView, StatsView},
+    views::{AppInfo, IdentityView, PolicyView, StatsView},
 };
 
 type Service<'a> = State<'a, Arc<NodeService>>;
@@ -53,7 +52,7 @@ pub fn identity(service: Service<'_>) -> IdentityView {
     IdentityView {
         peer_id: service.peer_id().to_string(),
         profile: service.profile().name().to_string(),
-        key_storage: identity::key_storage(service.profile()),
+        key_storage: service.node().key_source().to_string(),
         pq: service.pq_fingerprints(),
         min_passphrase_len: crate::backup::MIN_PASSPHRASE_LEN as u32,
     }
@@ -69,7 +68,7 @@ pub async fn stats(service: Service<'_>) -> CommandResult<StatsView> {
 /// Connected peers.
 #[tauri::command]
 #[specta::specta]
-pub async fn peers(service: Service<'_>) -> CommandResult<Vec<PeerView>> {
+pub async fn peers(service: Service<'_>) -> CommandResult<Vec<PeerInfo>> {
     service.peers().await
 }
 

@@ -2,9 +2,12 @@
 //! for people, and what to do next where we know it.
 
 use conclave_node::{
+    config::ConfigError,
     error::{ConnectionError, GossipError, InputError},
+    identity::{backup::BackupError, backup_file::BackupFileError, KeySourceError},
     NodeError,
 };
+use conclave_signing::SigningError;
 use serde::Serialize;
 use specta::Type;
 
@@ -38,6 +41,9 @@ pub struct CommandError {
     pub hint: Option<String>,
 }
 
+/// The hint of a failure that left the keychain as it was.
+const UNLOCK_AND_RETRY: &str = "unlock the system keychain and try again; nothing was changed";
+
 impl CommandError {
     /// An error of `code` with `message` and no hint.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
@@ -58,6 +64,11 @@ impl CommandError {
     pub fn node_unavailable() -> Self {
         Self::new(ErrorCode::NodeUnavailable, "the node is not running")
             .with_hint("wait for it to start, or check Settings and Logs if it failed")
+    }
+
+    /// A task of ours ended without an answer (it panicked or was cancelled).
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        Self::new(ErrorCode::Internal, e.to_string())
     }
 }
 
@@ -97,20 +108,123 @@ impl From<NodeError> for CommandError {
     }
 }
 
-impl From<crate::identity::IdentityError> for CommandError {
-    fn from(e: crate::identity::IdentityError) -> Self {
+impl From<ConfigError> for CommandError {
+    fn from(e: ConfigError) -> Self {
+        let code = match e {
+            ConfigError::Read { .. } | ConfigError::Write { .. } => ErrorCode::Storage,
+            _ => ErrorCode::InvalidInput,
+        };
+        Self::new(code, e.to_string())
+    }
+}
+
+impl From<KeySourceError> for CommandError {
+    fn from(e: KeySourceError) -> Self {
         use conclave_node::identity::keystore::KeystoreError;
         let message = e.to_string();
         match e {
-            crate::identity::IdentityError::KeyFile(_) => Self::new(ErrorCode::Storage, message),
-            crate::identity::IdentityError::Keychain(
-                KeystoreError::Locked(_) | KeystoreError::Timeout,
-            ) => Self::new(ErrorCode::Keychain, message)
-                .with_hint("unlock the system keychain and try again; nothing was changed"),
-            crate::identity::IdentityError::Keychain(_) => Self::new(ErrorCode::Keychain, message),
+            KeySourceError::KeyFile(_) => Self::new(ErrorCode::Storage, message),
+            KeySourceError::Keychain(KeystoreError::Locked(_) | KeystoreError::Timeout) => {
+                Self::new(ErrorCode::Keychain, message).with_hint(UNLOCK_AND_RETRY)
+            }
+            KeySourceError::Keychain(_) => Self::new(ErrorCode::Keychain, message),
+        }
+    }
+}
+
+impl From<BackupFileError> for CommandError {
+    fn from(e: BackupFileError) -> Self {
+        let message = e.to_string();
+        let invalid = Self::new(ErrorCode::InvalidInput, message.clone());
+        let not_a_backup = "choose a file made by Back up; nothing was changed";
+        match e {
+            BackupFileError::Exists(_) => {
+                invalid.with_hint("choose a new file name; an existing file is never overwritten")
+            }
+            BackupFileError::NoFolder(_)
+            | BackupFileError::NotAFile(_)
+            | BackupFileError::Backup(BackupError::WeakPassphrase) => invalid,
+            BackupFileError::TooLarge(_) | BackupFileError::Backup(BackupError::Malformed(_)) => {
+                invalid.with_hint(not_a_backup)
+            }
+            BackupFileError::Backup(BackupError::Decrypt) => {
+                invalid.with_hint("check the passphrase; nothing was changed")
+            }
+            BackupFileError::Backup(BackupError::Identity(_)) => {
+                invalid.with_hint("the backup's keys are unusable; nothing was changed")
+            }
+            BackupFileError::Io { ref source, .. }
+                if matches!(
+                    source.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::AlreadyExists
+                ) =>
+            {
+                invalid
+            }
+            BackupFileError::Io { .. } => Self::new(ErrorCode::Storage, message),
+            BackupFileError::Backup(BackupError::Kdf(_)) => Self::internal(message),
+        }
+    }
+}
+
+impl From<SigningError> for CommandError {
+    fn from(e: SigningError) -> Self {
+        let message = e.to_string();
+        match e {
+            SigningError::Node(e) => e.into(),
+            SigningError::KeyStore(_) => {
+                Self::new(ErrorCode::Keychain, message).with_hint(UNLOCK_AND_RETRY)
+            }
+            SigningError::Key(_)
+            | SigningError::Spec(_)
+            | SigningError::Psbt(_)
+            | SigningError::SessionId(_)
+            | SigningError::UnknownSession(_)
+            | SigningError::NotOurKey(_) => Self::new(ErrorCode::InvalidInput, message),
+            SigningError::UnknownSigner(_) => Self::new(ErrorCode::Network, message).with_hint(
+                "connect to the signer's node (Peers view) and check that it holds the key",
+            ),
+            SigningError::Unreachable { .. } => Self::new(ErrorCode::Network, message),
+            SigningError::Stopped => CommandError::node_unavailable(),
+            _ => Self::internal(message),
         }
     }
 }
 
 /// Result of a command.
 pub type CommandResult<T> = Result<T, CommandError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signing_errors_tell_bad_input_from_unreachable_signers() {
+        let bad: CommandError = SigningError::UnknownSession("x".into()).into();
+        assert_eq!(bad.code, ErrorCode::InvalidInput);
+        let key = conclave_signing::SecretKey::generate().public_key();
+        let unknown: CommandError = SigningError::UnknownSigner(key).into();
+        assert_eq!(unknown.code, ErrorCode::Network);
+        assert!(unknown.hint.is_some());
+    }
+
+    #[test]
+    fn backup_errors_say_what_to_do_and_that_nothing_changed() {
+        let wrong: CommandError = BackupFileError::Backup(BackupError::Decrypt).into();
+        assert_eq!(wrong.code, ErrorCode::InvalidInput);
+        assert!(
+            wrong.message.contains("wrong passphrase"),
+            "{}",
+            wrong.message
+        );
+        assert!(wrong.hint.unwrap().contains("nothing was changed"));
+        let exists: CommandError = BackupFileError::Exists("/tmp/x".into()).into();
+        assert!(exists.hint.unwrap().contains("never overwritten"));
+        let denied = BackupFileError::Io {
+            action: "create",
+            path: "/x".into(),
+            source: std::io::ErrorKind::PermissionDenied.into(),
+        };
+        assert_eq!(CommandError::from(denied).code, ErrorCode::Storage);
+    }
+}

@@ -1,12 +1,13 @@
-//! Events the app pushes to the UI, and the sink the node service emits
-//! them through (Tauri in the app, a channel in tests).
+//! Events the app pushes to the UI, and the [`EventSink`] the node service
+//! emits them through (`sink::TauriSink` in the app, a recorder in tests).
 
 use serde::{Deserialize, Serialize};
 use specta::Type;
-use tauri::{AppHandle, Runtime};
 use tauri_specta::Event;
 
-use crate::views::{PeerView, RateSample, StatsView};
+use conclave_node::PeerInfo;
+
+use crate::views::{RateSample, StatsView};
 
 /// Life-cycle state of the node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Type)]
@@ -36,18 +37,18 @@ pub struct NodeStatus {
 }
 
 /// A peer connected, changed or left.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, Event)]
+#[derive(Debug, Clone, Serialize, Type, Event)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum PeerChanged {
     /// A peer's first connection was established.
     Connected {
         /// The peer.
-        peer: PeerView,
+        peer: PeerInfo,
     },
     /// A peer's details (RTT, agent, protocols, connections) changed.
     Updated {
         /// The peer.
-        peer: PeerView,
+        peer: PeerInfo,
     },
     /// A peer's last connection closed.
     Disconnected {
@@ -75,29 +76,4 @@ pub trait EventSink: Send + Sync + 'static {
     fn peer(&self, change: PeerChanged);
     /// A stats sample is ready.
     fn stats(&self, sample: StatsSampled);
-}
-
-/// Emits events to every window of the app.
-pub struct TauriSink<R: Runtime>(pub AppHandle<R>);
-
-impl<R: Runtime> EventSink for TauriSink<R> {
-    fn status(&self, status: &NodeStatus) {
-        crate::tray::show_status(&self.0, status);
-        if let Err(e) = status.emit(&self.0) {
-            tracing::debug!(%e, "cannot emit node status");
-        }
-    }
-
-    fn peer(&self, change: PeerChanged) {
-        if let Err(e) = change.emit(&self.0) {
-            tracing::debug!(%e, "cannot emit peer change");
-        }
-    }
-
-    fn stats(&self, sample: StatsSampled) {
-        crate::tray::show_stats(&self.0, &sample.stats);
-        if let Err(e) = sample.emit(&self.0) {
-            tracing::debug!(%e, "cannot emit stats");
-        }
-    }
 }

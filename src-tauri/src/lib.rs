@@ -11,12 +11,12 @@ pub mod cli;
 pub mod commands;
 pub mod error;
 pub mod events;
-pub mod identity;
 pub mod logs;
 pub mod sandbox;
 pub mod service;
 pub mod sessions;
 pub mod settings;
+pub mod sink;
 pub mod tray;
 pub mod views;
 
@@ -24,15 +24,17 @@ use std::{sync::Arc, time::Instant};
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use conclave_node::profile::Profile;
+use conclave_node::{config::ConfigFlags, profile::Profile, ProfileNode};
 use tauri::{Manager, RunEvent};
 use tauri_specta::{collect_commands, collect_events, Builder};
 
 use crate::{
-    events::{NodeStatus, PeerChanged, StatsSampled, TauriSink},
+    events::{NodeStatus, PeerChanged, StatsSampled},
     service::NodeService,
-    sessions::{SessionsService, SigningChanged},
+    sessions::SigningChanged,
+    sink::TauriSink,
 };
+use conclave_signing::supervisor::SigningSupervisor;
 use tauri_specta::Event as _;
 
 /// Where the generated TypeScript bindings live, from the repository root.
@@ -107,9 +109,12 @@ pub fn run(launched: Instant) -> anyhow::Result<()> {
     let profile = Profile::resolve(&args.profile, args.data_dir.as_deref())?;
     profile.create_dirs()?;
     let (log_buffer, _log_guard) = logs::init(profile.log_dir())?;
-    let identity = identity::load_identity(&profile)
-        .with_context(|| format!("loading the keys of profile {:?}", profile.name()))?;
-    tracing::info!(profile = profile.name(), peer_id = %identity.peer_id(), "conclave starting");
+    let name = profile.name().to_string();
+    let open = ProfileNode::open(profile, args.key_file.as_deref(), ConfigFlags::default());
+    let (node, _) = tauri::async_runtime::block_on(open)
+        .with_context(|| format!("loading the keys of profile {name:?}"))?;
+    let keys = node.key_source();
+    tracing::info!(profile = name, peer_id = %node.peer_id(), %keys, "conclave starting");
 
     let builder = specta_builder();
     let app = tauri::Builder::default()
@@ -120,23 +125,23 @@ pub fn run(launched: Instant) -> anyhow::Result<()> {
             tray::install(app.handle());
             let sink = Arc::new(TauriSink(app.handle().clone()));
             let events = app.handle().clone();
-            let sessions = Arc::new(SessionsService::new(
-                profile.name(),
-                profile.data_dir().to_path_buf(),
+            let node = Arc::new(node);
+            let signing = Arc::new(sessions::supervisor(
+                node.clone(),
                 Arc::new(move |change: SigningChanged| {
                     if let Err(e) = change.emit(&events) {
                         tracing::debug!(%e, "cannot emit signing change");
                     }
                 }),
             ));
-            let service = Arc::new(NodeService::new(profile, identity, sink, launched));
+            let service = Arc::new(NodeService::new(node, sink, launched));
             app.manage(service.clone());
-            app.manage(sessions.clone());
+            app.manage(signing.clone());
+            // Signing runs on the node and follows it through restarts.
+            tauri::async_runtime::spawn(signing.run());
             tauri::async_runtime::spawn(async move {
                 // A failure is shown in the UI through the node's status.
                 let _ = service.start().await;
-                // Signing runs on the node and follows it through restarts.
-                sessions.supervise(service).await;
             });
             Ok(())
         })
@@ -145,9 +150,9 @@ pub fn run(launched: Instant) -> anyhow::Result<()> {
     app.run(|handle, event| {
         if let RunEvent::Exit = event {
             // Sessions in progress are aborted (and their peers told) first.
-            if let Some(sessions) = handle.try_state::<Arc<SessionsService>>() {
-                let sessions = sessions.inner().clone();
-                tauri::async_runtime::block_on(sessions.shutdown());
+            if let Some(signing) = handle.try_state::<Arc<SigningSupervisor>>() {
+                let signing = signing.inner().clone();
+                tauri::async_runtime::block_on(signing.shutdown());
             }
             if let Some(service) = handle.try_state::<Arc<NodeService>>() {
                 let service = service.inner().clone();

@@ -1,18 +1,18 @@
-//! The node service: starts the node from the profile's config, keeps its
-//! `NodeHandle`, restarts it when settings change, and turns node events and
+//! The node service: runs the profile's node (a [`ProfileNode`]), restarts
+//! it when settings or keys change, and turns its life cycle, its events and
 //! periodic stats into UI events.
 
 use std::{
     path::PathBuf,
-    sync::{Arc, Mutex, OnceLock, RwLock},
+    sync::{Arc, Mutex, OnceLock},
     time::{Duration, Instant},
 };
 
 use conclave_node::{
     gate::Policy,
-    identity::{keystore::KEYCHAIN_TIMEOUT, NodeIdentity},
+    identity::{backup_file, NodeIdentity},
     profile::Profile,
-    Node, NodeConfig, NodeError, NodeEvent, NodeHandle, PeerId, PolicyChange,
+    NodeError, NodeEvent, NodeHandle, PeerId, PeerInfo, PolicyChange, ProfileNode,
 };
 use tokio::task::JoinHandle;
 use zeroize::Zeroizing;
@@ -23,34 +23,25 @@ use crate::{
     events::{EventSink, NodeState, NodeStatus, PeerChanged, StatsSampled},
     sandbox::Sandbox,
     settings::{self, Settings, SettingsView},
-    views::{PeerView, PolicyView, PqFingerprints, RateSample, StatsView},
+    views::{PolicyView, PqFingerprints, RateSample, StatsView},
 };
 
 /// How often the Network health view gets a new sample.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 
-/// A running node and the tasks that watch it.
-struct Running {
-    handle: NodeHandle,
-    tasks: Vec<JoinHandle<()>>,
-}
-
 /// A decrypted backup waiting for the user to confirm the restore.
 struct PendingRestore {
     path: PathBuf,
-    identity: NodeIdentity,
+    identity: Arc<NodeIdentity>,
 }
 
 /// Owns the node for the app's lifetime.
 pub struct NodeService {
-    profile: Profile,
-    /// Replaced when a backup is restored.
-    identity: RwLock<Arc<NodeIdentity>>,
+    node: Arc<ProfileNode>,
     sink: Arc<dyn EventSink>,
-    /// Serialises start, stop and restart.
-    lifecycle: tokio::sync::Mutex<Option<Running>>,
-    /// The handle commands use; `None` while starting or failed.
-    current: RwLock<Option<NodeHandle>>,
+    /// The tasks that watch the running node; held while it (re)starts, so
+    /// starts and stops do not interleave.
+    watchers: tokio::sync::Mutex<Vec<JoinHandle<()>>>,
     status: Mutex<NodeStatus>,
     pending_restore: Mutex<Option<PendingRestore>>,
     sandbox: tokio::sync::Mutex<Sandbox>,
@@ -59,23 +50,16 @@ pub struct NodeService {
 }
 
 impl NodeService {
-    /// A service for `profile` with its keys; the node starts on [`start`](Self::start).
-    pub fn new(
-        profile: Profile,
-        identity: NodeIdentity,
-        sink: Arc<dyn EventSink>,
-        launched: Instant,
-    ) -> Self {
-        let peer_id = identity.peer_id();
+    /// A service for the profile's `node`; it starts on [`start`](Self::start).
+    pub fn new(node: Arc<ProfileNode>, sink: Arc<dyn EventSink>, launched: Instant) -> Self {
+        let peer_id = node.peer_id().to_string();
         Self {
-            profile,
-            identity: RwLock::new(Arc::new(identity)),
+            node,
             sink,
-            lifecycle: tokio::sync::Mutex::new(None),
-            current: RwLock::new(None),
+            watchers: tokio::sync::Mutex::new(Vec::new()),
             status: Mutex::new(NodeStatus {
                 state: NodeState::Starting,
-                peer_id: peer_id.to_string(),
+                peer_id,
                 error: None,
                 hint: None,
             }),
@@ -86,27 +70,24 @@ impl NodeService {
         }
     }
 
-    /// The profile this instance runs.
-    pub fn profile(&self) -> &Profile {
-        &self.profile
+    /// The profile's node: its keys, config and the watch of what runs.
+    pub fn node(&self) -> &Arc<ProfileNode> {
+        &self.node
     }
 
-    /// The keys the node runs with.
-    fn identity(&self) -> Arc<NodeIdentity> {
-        self.identity
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    /// The profile this instance runs.
+    pub fn profile(&self) -> &Profile {
+        self.node.profile()
     }
 
     /// Our peer id.
     pub fn peer_id(&self) -> PeerId {
-        self.identity().peer_id()
+        self.node.peer_id()
     }
 
     /// Fingerprints of the post-quantum keys, if the node has them.
     pub fn pq_fingerprints(&self) -> Option<PqFingerprints> {
-        crate::identity::pq_fingerprints(&self.identity())
+        PqFingerprints::of(&self.node.identity())
     }
 
     /// The node's life-cycle state.
@@ -121,6 +102,7 @@ impl NodeService {
         let status = {
             let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
             s.state = state;
+            s.peer_id = self.node.peer_id().to_string();
             s.error = error;
             s.hint = hint;
             s.clone()
@@ -130,56 +112,42 @@ impl NodeService {
 
     /// The running node's handle, or an error the UI can show.
     pub fn handle(&self) -> CommandResult<NodeHandle> {
-        self.current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.node
+            .current()
             .ok_or_else(CommandError::node_unavailable)
-    }
-
-    /// The config the node runs with: the profile's file, then `P2P_*`
-    /// environment variables; the connection policy in the profile's data
-    /// folder unless the file names another.
-    pub fn node_config(&self) -> Result<NodeConfig, CommandError> {
-        let mut config = NodeConfig::from_optional_file(&self.profile.config_file())
-            .map_err(|e| CommandError::new(ErrorCode::InvalidInput, e.to_string()))?;
-        config
-            .apply_env()
-            .map_err(|e| CommandError::new(ErrorCode::InvalidInput, e.to_string()))?;
-        config
-            .validate()
-            .map_err(|e| CommandError::new(ErrorCode::InvalidInput, e.to_string()))?;
-        if config.policy_file.is_none() {
-            config.policy_file = Some(default_policy_file(&self.profile));
-        }
-        Ok(config)
     }
 
     /// Starts the node (stopping a running one first). A failure is also
     /// reported as the `failed` state, so the UI can show it.
     pub async fn start(&self) -> CommandResult<()> {
-        let mut lifecycle = self.lifecycle.lock().await;
-        self.stop_locked(&mut lifecycle).await;
+        let mut watchers = self.watchers.lock().await;
+        watchers.drain(..).for_each(|task| task.abort());
         self.set_status(NodeState::Starting, None, None);
-        match self.start_locked().await {
-            Ok(running) => {
-                *self.current.write().unwrap_or_else(|e| e.into_inner()) =
-                    Some(running.handle.clone());
-                let handle = running.handle.clone();
-                *lifecycle = Some(running);
+        match self.node.start().await {
+            Ok(handle) => {
+                self.migrate_blocked_list(&handle).await;
+                watchers.push(tokio::spawn(forward_events(
+                    handle.clone(),
+                    self.sink.clone(),
+                )));
+                watchers.push(tokio::spawn(sample_stats(
+                    handle.clone(),
+                    self.sink.clone(),
+                )));
                 self.set_status(NodeState::Running, None, None);
                 self.sink.peer(PeerChanged::Resync);
                 self.sandbox.lock().await.rejoin(&handle).await;
                 Ok(())
             }
             Err(e) => {
+                let e = CommandError::from(e);
                 tracing::error!(error = %e.message, "node failed to start");
                 self.set_status(
                     NodeState::Failed,
                     Some(e.message.clone()),
                     Some(format!(
                         "fix the setting in Settings (saved to {}), which restarts the node",
-                        self.profile.config_file().display()
+                        self.profile().config_file().display()
                     )),
                 );
                 Err(e)
@@ -187,44 +155,18 @@ impl NodeService {
         }
     }
 
-    async fn start_locked(&self) -> CommandResult<Running> {
-        let config = self.node_config()?;
-        // The node takes its key set by value; every (re)start gets the same
-        // keys rebuilt from their seeds.
-        let identity = NodeIdentity::from_seeds(&self.identity().seeds())
-            .map_err(|e| CommandError::new(ErrorCode::Internal, e.to_string()))?;
-        let handle = Node::start(config, identity).await?;
-        self.migrate_blocked_list(&handle).await;
-        let tasks = vec![
-            tokio::spawn(forward_events(handle.clone(), self.sink.clone())),
-            tokio::spawn(sample_stats(handle.clone(), self.sink.clone())),
-        ];
-        Ok(Running { handle, tasks })
-    }
-
-    async fn stop_locked(&self, lifecycle: &mut Option<Running>) {
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = None;
-        if let Some(running) = lifecycle.take() {
-            for task in &running.tasks {
-                task.abort();
-            }
-            if let Err(e) = running.handle.stop().await {
-                tracing::debug!(%e, "node already stopped");
-            }
-        }
-    }
-
     /// Stops the node and the sandbox peers (the app is closing).
     pub async fn shutdown(&self) {
         self.sandbox.lock().await.stop_all().await;
-        let mut lifecycle = self.lifecycle.lock().await;
-        self.stop_locked(&mut lifecycle).await;
+        let mut watchers = self.watchers.lock().await;
+        watchers.drain(..).for_each(|task| task.abort());
+        self.node.stop().await;
         self.set_status(NodeState::Stopped, None, None);
     }
 
     /// Saves settings to the profile's config and restarts the node with them.
     pub async fn save_settings(&self, settings: &Settings) -> CommandResult<SettingsView> {
-        let path = self.profile.config_file();
+        let path = self.profile().config_file();
         settings::save(&path, settings)?;
         tracing::info!(file = %path.display(), "settings saved; restarting the node");
         self.start().await?;
@@ -233,13 +175,12 @@ impl NodeService {
 
     /// The saved settings.
     pub fn settings(&self) -> CommandResult<SettingsView> {
-        settings::load(&self.profile.config_file())
+        settings::load(&self.profile().config_file())
     }
 
     /// Connected peers.
-    pub async fn peers(&self) -> CommandResult<Vec<PeerView>> {
-        let peers = self.handle()?.peers().await?;
-        Ok(peers.iter().map(PeerView::from).collect())
+    pub async fn peers(&self) -> CommandResult<Vec<PeerInfo>> {
+        Ok(self.handle()?.peers().await?)
     }
 
     /// A stats snapshot.
@@ -260,17 +201,9 @@ impl NodeService {
         Ok(self.handle()?.disconnect(peer).await?)
     }
 
-    /// The policy file the node uses.
-    fn policy_file(&self) -> PathBuf {
-        self.node_config()
-            .ok()
-            .and_then(|c| c.policy_file)
-            .unwrap_or_else(|| default_policy_file(&self.profile))
-    }
-
     /// Who may connect. Read from the file while the node is not running.
     pub async fn policy(&self) -> CommandResult<PolicyView> {
-        let file = self.policy_file();
+        let file = self.node.policy_file();
         let policy = match self.handle() {
             Ok(handle) => handle.policy().await?,
             Err(_) => Policy::load(&file)
@@ -294,13 +227,13 @@ impl NodeService {
         }
         let policy = self.handle()?.update_policy(change).await?;
         tracing::info!(change = %describe_change(change), "connection policy changed");
-        Ok(PolicyView::new(&policy, &self.policy_file()))
+        Ok(PolicyView::new(&policy, &self.node.policy_file()))
     }
 
     /// Moves the deny list of earlier versions (`blocked_peers.json`) into
     /// the node's policy, once.
     async fn migrate_blocked_list(&self, handle: &NodeHandle) {
-        let legacy = self.profile.data_dir().join("blocked_peers.json");
+        let legacy = self.profile().data_dir().join("blocked_peers.json");
         let Ok(text) = std::fs::read_to_string(&legacy) else {
             return;
         };
@@ -332,10 +265,15 @@ impl NodeService {
         passphrase: Zeroizing<String>,
     ) -> CommandResult<BackupWritten> {
         let path = backup::user_path(path)?;
-        let identity = self.identity();
-        let written = blocking(move || backup::write_backup(&identity, &path, &passphrase)).await?;
-        tracing::info!(file = %written.path, "identity backed up");
-        Ok(written)
+        let identity = self.node.identity();
+        let peer_id = identity.peer_id().to_string();
+        let file = path.clone();
+        blocking(move || backup_file::write(&file, &identity, &passphrase)).await?;
+        tracing::info!(file = %path.display(), "identity backed up");
+        Ok(BackupWritten {
+            path: path.display().to_string(),
+            peer_id,
+        })
     }
 
     /// Decrypts the backup at `path` and keeps it until
@@ -348,8 +286,9 @@ impl NodeService {
         let path = backup::user_path(path)?;
         self.pending().take();
         let read_from = path.clone();
-        let identity = blocking(move || backup::read_backup(&read_from, &passphrase)).await?;
-        let preview = backup::preview(&path, &identity, &self.identity());
+        let identity = blocking(move || backup_file::read(&read_from, &passphrase)).await?;
+        let preview = backup::preview(&path, &identity, &self.node.identity());
+        let identity = Arc::new(identity);
         *self.pending() = Some(PendingRestore { path, identity });
         Ok(preview)
     }
@@ -373,37 +312,14 @@ impl NodeService {
             .with_hint("open the backup file again"));
         }
         let previous_peer_id = self.peer_id().to_string();
-        let profile = self.profile.clone();
-        let identity = pending.identity;
-        let identity = match tokio::time::timeout(
-            KEYCHAIN_TIMEOUT,
-            tokio::task::spawn_blocking(move || {
-                crate::identity::replace_identity(&profile, &identity).map(|()| identity)
-            }),
-        )
-        .await
-        {
-            Ok(Ok(result)) => result?,
-            Ok(Err(join)) => return Err(CommandError::new(ErrorCode::Internal, join.to_string())),
-            Err(_) => {
-                return Err(crate::identity::IdentityError::Keychain(
-                    conclave_node::identity::keystore::KeystoreError::Timeout,
-                )
-                .into())
-            }
-        };
+        // A failure here leaves the previous keys where they were.
+        self.node.replace_identity(pending.identity).await?;
         tracing::info!(
             file = %pending.path.display(),
             %previous_peer_id,
             %peer_id,
             "identity restored from a backup; restarting the node"
         );
-        *self.identity.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(identity);
-        self.status
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .peer_id
-            .clone_from(&peer_id);
         // The keys are saved; a node that fails to start shows that in its status.
         let _ = self.start().await;
         Ok(RestoreDone {
@@ -444,12 +360,8 @@ async fn forward_events(handle: NodeHandle, sink: Arc<dyn EventSink>) {
     let mut events = handle.subscribe_events();
     while let Some(event) = events.recv().await {
         match event {
-            NodeEvent::PeerConnected(info) => sink.peer(PeerChanged::Connected {
-                peer: PeerView::from(&info),
-            }),
-            NodeEvent::PeerUpdated(info) => sink.peer(PeerChanged::Updated {
-                peer: PeerView::from(&info),
-            }),
+            NodeEvent::PeerConnected(peer) => sink.peer(PeerChanged::Connected { peer }),
+            NodeEvent::PeerUpdated(peer) => sink.peer(PeerChanged::Updated { peer }),
             NodeEvent::PeerDisconnected { peer_id } => sink.peer(PeerChanged::Disconnected {
                 peer_id: peer_id.to_string(),
             }),
@@ -500,17 +412,14 @@ fn describe_change(change: PolicyChange) -> String {
     }
 }
 
-fn default_policy_file(profile: &Profile) -> PathBuf {
-    profile.data_dir().join("policy.json")
-}
-
 /// Runs slow, blocking work (Argon2id, file I/O) off the async runtime.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> CommandResult<T> + Send + 'static,
+async fn blocking<T: Send + 'static, E: Into<CommandError> + Send + 'static>(
+    work: impl FnOnce() -> Result<T, E> + Send + 'static,
 ) -> CommandResult<T> {
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(|e| CommandError::new(ErrorCode::Internal, e.to_string()))?
+        .map_err(CommandError::internal)?
+        .map_err(Into::into)
 }
 
 #[cfg(test)]
@@ -556,8 +465,9 @@ mod tests {
         let legacy = profile.data_dir().join("blocked_peers.json");
         std::fs::write(&legacy, format!("[\"{old_denied}\"]")).unwrap();
         let sink = Arc::new(RecordingSink::default());
-        let identity = NodeIdentity::generate();
-        let service = NodeService::new(profile, identity, sink.clone(), Instant::now());
+        let flags = conclave_node::config::ConfigFlags::default();
+        let (node, _) = ProfileNode::open(profile, None, flags).await.unwrap();
+        let service = NodeService::new(Arc::new(node), sink.clone(), Instant::now());
         service.start().await.unwrap();
         assert_eq!(service.status().state, NodeState::Running);
         assert_eq!(
@@ -588,7 +498,7 @@ mod tests {
         let mut settings = service.settings().unwrap().saved;
         settings.max_connections = 9;
         service.save_settings(&settings).await.unwrap();
-        assert_eq!(service.node_config().unwrap().max_connections, 9);
+        assert_eq!(service.node().config().unwrap().max_connections, 9);
         assert!(
             peer_count(&service, 2).await,
             "sandbox rejoined after restart"
@@ -604,7 +514,7 @@ mod tests {
             .unwrap();
         assert_eq!(policy.denied, vec![denied.clone()]);
         assert!(peer_count(&service, 1).await, "denied peer disconnected");
-        let saved = Policy::load(&default_policy_file(service.profile())).unwrap();
+        let saved = Policy::load(&service.profile().policy_file()).unwrap();
         assert!(saved.deny.contains(&peer));
         let policy = service
             .update_policy(PolicyChange::Allow(peer))

@@ -3,21 +3,11 @@
 
 use std::path::Path;
 
-use conclave_node::{config::ConfigError, Multiaddr, NodeConfig};
+use conclave_node::{Multiaddr, NodeConfig};
 use serde::{Deserialize, Serialize};
 use specta::Type;
 
 use crate::error::{CommandError, ErrorCode};
-
-/// `P2P_*` variables that override the file (see the node's config docs).
-const ENV_OVERRIDES: [&str; 6] = [
-    "P2P_MAX_CONNECTIONS",
-    "P2P_MIN_CONNECTIONS",
-    "P2P_LISTEN",
-    "P2P_BOOTSTRAP",
-    "P2P_MAX_MESSAGE_SIZE",
-    "P2P_MDNS",
-];
 
 /// The settings a person edits.
 #[derive(Debug, Clone, Serialize, Deserialize, Type, PartialEq)]
@@ -60,15 +50,6 @@ impl From<&NodeConfig> for Settings {
     }
 }
 
-fn storage(e: ConfigError) -> CommandError {
-    match e {
-        ConfigError::Invalid(_) | ConfigError::Parse { .. } => {
-            CommandError::new(ErrorCode::InvalidInput, e.to_string())
-        }
-        _ => CommandError::new(ErrorCode::Storage, e.to_string()),
-    }
-}
-
 fn parse_addrs(field: &str, values: &[String]) -> Result<Vec<Multiaddr>, CommandError> {
     values
         .iter()
@@ -103,13 +84,13 @@ impl Settings {
         config.min_connections = self.min_connections;
         config.relay_server = self.relay_server;
         config.mdns = self.mdns;
-        config.validate().map_err(storage)
+        Ok(config.validate()?)
     }
 }
 
 /// The saved settings of the config file at `path` (defaults if absent).
 pub fn load(path: &Path) -> Result<SettingsView, CommandError> {
-    let config = NodeConfig::from_optional_file(path).map_err(storage)?;
+    let config = NodeConfig::from_optional_file(path)?;
     Ok(view(path, &config))
 }
 
@@ -117,9 +98,9 @@ pub fn load(path: &Path) -> Result<SettingsView, CommandError> {
 /// fields; returns the full config the node should now run with (before
 /// environment overrides).
 pub fn save(path: &Path, settings: &Settings) -> Result<NodeConfig, CommandError> {
-    let mut config = NodeConfig::from_optional_file(path).map_err(storage)?;
+    let mut config = NodeConfig::from_optional_file(path)?;
     settings.apply_to(&mut config)?;
-    config.save(path).map_err(storage)?;
+    config.save(path)?;
     Ok(config)
 }
 
@@ -127,10 +108,9 @@ pub fn save(path: &Path, settings: &Settings) -> Result<NodeConfig, CommandError
 pub fn view(path: &Path, config: &NodeConfig) -> SettingsView {
     SettingsView {
         saved: Settings::from(config),
-        env_overrides: ENV_OVERRIDES
-            .iter()
-            .filter(|name| std::env::var_os(name).is_some())
-            .map(|s| s.to_string())
+        env_overrides: NodeConfig::env_overrides()
+            .into_iter()
+            .map(String::from)
             .collect(),
         config_file: path.display().to_string(),
     }

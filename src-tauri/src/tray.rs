@@ -13,9 +13,11 @@ use tauri::{
     AppHandle, Manager, Runtime,
 };
 
+use conclave_node::nat::Reachability;
+
 use crate::{
     events::{NodeState, NodeStatus},
-    views::{Reachability, StatsView},
+    views::StatsView,
 };
 
 const MENU_TOGGLE: &str = "toggle-window";

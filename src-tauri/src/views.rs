@@ -1,7 +1,9 @@
-//! What the UI receives: plain, typed snapshots of the node's state.
+//! What the UI receives where the node's own types (which derive
+//! `specta::Type` for it, such as `PeerInfo`) are not the shape it needs:
+//! plain, typed snapshots of the node's state.
 //!
-//! The TypeScript bindings are generated from these types. Two rules keep
-//! values safe in JavaScript:
+//! The TypeScript bindings are generated from these types and the core's.
+//! Two rules keep values safe in JavaScript:
 //! - Peer ids and multiaddrs travel as their canonical strings.
 //! - **u64 becomes f64.** Byte and message counters are `u64` in the node;
 //!   they are sent as `number` (f64), exact up to 2^53 (9 PiB, far beyond any
@@ -10,9 +12,9 @@
 
 use conclave_node::{
     gate::Policy,
-    nat::{NatStatus, Reachability as NatReachability},
-    peers::{Direction, PathKind},
-    NodeStats, PeerInfo,
+    identity::NodeIdentity,
+    nat::{NatStatus, Reachability},
+    NodeStats,
 };
 use serde::{Deserialize, Serialize};
 use specta::Type;
@@ -25,70 +27,6 @@ pub fn counter(value: u64) -> f64 {
 /// A usize count as u32, saturating at u32::MAX.
 pub fn count(value: usize) -> u32 {
     u32::try_from(value).unwrap_or(u32::MAX)
-}
-
-/// A connected peer, as the Peers table shows it.
-#[derive(Debug, Clone, Serialize, Deserialize, Type, PartialEq)]
-pub struct PeerView {
-    /// The peer's id (base58).
-    pub peer_id: String,
-    /// Addresses of its open connections, then those it listens on.
-    pub addrs: Vec<String>,
-    /// Transport of the primary connection: quic, tcp, websocket, memory, other.
-    pub transport: String,
-    /// Who dialled: outbound or inbound.
-    pub direction: String,
-    /// direct or relayed.
-    pub path: String,
-    /// Last ping round trip in milliseconds, once measured.
-    pub rtt_ms: Option<f64>,
-    /// Agent version from identify.
-    pub agent_version: Option<String>,
-    /// Protocols the peer supports.
-    pub protocols: Vec<String>,
-    /// How the channel is secured, as the node reports it (for example
-    /// `tls13+X25519MLKEM768` on QUIC, `noise` on TCP).
-    pub security: String,
-    /// Whether the peer's post-quantum identity record was received and
-    /// verified.
-    pub pq_identity: bool,
-    /// Gossipsub score, where scoring knows the peer.
-    pub score: Option<f64>,
-    /// Open connections to the peer.
-    pub connections: u32,
-}
-
-fn direction_name(direction: Direction) -> &'static str {
-    match direction {
-        Direction::Outbound => "outbound",
-        Direction::Inbound => "inbound",
-    }
-}
-
-fn path_name(path: PathKind) -> &'static str {
-    match path {
-        PathKind::Direct => "direct",
-        PathKind::Relayed => "relayed",
-    }
-}
-
-impl From<&PeerInfo> for PeerView {
-    fn from(p: &PeerInfo) -> Self {
-        Self {
-            peer_id: p.peer_id.to_string(),
-            addrs: p.addrs.iter().map(ToString::to_string).collect(),
-            transport: p.transport.as_str().to_string(),
-            direction: direction_name(p.direction).to_string(),
-            path: path_name(p.path).to_string(),
-            rtt_ms: p.rtt_ms,
-            agent_version: p.agent_version.clone(),
-            protocols: p.protocols.clone(),
-            security: p.security.to_string(),
-            pq_identity: p.pq_identity,
-            score: p.score,
-            connections: count(p.connections.len()),
-        }
-    }
 }
 
 /// A named count, such as connections over QUIC.
@@ -109,28 +47,6 @@ pub struct TopicView {
     pub mesh_peers: u32,
     /// Connected peers subscribed to it.
     pub subscribed_peers: u32,
-}
-
-/// Whether others can dial this node directly (AutoNAT).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, Type, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum Reachability {
-    /// An address was confirmed reachable from outside.
-    Public,
-    /// AutoNAT servers could not reach any of our addresses.
-    Private,
-    /// Not tested yet (no AutoNAT server, or no candidate address).
-    Unknown,
-}
-
-impl From<NatReachability> for Reachability {
-    fn from(r: NatReachability) -> Self {
-        match r {
-            NatReachability::Public => Reachability::Public,
-            NatReachability::Private => Reachability::Private,
-            NatReachability::Unknown => Reachability::Unknown,
-        }
-    }
 }
 
 /// A snapshot of the node for the Network health view.
@@ -215,7 +131,7 @@ impl StatsView {
             external_addrs: strings(&s.external_addrs),
             relays: nat.relays.iter().map(ToString::to_string).collect(),
             relay_addrs: strings(&nat.relayed_addrs),
-            reachability: nat.reachability.into(),
+            reachability: nat.reachability,
             autonat_confirmed: counter(nat.autonat.confirmed),
             autonat_failed: counter(nat.autonat.failed),
             hole_punch_attempts: counter(nat.hole_punch.attempts),
@@ -283,6 +199,19 @@ pub struct PqFingerprints {
     pub ml_dsa_65: String,
     /// ML-KEM-768 public key fingerprint.
     pub ml_kem_768: String,
+}
+
+impl PqFingerprints {
+    /// The fingerprints of `identity`'s PQ keys, if it has them.
+    pub fn of(identity: &NodeIdentity) -> Option<Self> {
+        let record = identity.record();
+        let short = |bytes: &[u8]| hex::encode(&blake3::hash(bytes).as_bytes()[..16]);
+        (!record.ml_dsa_public.is_empty()).then(|| Self {
+            record: record.fingerprint(),
+            ml_dsa_65: short(&record.ml_dsa_public),
+            ml_kem_768: short(&record.ml_kem_public),
+        })
+    }
 }
 
 /// Who may connect, as the node's connection gate enforces it.

@@ -3,7 +3,7 @@
 // node's would. Reached through #/bench/peers?n=500; the result lands in
 // document.body.dataset.benchResult for the benchmark script.
 import { flushSync, tick } from "svelte";
-import type { PeerView } from "./bindings";
+import type { PeerInfo, TransportKind } from "./bindings";
 import { app, live, setPeers } from "./state.svelte";
 import { table } from "./peerTable.svelte";
 
@@ -31,8 +31,8 @@ function fakeId(i: number): string {
   return s;
 }
 
-export function syntheticPeers(n: number): PeerView[] {
-  const transports = ["quic", "quic", "quic", "tcp", "websocket"];
+export function syntheticPeers(n: number): PeerInfo[] {
+  const transports: TransportKind[] = ["quic", "quic", "quic", "tcp", "websocket"];
   return Array.from({ length: n }, (_, i) => {
     const transport = transports[i % transports.length];
     return {
@@ -47,7 +47,8 @@ export function syntheticPeers(n: number): PeerView[] {
       security: transport === "quic" ? "tls13+X25519MLKEM768" : "noise",
       pq_identity: i % 9 !== 0,
       score: (i % 7) - 1,
-      connections: 1,
+      messages: { accepted: 0, rejected: 0, ignored: 0 },
+      connections: [],
     };
   });
 }

@@ -16,7 +16,7 @@ export const commands = {
 	/**  A stats snapshot. */
 	stats: () => typedError<StatsView, CommandError>(__TAURI_INVOKE("stats")),
 	/**  Connected peers. */
-	peers: () => typedError<PeerView[], CommandError>(__TAURI_INVOKE("peers")),
+	peers: () => typedError<PeerInfo[], CommandError>(__TAURI_INVOKE("peers")),
 	/**  Dials a multiaddr; returns the peer id once connected. */
 	connect: (addr: string) => typedError<string, CommandError>(__TAURI_INVOKE("connect", { addr })),
 	/**  Closes every connection to a peer. */
@@ -67,22 +67,22 @@ export const commands = {
 	 */
 	markFirstRender: () => __TAURI_INVOKE<number | null>("mark_first_render"),
 	/**  This profile's signing keys. */
-	signingKeys: () => typedError<SigningKeyView[], CommandError>(__TAURI_INVOKE("signing_keys")),
+	signingKeys: () => typedError<KeyInfo[], CommandError>(__TAURI_INVOKE("signing_keys")),
 	/**  Generates a signing key (kept in the keychain) and advertises it. */
-	signingNewKey: () => typedError<SigningKeyView, CommandError>(__TAURI_INVOKE("signing_new_key")),
+	signingNewKey: () => typedError<KeyInfo, CommandError>(__TAURI_INVOKE("signing_new_key")),
 	/**
 	 *  Starts a session signed by `signers` over a message (hex) or a PSBT file
 	 *  (binary or base64); returns its id.
 	 */
 	signingCreate: (signers: string[], messageHex: string | null, psbtPath: string | null) => typedError<string, CommandError>(__TAURI_INVOKE("signing_create", { signers, messageHex, psbtPath })),
 	/**  Invitations waiting for a decision. */
-	signingInvitations: () => typedError<InvitationView[], CommandError>(__TAURI_INVOKE("signing_invitations")),
+	signingInvitations: () => typedError<InvitationInfo[], CommandError>(__TAURI_INVOKE("signing_invitations")),
 	/**  Joins an invitation: this person agrees to sign what it shows. */
 	signingJoin: (sessionId: string) => typedError<null, CommandError>(__TAURI_INVOKE("signing_join", { sessionId })),
 	/**  Declines an invitation (or withdraws from a session, failing it). */
 	signingDecline: (sessionId: string, reason: string) => typedError<null, CommandError>(__TAURI_INVOKE("signing_decline", { sessionId, reason })),
 	/**  Every session, live and finished, newest first. */
-	signingSessions: () => typedError<SessionView[], CommandError>(__TAURI_INVOKE("signing_sessions")),
+	signingSessions: () => typedError<SessionStatus[], CommandError>(__TAURI_INVOKE("signing_sessions")),
 	/**
 	 *  Writes a finished PSBT session's signed PSBT or transaction to a new file
 	 *  at `path` (never overwriting one); returns the path.
@@ -143,6 +143,34 @@ export type CommandError = {
 	hint: string | null,
 };
 
+/**  One open connection to a peer. */
+export type ConnectionInfo = {
+	/**  The peer's address on this connection. */
+	remote_addr: string,
+	/**  Transport. */
+	transport: TransportKind,
+	/**  Who dialled. */
+	direction: Direction,
+	/**  Direct or relayed. */
+	path: PathKind,
+	/**
+	 *  Channel security: `tls13+X25519MLKEM768` for QUIC (hybrid post-quantum
+	 *  key exchange, as rustls negotiates between Conclave nodes), `noise`
+	 *  for TCP, WebSocket and memory (classical; payloads still travel in
+	 *  signed envelopes).
+	 */
+	security: string,
+	/**  Unix time (seconds) the connection was established. */
+	established_at: number | null,
+};
+
+/**  Who opened a connection. */
+export type Direction = 
+/**  We dialled. */
+"outbound" | 
+/**  They dialled. */
+"inbound";
+
 /**  Kinds of failure the UI reacts to differently. */
 export type ErrorCode = 
 /**  The user typed something that is not valid (address, peer id, setting). */
@@ -165,19 +193,40 @@ export type ExportKind =
 /**  The finalized transaction (hex). */
 "transaction";
 
-/**  Why a session failed. */
-export type FailureView = {
-	/**  The kind of failure (`timeout`, `invalid_partial_signature`, ...). */
-	kind: string,
-	/**  The phase it failed in. */
-	phase: string,
+/**  A failed session: why, who is to blame, who did not answer. */
+export type Failure = {
+	/**  The kind of failure. */
+	kind: FailureKind,
+	/**  The phase the session failed in. */
+	phase: Phase,
 	/**  What happened, for people. */
 	reason: string,
 	/**  Keys whose contribution was bad. */
-	culprits: string[],
-	/**  Keys that had not answered. */
-	holdouts: string[],
+	culprits: SignerKey[],
+	/**  Keys that still owed an answer when the session failed. */
+	holdouts: SignerKey[],
 };
+
+/**  Why a session failed. */
+export type FailureKind = 
+/**  A phase's deadline passed with keys still owed. */
+"timeout" | 
+/**  A signer's public nonce was malformed. */
+"invalid_nonce" | 
+/**  A signer's partial signature did not verify. */
+"invalid_partial_signature" | 
+/**  The aggregate (or a received final) signature did not verify. */
+"invalid_signature" | 
+/**  A signer declined or withdrew. */
+"declined" | 
+/**  A signer refused a message (e.g. the session id was used before). */
+"refused" | 
+/**  A peer could not be reached. */
+"unreachable" | 
+/**  A peer broke the protocol. */
+"protocol_violation" | 
+/**  Stopped locally (service stopped or restarted). */
+"aborted";
 
 /**  The node's identity as the Identity view shows it. */
 export type IdentityView = {
@@ -193,24 +242,30 @@ export type IdentityView = {
 	min_passphrase_len: number,
 };
 
-/**  An invitation waiting for this person's decision. */
-export type InvitationView = {
+/**  An invitation waiting for this node's decision (`musig2 invitations --json`). */
+export type InvitationInfo = {
 	/**  The session's id. */
 	session_id: string,
 	/**  The coordinating peer. */
 	coordinator: string,
 	/**  Every signer key, in KeySort order. */
-	signers: string[],
-	/**  This profile's keys among them. */
-	our_keys: string[],
+	signers: SignerKey[],
+	/**  This node's keys among them. */
+	our_keys: SignerKey[],
 	/**  The aggregate key (x-only, 64 hex). */
 	aggregate_pubkey: string,
 	/**  What would be signed. */
-	signing: SigningView,
+	signing: Signing,
 	/**  When it arrived (Unix milliseconds). */
 	received_at_ms: number | null,
 	/**  When it expires (Unix milliseconds). */
 	expires_at_ms: number | null,
+};
+
+/**  A key as `conclavectl wallet list --json` shows it. */
+export type KeyInfo = {
+	/**  Compressed public key, 66 hex characters. */
+	pubkey: string,
 };
 
 /**  Severity of a log line, most severe first. */
@@ -238,6 +293,16 @@ export type LogLine = {
 	target: string,
 	/**  The message followed by its fields (`key=value`). */
 	message: string,
+};
+
+/**  Gossip messages from one peer by validation outcome. */
+export type MessageCounters = {
+	/**  Valid and forwarded. */
+	accepted: number | null,
+	/**  Invalid (bad signature, malformed): the peer is penalised. */
+	rejected: number | null,
+	/**  Stale, replayed or over a rate limit: dropped without penalty. */
+	ignored: number | null,
 };
 
 /**  A named count, such as connections over QUIC. */
@@ -272,23 +337,30 @@ export type NodeStatus = {
 };
 
 /**  One output of a PSBT's transaction. */
-export type OutputView = {
-	/**  Value in satoshis (exact below 2^53). */
+export type OutputSummary = {
+	/**  Value in satoshis. */
 	value_sat: number | null,
 	/**  The output script, hex. */
 	script_pubkey: string,
 };
+
+/**  Whether a connection goes straight to the peer or through a relay. */
+export type PathKind = 
+/**  A direct connection. */
+"direct" | 
+/**  A circuit relay v2 connection. */
+"relayed";
 
 /**  A peer connected, changed or left. */
 export type PeerChanged = 
 /**  A peer's first connection was established. */
 { kind: "connected"; 
 /**  The peer. */
-peer: PeerView } | 
+peer: PeerInfo } | 
 /**  A peer's details (RTT, agent, protocols, connections) changed. */
 { kind: "updated"; 
 /**  The peer. */
-peer: PeerView } | 
+peer: PeerInfo } | 
 /**  A peer's last connection closed. */
 { kind: "disconnected"; 
 /**  Its id. */
@@ -296,47 +368,59 @@ peer_id: string } |
 /**  Events were missed or the node restarted: fetch the full list again. */
 { kind: "resync" };
 
-/**  A connected peer, as the Peers table shows it. */
-export type PeerView = {
-	/**  The peer's id (base58). */
+/**  A connected peer as shown to users and tools. */
+export type PeerInfo = {
+	/**  The peer's id. */
 	peer_id: string,
-	/**  Addresses of its open connections, then those it listens on. */
+	/**  Addresses of its open connections, then the addresses it listens on. */
 	addrs: string[],
-	/**  Transport of the primary connection: quic, tcp, websocket, memory, other. */
-	transport: string,
-	/**  Who dialled: outbound or inbound. */
-	direction: string,
-	/**  direct or relayed. */
-	path: string,
-	/**  Last ping round trip in milliseconds, once measured. */
+	/**  Transport of the primary (first) connection. */
+	transport: TransportKind,
+	/**  Direction of the primary connection. */
+	direction: Direction,
+	/**  Path of the primary connection. */
+	path: PathKind,
+	/**  Last ping round trip, in milliseconds. */
 	rtt_ms: number | null,
 	/**  Agent version from identify. */
 	agent_version: string | null,
-	/**  Protocols the peer supports. */
+	/**  Protocols the peer supports, from identify. */
 	protocols: string[],
-	/**
-	 *  How the channel is secured, as the node reports it (for example
-	 *  `tls13+X25519MLKEM768` on QUIC, `noise` on TCP).
-	 */
+	/**  Security of the primary connection (see [`ConnectionInfo::security`]). */
 	security: string,
-	/**
-	 *  Whether the peer's post-quantum identity record was received and
-	 *  verified.
-	 */
+	/**  Whether the peer's PQ identity record was received and verified. */
 	pq_identity: boolean,
 	/**  Gossipsub score, where scoring knows the peer. */
 	score: number | null,
-	/**  Open connections to the peer. */
-	connections: number,
+	/**  Gossip messages this peer forwarded to us, by validation outcome. */
+	messages: MessageCounters,
+	/**  Every open connection. */
+	connections: ConnectionInfo[],
 };
 
-/**  A phase entered, on a session's timeline. */
-export type PhaseChangeView = {
-	/**
-	 *  The phase (`invitation`, `join`, `nonces`, `partial_signatures`,
-	 *  `aggregation`, `done`, `failed`, `aborted`).
-	 */
-	phase: string,
+/**  Where a session stands. */
+export type Phase = 
+/**  A signer holds an invitation it has not joined. */
+"invitation" | 
+/**  Waiting for every signer to join. */
+"join" | 
+/**  Waiting for every signer's public nonces. */
+"nonces" | 
+/**  Waiting for every signer's partial signatures. */
+"partial_signatures" | 
+/**  Partial signatures are being aggregated (a signer: waiting for the result). */
+"aggregation" | 
+/**  The final signature exists and verifies. */
+"done" | 
+/**  The session failed (timeout, bad contribution, refusal). */
+"failed" | 
+/**  The session was stopped here (service stopped or restarted). */
+"aborted";
+
+/**  A phase change on a session's timeline. */
+export type PhaseChange = {
+	/**  The phase entered. */
+	phase: Phase,
 	/**  When (Unix milliseconds). */
 	at_ms: number | null,
 };
@@ -366,6 +450,20 @@ export type PqFingerprints = {
 	ml_kem_768: string,
 };
 
+/**  What a PSBT spends and pays, as shown to a signer before joining. */
+export type PsbtSummary = {
+	/**  Transaction id of the unsigned transaction. */
+	txid: string,
+	/**  Number of inputs (one signature each). */
+	inputs: number,
+	/**  Total value spent, in satoshis. */
+	input_value_sat: number | null,
+	/**  The outputs. */
+	outputs: OutputSummary[],
+	/**  Fee, in satoshis. */
+	fee_sat: number | null,
+};
+
 /**  One point of the live charts: rates over the last sampling interval. */
 export type RateSample = {
 	/**  Unix time in milliseconds. */
@@ -378,9 +476,9 @@ export type RateSample = {
 	messages_per_sec: number | null,
 };
 
-/**  Whether others can dial this node directly (AutoNAT). */
+/**  Whether others can dial us directly. */
 export type Reachability = 
-/**  An address was confirmed reachable from outside. */
+/**  An address of ours was confirmed reachable by an AutoNAT server. */
 "public" | 
 /**  AutoNAT servers could not reach any of our addresses. */
 "private" | 
@@ -395,6 +493,13 @@ export type RestoreDone = {
 	previous_peer_id: string,
 };
 
+/**  Which side of a session this node is on. */
+export type Role = 
+/**  This node created and runs the session (it may also sign). */
+"coordinator" | 
+/**  This node signs in a session another node runs. */
+"signer";
+
 /**  What the sandbox runs, for the UI. */
 export type SandboxView = {
 	/**  Sandbox peers running. */
@@ -403,40 +508,43 @@ export type SandboxView = {
 	peer_ids: string[],
 };
 
-/**  A session, live or finished. */
-export type SessionView = {
+/**  A session as `musig2 status SESSION_ID --json` (and `list`) shows it. */
+export type SessionStatus = {
 	/**  The session's id. */
 	session_id: string,
-	/**  `coordinator` or `signer`. */
-	role: string,
-	/**  Where it stands. */
-	phase: string,
-	/**  Keys still owed in the phase. */
-	holdouts: string[],
+	/**  This node's side. */
+	role: Role,
+	/**  Where the session stands. */
+	phase: Phase,
+	/**  Keys still owed in the phase (once failed: those owed then). */
+	holdouts: SignerKey[],
 	/**  The aggregate key recomputed from the sorted keys (x-only, 64 hex). */
 	aggregate_pubkey: string,
-	/**  The final BIP-340 signature (128 hex), once done. */
-	signature: string | null,
-	/**  Every final signature (one per PSBT input). */
-	signatures: string[],
+	/**
+	 *  The final BIP-340 signature (128 hex) of the first (for a message,
+	 *  the only) message, once done.
+	 */
+	signature?: string | null,
+	/**  Every final signature in message order (one per PSBT input). */
+	signatures?: string[],
 	/**  Every signer key, in KeySort order. */
-	signers: string[],
-	/**  This profile's keys among them. */
-	our_keys: string[],
+	signers: SignerKey[],
+	/**  This node's keys among them. */
+	our_keys: SignerKey[],
 	/**  The coordinating peer. */
 	coordinator: string,
 	/**  What is signed. */
-	signing: SigningView,
-	/**  For a PSBT: the tweaked output key the signatures verify under. */
-	output_key: string | null,
+	signing: Signing,
+	/**  For a PSBT: the tweaked taproot output key the signatures verify under. */
+	output_key?: string | null,
 	/**  For a PSBT, once done: the signed PSBT (base64). */
-	psbt: string | null,
+	psbt?: string | null,
 	/**  For a PSBT, once done: the finalized transaction (hex). */
-	transaction: string | null,
+	transaction?: string | null,
 	/**  Why it failed. */
-	failure: FailureView | null,
+	failure?: Failure | null,
 	/**  Every phase entered, in order. */
-	timeline: PhaseChangeView[],
+	timeline: PhaseChange[],
 	/**  Created or received (Unix milliseconds). */
 	created_at_ms: number | null,
 	/**  Last change (Unix milliseconds). */
@@ -470,6 +578,25 @@ export type SettingsView = {
 };
 
 /**
+ *  A signer's public key: a valid compressed secp256k1 point (33 bytes).
+ * 
+ *  Ordered by its serialization, which is BIP-327 KeySort order.
+ *  Crosses IPC as its hex string, as it serialises.
+ */
+export type SignerKey = string;
+
+/**  What a session signs, as shown to people. */
+export type Signing = 
+/**  A message. */
+{ kind: "message"; 
+/**  The message, hex. */
+message: string } | 
+/**  A PSBT. */
+{ kind: "psbt"; 
+/**  What it spends and pays. */
+summary: PsbtSummary };
+
+/**
  *  Something happened to the sessions: the Sessions view updates, and a new
  *  invitation is announced to the person.
  */
@@ -477,48 +604,21 @@ export type SigningChanged =
 /**  A new invitation arrived. */
 { kind: "invitation"; 
 /**  It. */
-invitation: InvitationView } | 
+invitation: InvitationInfo } | 
 /**  A session's phase or holdouts changed. */
 { kind: "phase"; 
 /**  The session. */
 session_id: string; 
 /**  Its phase. */
-phase: string; 
+phase: Phase; 
 /**  Keys still owed. */
-holdouts: string[] } | 
+holdouts: SignerKey[] } | 
 /**  A session ended (done, failed or aborted). */
 { kind: "finished"; 
 /**  Its final state. */
-session: SessionView } | 
+session: SessionStatus } | 
 /**  Events were missed or the service restarted: fetch everything again. */
 { kind: "resync" };
-
-/**  A signing key of this profile. */
-export type SigningKeyView = {
-	/**  Compressed public key, 66 hex characters. */
-	pubkey: string,
-};
-
-/**  What a session signs, as shown to people before they join. */
-export type SigningView = 
-/**  A message. */
-{ kind: "message"; 
-/**  The message, hex. */
-hex: string; 
-/**  The message as text, when it is UTF-8 without control characters. */
-text: string | null } | 
-/**  A PSBT. */
-{ kind: "psbt"; 
-/**  Transaction id of the unsigned transaction. */
-txid: string; 
-/**  Inputs (one signature each). */
-inputs: number; 
-/**  Total spent, in satoshis. */
-input_value_sat: number | null; 
-/**  Fee, in satoshis. */
-fee_sat: number | null; 
-/**  The outputs. */
-outputs: OutputView[] };
 
 /**  A new sample for the Network health view, once a second. */
 export type StatsSampled = {
@@ -579,6 +679,21 @@ export type TopicView = {
 	/**  Connected peers subscribed to it. */
 	subscribed_peers: number,
 };
+
+/**  Transport a connection runs over. */
+export type TransportKind = 
+/**  QUIC v1 (TLS 1.3). */
+"quic" | 
+/**  TCP with Noise and Yamux. */
+"tcp" | 
+/**  WebSocket over TCP. */
+"websocket" | 
+/**  libp2p's in-memory transport. */
+"memory" | 
+/**  A relay circuit whose underlying transport is not known here. */
+"relay" | 
+/**  Anything else. */
+"other";
 
 /* Tauri Specta runtime */
 async function typedError<T, E>(result: Promise<T>): Promise<{ status: "ok"; data: T } | { status: "error"; error: E }> {

@@ -1,7 +1,7 @@
 // Dialling and row actions against stand-ins for the connect, disconnect and
 // peers commands (the Tauri IPC the app provides does not exist under vitest).
 import { beforeEach, describe, expect, it, vi } from "vitest";
-import type { PeerView } from "./bindings";
+import type { PeerInfo } from "./bindings";
 import { syntheticPeers } from "./bench";
 
 const commands = vi.hoisted(() => ({ connect: vi.fn(), disconnect: vi.fn(), peers: vi.fn(), denyPeer: vi.fn() }));
@@ -34,7 +34,7 @@ describe("connections store", () => {
 
   it("dials the trimmed address and fetches the peers when the new one is not listed yet", async () => {
     commands.connect.mockImplementation(() => ok(peer.peer_id));
-    commands.peers.mockImplementation(() => ok<PeerView[]>([peer]));
+    commands.peers.mockImplementation(() => ok<PeerInfo[]>([peer]));
     expect(await connectTo(` ${peer.addrs[0]}/p2p/${peer.peer_id} `)).toBe(true);
     expect(commands.connect).toHaveBeenCalledWith(`${peer.addrs[0]}/p2p/${peer.peer_id}`);
     expect(connections.connected).toBe(peer.peer_id);
@@ -48,7 +48,7 @@ describe("connections store", () => {
 
   it("a refused dial keeps the cause and the hint apart and shows no success", async () => {
     commands.connect.mockImplementation(() => ok(peer.peer_id));
-    commands.peers.mockImplementation(() => ok<PeerView[]>([peer]));
+    commands.peers.mockImplementation(() => ok<PeerInfo[]>([peer]));
     await connectTo(peer.addrs[0]);
     commands.connect.mockImplementation(() => refused("invalid multiaddr: unknown protocol string: a", "It looks like /ip4/…"));
     expect(await connectTo("not/a/multiaddr")).toBe(false);

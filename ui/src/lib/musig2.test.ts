@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { describeSigning, parseSigners, secondsLeft, sessionRequest, stepState, withSigner, type SessionDraft } from "./musig2";
+import type { Failure, Phase } from "./bindings";
+import { describeSigning, messageText, parseSigners, secondsLeft, sessionRequest, stepState, withSigner, type SessionDraft } from "./musig2";
 
 const KEY_A = "02" + "a".repeat(64);
 const KEY_B = "03" + "B".repeat(64);
@@ -55,10 +56,11 @@ describe("new session checks", () => {
 });
 
 describe("session timeline", () => {
-  const at = (phase: string) => ({ phase, at_ms: 1 });
+  type Shown = Parameters<typeof stepState>[0];
+  const at = (phase: Phase) => ({ phase, at_ms: 1 });
 
   it("marks reached phases done, the current one current and the rest to do", () => {
-    const s = { phase: "partial_signatures", timeline: [at("join"), at("nonces"), at("partial_signatures")], failure: null };
+    const s: Shown = { phase: "partial_signatures", timeline: [at("join"), at("nonces"), at("partial_signatures")], failure: null };
     expect(["join", "nonces", "partial_signatures", "aggregation", "done"].map((p) => stepState(s, p))).toEqual([
       "done",
       "done",
@@ -69,19 +71,31 @@ describe("session timeline", () => {
   });
 
   it("marks the phase a session failed in, and every phase of a signed one done", () => {
-    const failure = { kind: "timeout", phase: "nonces", reason: "no nonce from 1 signer", culprits: [], holdouts: [KEY_B] };
-    const failed = { phase: "failed", timeline: [at("join")], failure };
+    const failure: Failure = { kind: "timeout", phase: "nonces", reason: "no nonce from 1 signer", culprits: [], holdouts: [KEY_B] };
+    const failed: Shown = { phase: "failed", timeline: [at("join")], failure };
     expect(stepState(failed, "nonces")).toBe("failed");
     expect(stepState(failed, "aggregation")).toBe("todo");
-    const signed = { phase: "done", timeline: [at("join")], failure: null };
+    const signed: Shown = { phase: "done", timeline: [at("join")], failure: null };
     expect(stepState(signed, "aggregation")).toBe("done");
   });
 
   it("describes what is signed and how long an invitation stays open", () => {
-    expect(describeSigning({ kind: "message", hex: "c3a9", text: "é" })).toBe("Message “é”");
-    expect(describeSigning({ kind: "message", hex: "00ff01", text: null })).toBe("Message (3 bytes)");
+    expect(describeSigning({ kind: "message", message: "c3a9" })).toBe("Message “é”");
+    expect(describeSigning({ kind: "message", message: "00ff01" })).toBe("Message (3 bytes)");
+    const summary = { txid: "ab".repeat(32), inputs: 2, input_value_sat: 20_000, outputs: [], fee_sat: 300 };
+    expect(describeSigning({ kind: "psbt", summary })).toMatch(/^Transaction .* · 2 input\(s\) · fee 300 sat$/);
     expect(secondsLeft(10_400, 0)).toBe(10);
     expect(secondsLeft(0, 5_000)).toBe(0);
     expect(secondsLeft(null, 5_000)).toBe(0);
+  });
+
+  it("shows a message as text only when it is printable UTF-8", () => {
+    const hex = (text: string) => Array.from(new TextEncoder().encode(text), (b) => b.toString(16).padStart(2, "0")).join("");
+    expect(messageText(hex("Pay Bob 1 BTC"))).toBe("Pay Bob 1 BTC");
+    expect(messageText(hex("two\nlines"))).toBe("two\nlines");
+    expect(messageText("00ff1b")).toBeNull();
+    expect(messageText(hex("bell\u0007"))).toBeNull();
+    expect(messageText("c3")).toBeNull();
+    expect(messageText("not hex")).toBeNull();
   });
 });

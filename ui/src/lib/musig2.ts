@@ -1,7 +1,7 @@
 // MuSig2 sessions as people read them: the phases in order, what a session
 // signs, and the checks a new session's form makes before asking the node.
 import type { Problem } from "./api";
-import type { SessionView, SigningView } from "./bindings";
+import type { SessionStatus, Signing } from "./bindings";
 import { shortId } from "./format";
 
 /** The phases a session goes through, in order, as its timeline shows them. */
@@ -36,7 +36,7 @@ export function phaseTone(phase: string): "ok" | "bad" | "accent" {
 }
 
 /** How one step of the timeline shows for a session. */
-export function stepState(session: Pick<SessionView, "timeline" | "phase" | "failure">, phase: string): "done" | "current" | "todo" | "failed" {
+export function stepState(session: Pick<SessionStatus, "timeline" | "phase" | "failure">, phase: string): "done" | "current" | "todo" | "failed" {
   const last = session.phase;
   if (last === phase) return "current";
   if (last === "done" || session.timeline.some((t) => t.phase === phase)) return "done";
@@ -45,9 +45,29 @@ export function stepState(session: Pick<SessionView, "timeline" | "phase" | "fai
 }
 
 /** What a session signs, in one line. */
-export function describeSigning(s: SigningView): string {
-  if (s.kind === "message") return s.text !== null ? `Message “${s.text}”` : `Message (${s.hex.length / 2} bytes)`;
-  return `Transaction ${shortId(s.txid)} · ${s.inputs} input(s) · fee ${s.fee_sat} sat`;
+export function describeSigning(s: Signing): string {
+  if (s.kind === "message") {
+    const text = messageText(s.message);
+    return text !== null ? `Message “${text}”` : `Message (${s.message.length / 2} bytes)`;
+  }
+  const { txid, inputs, fee_sat } = s.summary;
+  return `Transaction ${shortId(txid)} · ${inputs} input(s) · fee ${fee_sat} sat`;
+}
+
+/**
+ * A message (hex) as text, when its bytes are UTF-8 without control
+ * characters other than newlines; otherwise null (show the hex).
+ */
+export function messageText(hex: string): string | null {
+  if (!/^([0-9a-fA-F]{2})*$/.test(hex)) return null;
+  const bytes = Uint8Array.from(hex.match(/../g) ?? [], (b) => parseInt(b, 16));
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes);
+  } catch {
+    return null;
+  }
+  return /\p{Cc}/u.test(text.replaceAll("\n", "")) ? null : text;
 }
 
 /** Whole seconds until `expiresAtMs` (never below zero; unknown is zero). */

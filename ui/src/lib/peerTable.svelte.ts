@@ -1,6 +1,6 @@
 // Sort and filter state of the Peers table (shared so the benchmark can
 // drive it like a person would).
-import type { PeerView } from "./bindings";
+import type { PeerInfo } from "./bindings";
 
 export type SortKey = "peer_id" | "transport" | "direction" | "path" | "rtt_ms" | "agent_version" | "score" | "protocols" | "security";
 
@@ -19,7 +19,7 @@ export function sortBy(key: SortKey): void {
   }
 }
 
-function value(p: PeerView, key: SortKey): string | number | null {
+function value(p: PeerInfo, key: SortKey): string | number | null {
   switch (key) {
     case "protocols":
       return p.protocols.length;
@@ -33,9 +33,9 @@ function value(p: PeerView, key: SortKey): string | number | null {
 }
 
 /** Filtered and sorted rows; missing values sort last either way. */
-export function visibleRows(peers: Iterable<PeerView>, sortKey: SortKey, ascending: boolean, filter: string): PeerView[] {
+export function visibleRows(peers: Iterable<PeerInfo>, sortKey: SortKey, ascending: boolean, filter: string): PeerInfo[] {
   const needle = filter.trim().toLowerCase();
-  const rows: PeerView[] = [];
+  const rows: PeerInfo[] = [];
   for (const p of peers) {
     if (
       !needle ||

@@ -6,20 +6,20 @@ import {
   commands,
   events,
   type ExportKind,
-  type InvitationView,
-  type SessionView,
+  type InvitationInfo,
+  type SessionStatus,
   type SigningChanged,
 } from "./bindings";
 import { describe, unwrap, type Problem } from "./api";
 import { sessionRequest, type SessionDraft } from "./musig2";
 
 export const signing = $state({
-  invitations: [] as InvitationView[],
-  sessions: [] as SessionView[],
+  invitations: [] as InvitationInfo[],
+  sessions: [] as SessionStatus[],
   loaded: false,
   error: null as string | null,
   /** The newest invitation not yet looked at, for the announcement. */
-  announced: null as InvitationView | null,
+  announced: null as InvitationInfo | null,
 });
 
 let fetching = false;
@@ -92,7 +92,7 @@ function apply(change: SigningChanged): void {
 }
 
 /** A system notification where the web view offers them (and the person allowed it). */
-function notifyDesktop(invitation: InvitationView): void {
+function notifyDesktop(invitation: InvitationInfo): void {
   if (typeof Notification === "undefined" || document.hasFocus()) return;
   const what = invitation.signing.kind === "message" ? "a message" : "a transaction";
   const show = () => new Notification("Conclave: signing invitation", { body: `You are asked to sign ${what}.` });

@@ -1,7 +1,7 @@
 // What a person does with MuSig2 sessions, against stand-ins for the signing
 // commands (the Tauri IPC the app provides does not exist under vitest).
 import { beforeEach, describe, expect, it, vi } from "vitest";
-import type { InvitationView, SigningKeyView } from "./bindings";
+import type { InvitationInfo, KeyInfo } from "./bindings";
 
 const commands = vi.hoisted(() => ({
   signingInvitations: vi.fn(),
@@ -34,13 +34,13 @@ const refused = (message: string, hint: string | null) =>
   Promise.resolve({ status: "error" as const, error: { code: "unavailable" as const, message, hint } });
 
 const KEY = "02" + "a".repeat(64);
-const invitation: InvitationView = {
+const invitation: InvitationInfo = {
   session_id: "s1",
   coordinator: "12D3KooWCoordinator",
   signers: [KEY],
   our_keys: [KEY],
   aggregate_pubkey: "b".repeat(64),
-  signing: { kind: "message", hex: "6869", text: "hi" },
+  signing: { kind: "message", message: "6869" },
   received_at_ms: 0,
   expires_at_ms: 60_000,
 };
@@ -135,7 +135,7 @@ describe("exports", () => {
 });
 
 describe("signing keys", () => {
-  const key = (pubkey: string): SigningKeyView => ({ pubkey });
+  const key = (pubkey: string): KeyInfo => ({ pubkey });
 
   it("a failed new key (a locked keychain) says why and keeps the list", async () => {
     commands.signingKeys.mockImplementation(() => ok([key(KEY)]));

@@ -1,10 +1,10 @@
 // This profile's MuSig2 signing keys (secp256k1, kept in the system
 // keychain), as the Sessions view lists them.
-import { commands, type SigningKeyView } from "./bindings";
+import { commands, type KeyInfo } from "./bindings";
 import { describe, unwrap, type Problem } from "./api";
 
 export const signingKeys = $state({
-  list: [] as SigningKeyView[],
+  list: [] as KeyInfo[],
   /** True while a new key is made. */
   busy: false,
   /** Why the last fetch or new key failed (a locked keychain says so here). */

@@ -8,7 +8,7 @@ import {
   type IdentityView,
   type NodeStatus,
   type PeerChanged,
-  type PeerView,
+  type PeerInfo,
   type StatsView,
 } from "./bindings";
 import { unwrap } from "./api";
@@ -40,11 +40,11 @@ export const app = $state({
 });
 
 // Large, often replaced values: raw state (no deep proxies), replaced whole.
-let peerMap = $state.raw(new Map<string, PeerView>());
+let peerMap = $state.raw(new Map<string, PeerInfo>());
 let history = $state.raw<History>({ t: [], bytesIn: [], bytesOut: [], messages: [] });
 
 export const live = {
-  get peers(): Map<string, PeerView> {
+  get peers(): Map<string, PeerInfo> {
     return peerMap;
   },
   get history(): History {
@@ -52,7 +52,7 @@ export const live = {
   },
 };
 
-export function setPeers(list: PeerView[]): void {
+export function setPeers(list: PeerInfo[]): void {
   peerMap = new Map(list.map((p) => [p.peer_id, p]));
 }
 

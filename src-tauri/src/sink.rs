@@ -1,0 +1,35 @@
+//! The sink that carries the node service's events to the app's windows and
+//! its tray icon.
+
+use tauri::{AppHandle, Runtime};
+use tauri_specta::Event as _;
+
+use crate::{
+    events::{EventSink, NodeStatus, PeerChanged, StatsSampled},
+    tray,
+};
+
+/// Emits events to every window of the app, and shows them in the tray.
+pub struct TauriSink<R: Runtime>(pub AppHandle<R>);
+
+impl<R: Runtime> EventSink for TauriSink<R> {
+    fn status(&self, status: &NodeStatus) {
+        tray::show_status(&self.0, status);
+        if let Err(e) = status.emit(&self.0) {
+            tracing::debug!(%e, "cannot emit node status");
+        }
+    }
+
+    fn peer(&self, change: PeerChanged) {
+        if let Err(e) = change.emit(&self.0) {
+            tracing::debug!(%e, "cannot emit peer change");
+        }
+    }
+
+    fn stats(&self, sample: StatsSampled) {
+        tray::show_stats(&self.0, &sample.stats);
+        if let Err(e) = sample.emit(&self.0) {
+            tracing::debug!(%e, "cannot emit stats");
+        }
+    }
+}
