@@ -31,8 +31,8 @@ pub mod profile;
 pub mod profile_node;
 pub mod protocol;
 pub mod resources;
-pub mod store;
 mod stats;
+pub mod store;
 pub mod transport;
 mod trust;
 
