@@ -113,11 +113,14 @@ async fn main() -> Result<()> {
         tokio::spawn(supervisor.clone().run());
         supervisor
     });
-    let extension: Arc<dyn control::server::ControlExtension> = Arc::new(match &signing {
+    // Each feature answers its own methods on the one control socket.
+    let signing_control = match &signing {
         Some(supervisor) => SigningControl::new(supervisor.clone()),
         None => SigningControl::disabled("it was started with --signing-keys none"),
-    });
-    let extension = Some(extension);
+    };
+    let extensions: Vec<Arc<dyn control::server::ControlExtension>> =
+        vec![Arc::new(signing_control)];
+    let extension: Option<Arc<dyn control::server::ControlExtension>> = Some(Arc::new(extensions));
     let control_task =
         control::server::serve_extended(node.clone(), &control_path, Some(inbox), extension)
             .await?;

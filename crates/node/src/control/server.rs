@@ -55,6 +55,19 @@ pub trait ControlExtension: Send + Sync + 'static {
     ) -> Option<BoxFuture<'static, Result<Value, rpc::RpcError>>>;
 }
 
+/// Several extensions on one socket (signing, CoinJoin, rooms): a method
+/// goes to the first extension that knows it.
+impl ControlExtension for Vec<Arc<dyn ControlExtension>> {
+    fn call(
+        &self,
+        method: &str,
+        params: Value,
+    ) -> Option<BoxFuture<'static, Result<Value, rpc::RpcError>>> {
+        self.iter()
+            .find_map(|extension| extension.call(method, params.clone()))
+    }
+}
+
 /// Like [`serve_with_inbox`], also offering unknown methods to `extension`.
 pub async fn serve_extended(
     node: NodeHandle,
