@@ -11,7 +11,7 @@ use bitcoin::{
     key::XOnlyPublicKey,
     psbt::{raw, Psbt},
     sighash::{Prevouts, SighashCache, TapSighashType},
-    taproot, Transaction, TxOut, Witness,
+    taproot, Amount, Transaction, TxOut, Witness,
 };
 use serde::{Deserialize, Serialize};
 
@@ -77,6 +77,28 @@ pub enum PsbtError {
     /// The transaction could not be extracted.
     #[error("cannot finalize the transaction: {0}")]
     Finalize(String),
+    /// An amount (or a sum of them) larger than all bitcoin that can exist.
+    #[error(
+        "{what} is {sats} sat, more than the 21 000 000 BTC that can exist: \
+         the PSBT is invalid; ask its creator for a corrected one"
+    )]
+    AmountOutOfRange {
+        /// Which amount: "input 3", "output 0", "the inputs together", ...
+        what: String,
+        /// The claimed amount in satoshis (saturated for sums).
+        sats: u64,
+    },
+    /// The outputs pay more than the inputs spend.
+    #[error(
+        "the outputs pay {outputs} sat but the inputs spend only {inputs} sat: \
+         the PSBT is invalid; ask its creator for a corrected one"
+    )]
+    OutputsExceedInputs {
+        /// Sum of the inputs, in satoshis.
+        inputs: u64,
+        /// Sum of the outputs, in satoshis.
+        outputs: u64,
+    },
 }
 
 /// What a PSBT spends and pays, as shown to a signer before joining.
@@ -232,11 +254,12 @@ pub fn sighashes(
     Ok(hashes)
 }
 
-/// What the PSBT spends and pays.
-pub fn summary(psbt: &Psbt) -> PsbtSummary {
-    let input_value_sat: u64 = prevouts(psbt)
-        .map(|p| p.iter().map(|o| o.value.to_sat()).sum())
-        .unwrap_or(0);
+/// What the PSBT spends and pays. Every amount comes from whoever made the
+/// PSBT (a remote coordinator too), so each one and their sums are checked
+/// against the 21 M BTC supply before anything adds them up.
+pub fn summary(psbt: &Psbt) -> Result<PsbtSummary, PsbtError> {
+    let input_values: Vec<u64> = prevouts(psbt)?.iter().map(|o| o.value.to_sat()).collect();
+    let input_value_sat = checked_total("input", &input_values, "the inputs together")?;
     let outputs: Vec<OutputSummary> = psbt
         .unsigned_tx
         .output
@@ -246,14 +269,45 @@ pub fn summary(psbt: &Psbt) -> PsbtSummary {
             script_pubkey: hex::encode(o.script_pubkey.as_bytes()),
         })
         .collect();
-    let output_value: u64 = outputs.iter().map(|o| o.value_sat).sum();
-    PsbtSummary {
+    let output_values: Vec<u64> = outputs.iter().map(|o| o.value_sat).collect();
+    let output_value = checked_total("output", &output_values, "the outputs together")?;
+    let fee_sat =
+        input_value_sat
+            .checked_sub(output_value)
+            .ok_or(PsbtError::OutputsExceedInputs {
+                inputs: input_value_sat,
+                outputs: output_value,
+            })?;
+    Ok(PsbtSummary {
         txid: psbt.unsigned_tx.compute_txid().to_string(),
         inputs: psbt.inputs.len(),
         input_value_sat,
-        fee_sat: input_value_sat.saturating_sub(output_value),
+        fee_sat,
         outputs,
+    })
+}
+
+/// The sum of `values`, each and the total within the supply.
+fn checked_total(each: &str, values: &[u64], together: &str) -> Result<u64, PsbtError> {
+    let max = Amount::MAX_MONEY.to_sat();
+    let mut total: u64 = 0;
+    for (index, &sats) in values.iter().enumerate() {
+        if sats > max {
+            return Err(PsbtError::AmountOutOfRange {
+                what: format!("{each} {index}"),
+                sats,
+            });
+        }
+        // Each term is below 2^51, so the sum of two cannot overflow u64.
+        total += sats;
+        if total > max {
+            return Err(PsbtError::AmountOutOfRange {
+                what: together.into(),
+                sats: total,
+            });
+        }
     }
+    Ok(total)
 }
 
 fn musig_key(participant: &[u8; 33], aggregate: &[u8; 33]) -> Vec<u8> {
@@ -333,4 +387,99 @@ pub fn apply_signatures(
         psbt: signed,
         transaction,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use bitcoin::{
+        absolute::LockTime, hashes::Hash, transaction::Version, OutPoint, ScriptBuf, Sequence,
+        TxIn, Txid,
+    };
+
+    use super::*;
+
+    fn psbt_spending(inputs: &[u64], outputs: &[u64]) -> Psbt {
+        let unsigned = Transaction {
+            version: Version::TWO,
+            lock_time: LockTime::ZERO,
+            input: (0..inputs.len())
+                .map(|i| TxIn {
+                    previous_output: OutPoint {
+                        txid: Txid::from_byte_array([i as u8 + 1; 32]),
+                        vout: 0,
+                    },
+                    script_sig: ScriptBuf::new(),
+                    sequence: Sequence::MAX,
+                    witness: Witness::new(),
+                })
+                .collect(),
+            output: outputs
+                .iter()
+                .map(|&sats| TxOut {
+                    value: Amount::from_sat(sats),
+                    script_pubkey: ScriptBuf::new_op_return([0u8; 4]),
+                })
+                .collect(),
+        };
+        let mut psbt = Psbt::from_unsigned_tx(unsigned).unwrap();
+        for (input, &sats) in psbt.inputs.iter_mut().zip(inputs) {
+            input.witness_utxo = Some(TxOut {
+                value: Amount::from_sat(sats),
+                script_pubkey: ScriptBuf::new_op_return([1u8; 4]),
+            });
+        }
+        psbt
+    }
+
+    #[test]
+    fn a_summary_adds_up_inputs_outputs_and_fee() {
+        let summary = summary(&psbt_spending(&[50_000, 30_000], &[79_000])).unwrap();
+        assert_eq!(summary.input_value_sat, 80_000);
+        assert_eq!(summary.fee_sat, 1_000);
+        assert_eq!(summary.outputs.len(), 1);
+    }
+
+    #[test]
+    fn amounts_past_the_supply_are_refused_before_they_are_added() {
+        // Two inputs whose sum overflows u64: adding them would panic in a
+        // debug build and wrap in a release build.
+        let half = u64::MAX / 2 + 1;
+        let err = summary(&psbt_spending(&[half, half], &[1])).unwrap_err();
+        assert_eq!(
+            err,
+            PsbtError::AmountOutOfRange {
+                what: "input 0".into(),
+                sats: half
+            }
+        );
+        assert!(err
+            .to_string()
+            .ends_with("ask its creator for a corrected one"));
+
+        // Each input is possible, their sum is not.
+        let max = Amount::MAX_MONEY.to_sat();
+        let err = summary(&psbt_spending(&[max, 1], &[1])).unwrap_err();
+        assert!(
+            matches!(&err, PsbtError::AmountOutOfRange { what, .. } if what == "the inputs together"),
+            "{err}"
+        );
+
+        let err = summary(&psbt_spending(&[1_000], &[max + 1])).unwrap_err();
+        assert!(
+            matches!(&err, PsbtError::AmountOutOfRange { what, .. } if what == "output 0"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn outputs_paying_more_than_the_inputs_are_refused() {
+        let err = summary(&psbt_spending(&[1_000], &[2_000])).unwrap_err();
+        assert_eq!(
+            err,
+            PsbtError::OutputsExceedInputs {
+                inputs: 1_000,
+                outputs: 2_000
+            }
+        );
+    }
 }

@@ -141,7 +141,7 @@ impl SessionContext {
                 let hashes =
                     psbt::sighashes(&parsed, &aggregate_pubkey, &output.serialize_xonly())?;
                 let messages = hashes.iter().map(|h| h.to_vec()).collect();
-                (tweaked, messages, Some(psbt::summary(&parsed)))
+                (tweaked, messages, Some(psbt::summary(&parsed)?))
             }
         };
         let signing: Point = key_agg.aggregated_pubkey();

@@ -281,6 +281,43 @@ impl Actor {
             .count()
     }
 
+    /// Coordinators of the sessions in progress that other peers invited
+    /// this node to, one entry per session.
+    fn remote_coordinators(&self) -> impl Iterator<Item = PeerId> + '_ {
+        self.sessions
+            .values()
+            .filter(|s| s.coordinator.is_none() && !s.phase().is_terminal())
+            .filter_map(|s| s.participant.as_ref().map(|p| p.spec().coordinator))
+    }
+
+    /// Whether an invitation from `from` may take a slot: the node's own
+    /// sessions keep their reserve, and no coordinator holds more than its
+    /// share.
+    fn invitation_slot(&self, from: &PeerId) -> Result<(), String> {
+        let config = &self.shared.config;
+        let limit = config.max_active_sessions;
+        if self.active() >= limit {
+            return Err(format!("busy: {limit} sessions already in progress"));
+        }
+        let share = limit.saturating_sub(config.reserved_for_own_sessions);
+        let remote = self.remote_coordinators().count();
+        if remote >= share {
+            return Err(format!(
+                "busy: {remote} invited sessions already in progress, the most this node \
+                 takes from other peers; try again when one has finished"
+            ));
+        }
+        let per = config.max_invitations_per_coordinator;
+        let yours = self.remote_coordinators().filter(|c| c == from).count();
+        if yours >= per {
+            return Err(format!(
+                "busy: {yours} of your sessions already in progress here, the most one \
+                 coordinator may have; finish or abort one first"
+            ));
+        }
+        Ok(())
+    }
+
     // ----- commands -----------------------------------------------------
 
     fn on_command(&mut self, command: Command) {
@@ -500,10 +537,7 @@ impl Actor {
                 entry.state
             ));
         }
-        let limit = self.shared.config.max_active_sessions;
-        if self.active() >= limit {
-            return Err(format!("busy: {limit} sessions already in progress"));
-        }
+        self.invitation_slot(&from)?;
         let participant =
             Participant::new(spec, self.me, Instant::now()).map_err(|e| e.to_string())?;
         if let Some(missing) = participant

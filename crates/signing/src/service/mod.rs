@@ -53,6 +53,12 @@ pub struct SigningConfig {
     pub event_buffer: usize,
     /// Sessions in progress at once (created and joined).
     pub max_active_sessions: usize,
+    /// Of those, slots invitations from other peers can never take: the
+    /// node's own sessions always find room.
+    pub reserved_for_own_sessions: usize,
+    /// Sessions in progress at once from any one remote coordinator, so a
+    /// single peer cannot fill the invitation slots.
+    pub max_invitations_per_coordinator: usize,
     /// Finished sessions kept in memory (older ones are in the ledger).
     pub max_finished_in_memory: usize,
 }
@@ -69,6 +75,8 @@ impl SigningConfig {
             connect_timeout: Duration::from_secs(15),
             event_buffer: 256,
             max_active_sessions: 64,
+            reserved_for_own_sessions: 16,
+            max_invitations_per_coordinator: 4,
             max_finished_in_memory: 256,
         }
     }
@@ -278,6 +286,17 @@ impl SigningHandle {
             .await
             .map_err(|_| SigningError::Stopped)?;
         answer.await.map_err(|_| SigningError::Stopped)
+    }
+
+    /// Whether the service still runs: it ends when stopped, when its node
+    /// stops, or if it fails.
+    pub fn is_running(&self) -> bool {
+        !self.commands.is_closed()
+    }
+
+    /// Resolves once the service has ended.
+    pub async fn ended(&self) {
+        self.commands.closed().await
     }
 
     /// The node the service runs on.

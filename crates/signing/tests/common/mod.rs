@@ -42,6 +42,11 @@ pub struct Peer {
 impl Peer {
     /// Starts a node, a key and a signing service with `timeouts`.
     pub async fn start(timeouts: Timeouts) -> Self {
+        Self::start_with(timeouts, |_| {}).await
+    }
+
+    /// Like [`Peer::start`], with the service's config changed by `adjust`.
+    pub async fn start_with(timeouts: Timeouts, adjust: impl FnOnce(&mut SigningConfig)) -> Self {
         let node = within(
             "node start",
             Node::start(NodeConfig::loopback(), Keypair::generate_ed25519()),
@@ -52,7 +57,10 @@ impl Peer {
         let key = store.insert(&SecretKey::generate()).unwrap();
         let keys: Arc<dyn KeyStore> = Arc::new(store);
         let dir = tempfile::tempdir().unwrap();
-        let signing = Self::service(&node, &keys, &dir, timeouts).await;
+        let mut config = SigningConfig::new(dir.path());
+        config.timeouts = timeouts;
+        adjust(&mut config);
+        let signing = Self::service_with(&node, &keys, config).await;
         Self {
             node,
             signing,
@@ -71,6 +79,15 @@ impl Peer {
     ) -> SigningHandle {
         let mut config = SigningConfig::new(dir.path());
         config.timeouts = timeouts;
+        Self::service_with(node, keys, config).await
+    }
+
+    /// Starts a signing service on `node` with `config`.
+    pub async fn service_with(
+        node: &NodeHandle,
+        keys: &Arc<dyn KeyStore>,
+        config: SigningConfig,
+    ) -> SigningHandle {
         within(
             "signing service start",
             SigningService::start(node.clone(), keys.clone(), config),
