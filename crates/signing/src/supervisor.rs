@@ -6,9 +6,16 @@
 //! keys are advertised and invitations arrive without anyone asking first.
 //! A start that fails (a locked keychain, say) is tried again, less and
 //! less often, until it works or the node changes; calls in between try
-//! once more themselves and say why it failed.
+//! once more themselves and say why it failed. A service that ends while
+//! its node still runs (it failed) is started again, and the log says so.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use conclave_node::{NodeError, ProfileNode};
 
@@ -28,6 +35,8 @@ pub struct SigningSupervisor {
     config: SigningConfig,
     running: tokio::sync::Mutex<Option<SigningHandle>>,
     on_start: OnStart,
+    /// Set by [`shutdown`](SigningSupervisor::shutdown): nothing restarts.
+    shut_down: AtomicBool,
 }
 
 impl SigningSupervisor {
@@ -39,6 +48,7 @@ impl SigningSupervisor {
             config,
             running: tokio::sync::Mutex::new(None),
             on_start: Box::new(|_| {}),
+            shut_down: AtomicBool::new(false),
         }
     }
 
@@ -51,8 +61,17 @@ impl SigningSupervisor {
     /// The service on the node that runs now, started if that node is new.
     pub async fn handle(&self) -> Result<SigningHandle, SigningError> {
         let mut running = self.running.lock().await;
+        if self.shut_down.load(Ordering::Acquire) {
+            return Err(SigningError::Stopped);
+        }
         if let Some(handle) = running.as_ref().filter(|h| h.node().is_running()) {
-            return Ok(handle.clone());
+            if handle.is_running() {
+                return Ok(handle.clone());
+            }
+            tracing::warn!(
+                "the signing service ended unexpectedly; starting it again \
+                 (sessions it had in progress are aborted)"
+            );
         }
         let node = self.node.current().ok_or(NodeError::Stopped)?;
         let namespace = self.node.secrets_namespace();
@@ -70,14 +89,15 @@ impl SigningSupervisor {
         let mut nodes = self.node.watch();
         let mut retry = FIRST_RETRY;
         let mut last_error = None;
-        loop {
+        while !self.shut_down.load(Ordering::Acquire) {
             // Read (and release) the watch before awaiting anything.
             let node_runs = nodes.borrow_and_update().is_some();
-            let failed = node_runs
-                && match self.handle().await {
-                    Ok(_) => {
+            let mut service = None;
+            if node_runs {
+                match self.handle().await {
+                    Ok(handle) => {
                         (last_error, retry) = (None, FIRST_RETRY);
-                        false
+                        service = Some(handle);
                     }
                     Err(e) => {
                         let reason = e.to_string();
@@ -85,9 +105,16 @@ impl SigningSupervisor {
                             tracing::warn!(%reason, "signing service unavailable");
                             last_error = Some(reason);
                         }
-                        true
                     }
-                };
+                }
+            }
+            let failed = node_runs && service.is_none();
+            let ended = async {
+                match &service {
+                    Some(handle) => handle.ended().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 changed = nodes.changed() => {
                     if changed.is_err() {
@@ -95,6 +122,8 @@ impl SigningSupervisor {
                     }
                     retry = FIRST_RETRY;
                 }
+                // Its node stopping ends it too; the watch then says so.
+                () = ended => {}
                 () = tokio::time::sleep(retry), if failed => retry = (retry * 2).min(MAX_RETRY),
             }
         }
@@ -103,7 +132,9 @@ impl SigningSupervisor {
     /// Stops the service (aborting sessions in progress, telling their
     /// peers); call it before the node stops.
     pub async fn shutdown(&self) {
-        if let Some(handle) = self.running.lock().await.take() {
+        let mut running = self.running.lock().await;
+        self.shut_down.store(true, Ordering::Release);
+        if let Some(handle) = running.take() {
             if let Err(e) = handle.stop().await {
                 tracing::debug!(%e, "signing service already stopped");
             }

@@ -99,6 +99,18 @@ async fn the_supervisor_follows_the_profiles_node_through_restarts() {
     let current = supervisor.handle().await.unwrap();
     assert!(current.node().is_running());
     assert!(started.try_recv().is_err(), "one start per node");
+
+    // A service that ends while its node runs (as a failed one would) is
+    // started again on the same node, not left as a dead handle.
+    second.stop().await.unwrap();
+    let third = tokio::time::timeout(within, started.recv())
+        .await
+        .expect("the ended service is started again")
+        .unwrap();
+    assert!(third.is_running());
+    assert_eq!(third.node().peer_id(), second_node.peer_id());
+    let listed = supervisor.handle().await.unwrap().list().await;
+    assert!(listed.is_ok(), "{listed:?}");
     drop(second_node);
 
     supervisor.shutdown().await;
