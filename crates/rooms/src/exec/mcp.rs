@@ -23,8 +23,8 @@ use std::{
 use rmcp::{
     model::{
         CallToolRequest, CallToolRequestParams, CallToolResult, CancelledNotification,
-        CancelledNotificationParam, ClientRequest, JsonObject, ProgressNotificationParam,
-        ProgressToken, ProtocolVersion, ServerResult,
+        CancelledNotificationParam, ClientRequest, JsonObject, PingRequest,
+        ProgressNotificationParam, ProgressToken, ProtocolVersion, ServerResult,
     },
     service::{
         ClientLifecycleMode, ClientServiceExt, NotificationContext, PeerRequestOptions, RoleClient,
@@ -333,8 +333,9 @@ impl McpServer {
     }
 
     /// Sends MCP's cancellation for a call and watches the server: if it
-    /// still reports progress for the call in the second half of the grace
-    /// period, it ignored the cancellation and is started again.
+    /// still reports progress for the call after it has read the
+    /// cancellation, within the grace period, it ignored the cancellation
+    /// and is started again.
     async fn abandon(
         &self,
         running: &Running,
@@ -356,10 +357,19 @@ impl McpServer {
         let restart = self.restart.clone();
         let generation = running.generation;
         let current = self.running.clone();
+        let peer = running.peer.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(CANCEL_GRACE / 2).await;
+            // The server reads its input in order: once it answers a ping sent
+            // after the cancellation, it has read the cancellation too, and
+            // progress it wrote before that answer is already here. (A fixed
+            // pause instead raced the tool's own progress period.)
+            let ping = ClientRequest::PingRequest(PingRequest {
+                method: Default::default(),
+                extensions: Default::default(),
+            });
+            let _ = tokio::time::timeout(CANCEL_GRACE, peer.send_request(ping)).await;
             while watch_rx.try_recv().is_ok() {}
-            let ignored = tokio::time::timeout(CANCEL_GRACE / 2, watch_rx.recv())
+            let ignored = tokio::time::timeout(CANCEL_GRACE, watch_rx.recv())
                 .await
                 .is_ok_and(|p| p.is_some());
             routes.lock().expect("routes lock").remove(&token);
