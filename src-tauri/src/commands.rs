@@ -5,18 +5,19 @@ use std::sync::Arc;
 
 use tauri::State;
 
-use conclave_node::{NodeError, PeerInfo, PolicyChange};
+use conclave_node::{
+    config::settings::{Settings, SettingsView},
+    logging::buffer::{LogBuffer, LogLevel, LogLine},
+    NodeError, PeerInfo, PolicyChange,
+};
 use zeroize::Zeroizing;
 
 use crate::{
     backup::{BackupPreview, BackupWritten, RestoreDone},
     error::CommandResult,
     events::NodeStatus,
-    logs::{LogBuffer, LogLevel, LogLine},
-    sandbox::SandboxView,
     service::NodeService,
-    settings::{Settings, SettingsView},
-    views::{AppInfo, IdentityView, PolicyView, StatsView},
+    views::{AppInfo, IdentityView, PolicyView, SandboxView, StatsView},
 };
 
 type Service<'a> = State<'a, Arc<NodeService>>;
@@ -189,7 +190,7 @@ pub fn recent_logs(logs: State<'_, LogBuffer>, level: LogLevel, limit: u32) -> V
 #[tauri::command]
 #[specta::specta]
 pub async fn sandbox_status(service: Service<'_>) -> CommandResult<SandboxView> {
-    Ok(service.sandbox().lock().await.view())
+    Ok(SandboxView::of(&*service.sandbox().lock().await))
 }
 
 /// Starts `count` local peers on loopback and connects to them.
@@ -197,14 +198,18 @@ pub async fn sandbox_status(service: Service<'_>) -> CommandResult<SandboxView> 
 #[specta::specta]
 pub async fn start_sandbox(service: Service<'_>, count: u32) -> CommandResult<SandboxView> {
     let main = service.handle()?;
-    service.sandbox().lock().await.start(&main, count).await
+    let mut sandbox = service.sandbox().lock().await;
+    sandbox.start(&main, count).await?;
+    Ok(SandboxView::of(&sandbox))
 }
 
 /// Stops the sandbox peers.
 #[tauri::command]
 #[specta::specta]
 pub async fn stop_sandbox(service: Service<'_>) -> CommandResult<SandboxView> {
-    Ok(service.sandbox().lock().await.stop_all().await)
+    let mut sandbox = service.sandbox().lock().await;
+    sandbox.stop_all().await;
+    Ok(SandboxView::of(&sandbox))
 }
 
 /// The UI has rendered its first Network health view with data; returns the

@@ -8,6 +8,7 @@ use conclave_node::{
     NodeError,
 };
 use conclave_signing::SigningError;
+use conclave_sim::sandbox::SandboxError;
 use serde::Serialize;
 use specta::Type;
 
@@ -104,6 +105,18 @@ impl From<NodeError> for CommandError {
                 Self::new(ErrorCode::Network, message)
             }
             _ => Self::new(ErrorCode::Internal, message),
+        }
+    }
+}
+
+impl From<SandboxError> for CommandError {
+    fn from(e: SandboxError) -> Self {
+        match e {
+            SandboxError::Node(e) => e.into(),
+            SandboxError::Count | SandboxError::Full { .. } => {
+                Self::new(ErrorCode::InvalidInput, e.to_string())
+            }
+            SandboxError::NoAddress => Self::internal(e),
         }
     }
 }

@@ -11,11 +11,8 @@ pub mod cli;
 pub mod commands;
 pub mod error;
 pub mod events;
-pub mod logs;
-pub mod sandbox;
 pub mod service;
 pub mod sessions;
-pub mod settings;
 pub mod sink;
 pub mod tray;
 pub mod views;
@@ -108,7 +105,8 @@ pub fn run(launched: Instant) -> anyhow::Result<()> {
     let args = cli::Args::parse();
     let profile = Profile::resolve(&args.profile, args.data_dir.as_deref())?;
     profile.create_dirs()?;
-    let (log_buffer, _log_guard) = logs::init(profile.log_dir())?;
+    let (log_buffer, _log_guard) =
+        conclave_node::logging::buffer::init(profile.log_dir(), "conclave")?;
     let name = profile.name().to_string();
     let open = ProfileNode::open(profile, args.key_file.as_deref(), ConfigFlags::default());
     let (node, _) = tauri::async_runtime::block_on(open)

@@ -9,11 +9,13 @@ use std::{
 };
 
 use conclave_node::{
+    config::settings::{self, Settings, SettingsView},
     gate::Policy,
     identity::{backup_file, NodeIdentity},
     profile::Profile,
     NodeError, NodeEvent, NodeHandle, PeerId, PeerInfo, PolicyChange, ProfileNode,
 };
+use conclave_sim::sandbox::Sandbox;
 use tokio::task::JoinHandle;
 use zeroize::Zeroizing;
 
@@ -21,8 +23,6 @@ use crate::{
     backup::{self, BackupPreview, BackupWritten, RestoreDone},
     error::{CommandError, CommandResult, ErrorCode},
     events::{EventSink, NodeState, NodeStatus, PeerChanged, StatsSampled},
-    sandbox::Sandbox,
-    settings::{self, Settings, SettingsView},
     views::{PolicyView, PqFingerprints, RateSample, StatsView},
 };
 
@@ -170,12 +170,12 @@ impl NodeService {
         settings::save(&path, settings)?;
         tracing::info!(file = %path.display(), "settings saved; restarting the node");
         self.start().await?;
-        settings::load(&path)
+        Ok(settings::load(&path)?)
     }
 
     /// The saved settings.
     pub fn settings(&self) -> CommandResult<SettingsView> {
-        settings::load(&self.profile().config_file())
+        Ok(settings::load(&self.profile().config_file())?)
     }
 
     /// Connected peers.
@@ -481,14 +481,11 @@ mod tests {
             .unwrap();
 
         let main = service.handle().unwrap();
-        let view = service
-            .sandbox()
-            .lock()
-            .await
-            .start(&main, 2)
-            .await
-            .unwrap();
-        assert_eq!(view.running, 2);
+        let mut sandbox = service.sandbox().lock().await;
+        sandbox.start(&main, 2).await.unwrap();
+        let sandbox_peers = sandbox.peer_ids();
+        assert_eq!(sandbox_peers.len(), 2);
+        drop(sandbox);
         assert!(peer_count(&service, 2).await, "sandbox peers connected");
 
         let err = service.connect("not a multiaddr").await.unwrap_err();
@@ -506,7 +503,7 @@ mod tests {
 
         // Deny closes the peer's connections and is saved in the profile's
         // policy file; allowing moves it to the other list.
-        let denied = view.peer_ids[0].clone();
+        let denied = sandbox_peers[0].clone();
         let peer: PeerId = denied.parse().unwrap();
         let policy = service
             .update_policy(PolicyChange::Deny(peer))

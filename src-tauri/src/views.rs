@@ -16,6 +16,7 @@ use conclave_node::{
     nat::{NatStatus, Reachability},
     NodeStats,
 };
+use conclave_sim::sandbox::Sandbox;
 use serde::{Deserialize, Serialize};
 use specta::Type;
 
@@ -252,6 +253,26 @@ pub struct AppInfo {
     pub data_dir: String,
     /// The profile's log folder.
     pub log_dir: String,
+}
+
+/// What the sandbox runs, for the UI.
+#[derive(Debug, Clone, Serialize, Type, PartialEq)]
+pub struct SandboxView {
+    /// Sandbox peers running.
+    pub running: u32,
+    /// Their peer ids.
+    pub peer_ids: Vec<String>,
+}
+
+impl SandboxView {
+    /// The view of `sandbox` now.
+    pub fn of(sandbox: &Sandbox) -> Self {
+        let peer_ids = sandbox.peer_ids();
+        Self {
+            running: count(peer_ids.len()),
+            peer_ids,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ pub mod percentiles;
 pub mod procfs;
 pub mod prometheus_text;
 pub mod report;
+pub mod sandbox;
 pub mod schedule;
 pub mod topology;
 pub mod traffic;

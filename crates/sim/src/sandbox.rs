@@ -1,15 +1,11 @@
 //! The local sandbox: extra peers in this process, on loopback, so one
-//! person can try everything alone. They chat on a gossip topic so the
-//! charts move, and they stop with the app.
+//! person can try everything alone (the desktop app starts them). They chat
+//! on a gossip topic so the charts move, and they stop with their owner.
 
 use std::time::Duration;
 
-use conclave_node::{identity::NodeIdentity, Multiaddr, Node, NodeConfig, NodeHandle};
-use serde::Serialize;
-use specta::Type;
+use conclave_node::{identity::NodeIdentity, Multiaddr, Node, NodeConfig, NodeError, NodeHandle};
 use tokio::task::JoinHandle;
-
-use crate::error::{CommandError, CommandResult, ErrorCode};
 
 /// Topic the sandbox peers publish on (the main node subscribes to it).
 pub const SANDBOX_TOPIC: &str = "conclave-sandbox";
@@ -19,6 +15,28 @@ pub const MAX_PER_REQUEST: u32 = 32;
 pub const MAX_PEERS: usize = 128;
 /// How often each sandbox peer publishes.
 const CHAT_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Why sandbox peers did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// A request for no peers or too many at once.
+    #[error("start between 1 and {MAX_PER_REQUEST} sandbox peers at a time")]
+    Count,
+    /// The sandbox is full.
+    #[error(
+        "the sandbox holds at most {MAX_PEERS} peers ({running} running): stop the sandbox first"
+    )]
+    Full {
+        /// Peers running now.
+        running: usize,
+    },
+    /// A peer started without a listen address.
+    #[error("a sandbox peer has no listen address")]
+    NoAddress,
+    /// The node refused (the main node stopped, a port could not be bound).
+    #[error(transparent)]
+    Node(#[from] NodeError),
+}
 
 struct SandboxPeer {
     handle: NodeHandle,
@@ -32,15 +50,6 @@ pub struct Sandbox {
     peers: Vec<SandboxPeer>,
 }
 
-/// What the sandbox runs, for the UI.
-#[derive(Debug, Clone, Serialize, Type, PartialEq)]
-pub struct SandboxView {
-    /// Sandbox peers running.
-    pub running: u32,
-    /// Their peer ids.
-    pub peer_ids: Vec<String>,
-}
-
 /// The config of a sandbox peer: loopback QUIC and TCP on free ports, no
 /// mDNS, so nothing leaves the machine.
 pub fn peer_config() -> NodeConfig {
@@ -52,22 +61,14 @@ pub fn peer_config() -> NodeConfig {
 
 impl Sandbox {
     /// Starts `count` peers and connects `main` to each.
-    pub async fn start(&mut self, main: &NodeHandle, count: u32) -> CommandResult<SandboxView> {
+    pub async fn start(&mut self, main: &NodeHandle, count: u32) -> Result<(), SandboxError> {
         if count == 0 || count > MAX_PER_REQUEST {
-            return Err(CommandError::new(
-                ErrorCode::InvalidInput,
-                format!("start between 1 and {MAX_PER_REQUEST} sandbox peers at a time"),
-            ));
+            return Err(SandboxError::Count);
         }
         if self.peers.len() + count as usize > MAX_PEERS {
-            return Err(CommandError::new(
-                ErrorCode::InvalidInput,
-                format!(
-                    "the sandbox holds at most {MAX_PEERS} peers ({} running)",
-                    self.peers.len()
-                ),
-            )
-            .with_hint("stop the sandbox first"));
+            return Err(SandboxError::Full {
+                running: self.peers.len(),
+            });
         }
         main.subscribe(SANDBOX_TOPIC).await?;
         for _ in 0..count {
@@ -77,9 +78,7 @@ impl Sandbox {
                 .await?
                 .into_iter()
                 .next()
-                .ok_or_else(|| {
-                    CommandError::new(ErrorCode::Internal, "sandbox peer has no address")
-                })?;
+                .ok_or(SandboxError::NoAddress)?;
             handle.subscribe(SANDBOX_TOPIC).await?;
             let chatter = tokio::spawn(chat(handle.clone()));
             main.connect(addr.clone()).await?;
@@ -94,7 +93,7 @@ impl Sandbox {
             running = self.peers.len(),
             "sandbox peers started"
         );
-        Ok(self.view())
+        Ok(())
     }
 
     /// Reconnects a restarted main node to the running sandbox peers.
@@ -113,24 +112,19 @@ impl Sandbox {
     }
 
     /// Stops every sandbox peer.
-    pub async fn stop_all(&mut self) -> SandboxView {
+    pub async fn stop_all(&mut self) {
         for peer in self.peers.drain(..) {
             peer.chatter.abort();
             let _ = peer.handle.stop().await;
         }
-        self.view()
     }
 
-    /// What runs now.
-    pub fn view(&self) -> SandboxView {
-        SandboxView {
-            running: u32::try_from(self.peers.len()).unwrap_or(u32::MAX),
-            peer_ids: self
-                .peers
-                .iter()
-                .map(|p| p.handle.peer_id().to_string())
-                .collect(),
-        }
+    /// The peer ids of the peers running now.
+    pub fn peer_ids(&self) -> Vec<String> {
+        self.peers
+            .iter()
+            .map(|p| p.handle.peer_id().to_string())
+            .collect()
     }
 }
 

@@ -1,9 +1,6 @@
-//! The node's recent log lines for the Logs view.
-//!
-//! The node library logs through `tracing` but keeps no lines in memory, so
-//! the app hands its logging set-up one more layer, beside the usual stderr
-//! and file writers: it keeps the newest [`LOG_CAPACITY`] lines in a ring
-//! buffer.
+//! Recent log lines kept in memory, for a program that shows them (the
+//! desktop app's Logs view): [`init`] installs the usual logging plus one
+//! more layer that keeps the newest [`LOG_CAPACITY`] lines in a ring buffer.
 
 use std::{
     collections::VecDeque,
@@ -12,12 +9,12 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use conclave_node::logging::LoggingError;
 use serde::{Deserialize, Serialize};
-use specta::Type;
 use tracing::{field::Field, Event, Level, Subscriber};
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::{layer::Context, Layer};
+
+use super::LoggingError;
 
 /// Lines kept in memory; older ones are dropped (the log files keep them).
 pub const LOG_CAPACITY: usize = 2000;
@@ -25,7 +22,8 @@ pub const LOG_CAPACITY: usize = 2000;
 const MAX_MESSAGE_LEN: usize = 2000;
 
 /// Severity of a log line, most severe first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(rename_all = "lowercase")]
 pub enum LogLevel {
     /// Something failed.
@@ -53,7 +51,8 @@ impl From<&Level> for LogLevel {
 }
 
 /// One captured log line.
-#[derive(Debug, Clone, Serialize, Type)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct LogLine {
     /// Position in the stream of captured lines (wraps after 2^32 lines).
     pub seq: u32,
@@ -90,7 +89,7 @@ impl LogBuffer {
         ring.lines.push_back(LogLine {
             seq,
             // A JavaScript-safe number: exact below 2^53 ms.
-            at_ms: conclave_node::clock::unix_ms() as f64,
+            at_ms: crate::clock::unix_ms() as f64,
             level,
             target: target.to_string(),
             message,
@@ -163,15 +162,15 @@ impl<S: Subscriber> Layer<S> for BufferLayer {
     }
 }
 
-/// Installs the node library's logging (stderr and daily files in
-/// `log_dir`, its filter) with the in-memory buffer it returns as an extra
-/// layer. Keep the guard alive while the app runs.
-pub fn init(log_dir: &Path) -> Result<(LogBuffer, WorkerGuard), LoggingError> {
+/// Installs the usual logging (stderr and daily files in `log_dir` named
+/// after `file_prefix`, the same filter) with the in-memory buffer it
+/// returns as an extra layer. Keep the guard alive while the program runs.
+pub fn init(log_dir: &Path, file_prefix: &str) -> Result<(LogBuffer, WorkerGuard), LoggingError> {
     let buffer = LogBuffer::default();
     let layer = BufferLayer {
         buffer: buffer.clone(),
     };
-    let guard = conclave_node::logging::init_with_layer(log_dir, "conclave", Box::new(layer))?;
+    let guard = super::init_with_layer(log_dir, file_prefix, Box::new(layer))?;
     Ok((buffer, guard))
 }
 

@@ -3,7 +3,10 @@
 //!
 //! Programs that want the log lines elsewhere too (the desktop app keeps the
 //! recent ones for its Logs view) pass an extra layer to [`init_with_layer`],
-//! so every program logs with the same filter, format and files.
+//! so every program logs with the same filter, format and files;
+//! [`buffer`] is that layer for recent lines kept in memory.
+
+pub mod buffer;
 
 use std::path::Path;
 

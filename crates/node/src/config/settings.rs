@@ -1,16 +1,17 @@
-//! The Settings view's fields, read from and written to the profile's
-//! `config.toml`. Other fields of the file are kept as they are.
+//! The settings a person edits in the desktop app, read from and written
+//! to the profile's `config.toml`. Other fields of the file are kept as
+//! they are.
 
 use std::path::Path;
 
-use conclave_node::{Multiaddr, NodeConfig};
+use libp2p::Multiaddr;
 use serde::{Deserialize, Serialize};
-use specta::Type;
 
-use crate::error::{CommandError, ErrorCode};
+use super::{ConfigError, NodeConfig};
 
 /// The settings a person edits.
-#[derive(Debug, Clone, Serialize, Deserialize, Type, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct Settings {
     /// Addresses to listen on.
     pub listen: Vec<String>,
@@ -27,7 +28,8 @@ pub struct Settings {
 }
 
 /// Settings as saved, plus what overrides them in this run.
-#[derive(Debug, Clone, Serialize, Type, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct SettingsView {
     /// Values in the profile's config file (defaults where it has none).
     pub saved: Settings,
@@ -50,18 +52,17 @@ impl From<&NodeConfig> for Settings {
     }
 }
 
-fn parse_addrs(field: &str, values: &[String]) -> Result<Vec<Multiaddr>, CommandError> {
+fn parse_addrs(field: &str, values: &[String]) -> Result<Vec<Multiaddr>, ConfigError> {
     values
         .iter()
         .map(|s| s.trim())
         .filter(|s| !s.is_empty())
         .map(|s| {
             s.parse::<Multiaddr>().map_err(|e| {
-                CommandError::new(
-                    ErrorCode::InvalidInput,
-                    format!("{field}: {s:?} is not a multiaddr ({e})"),
-                )
-                .with_hint("one address per line, such as /ip4/0.0.0.0/udp/0/quic-v1")
+                ConfigError::Invalid(format!(
+                    "{field}: {s:?} is not a multiaddr ({e}); write one address per line, \
+                     such as /ip4/0.0.0.0/udp/0/quic-v1"
+                ))
             })
         })
         .collect()
@@ -69,14 +70,14 @@ fn parse_addrs(field: &str, values: &[String]) -> Result<Vec<Multiaddr>, Command
 
 impl Settings {
     /// Applies these settings over `config`, checking every value.
-    pub fn apply_to(&self, config: &mut NodeConfig) -> Result<(), CommandError> {
+    pub fn apply_to(&self, config: &mut NodeConfig) -> Result<(), ConfigError> {
         let listen = parse_addrs("listen addresses", &self.listen)?;
         if listen.is_empty() {
-            return Err(CommandError::new(
-                ErrorCode::InvalidInput,
-                "listen addresses: at least one is needed",
-            )
-            .with_hint("/ip4/0.0.0.0/udp/0/quic-v1 listens on QUIC on every interface"));
+            return Err(ConfigError::Invalid(
+                "listen addresses: at least one is needed; \
+                 /ip4/0.0.0.0/udp/0/quic-v1 listens on QUIC on every interface"
+                    .into(),
+            ));
         }
         config.listen = listen;
         config.bootstrap = parse_addrs("bootstrap peers", &self.bootstrap)?;
@@ -84,12 +85,12 @@ impl Settings {
         config.min_connections = self.min_connections;
         config.relay_server = self.relay_server;
         config.mdns = self.mdns;
-        Ok(config.validate()?)
+        config.validate()
     }
 }
 
 /// The saved settings of the config file at `path` (defaults if absent).
-pub fn load(path: &Path) -> Result<SettingsView, CommandError> {
+pub fn load(path: &Path) -> Result<SettingsView, ConfigError> {
     let config = NodeConfig::from_optional_file(path)?;
     Ok(view(path, &config))
 }
@@ -97,7 +98,7 @@ pub fn load(path: &Path) -> Result<SettingsView, CommandError> {
 /// Writes `settings` into the config file at `path`, keeping its other
 /// fields; returns the full config the node should now run with (before
 /// environment overrides).
-pub fn save(path: &Path, settings: &Settings) -> Result<NodeConfig, CommandError> {
+pub fn save(path: &Path, settings: &Settings) -> Result<NodeConfig, ConfigError> {
     let mut config = NodeConfig::from_optional_file(path)?;
     settings.apply_to(&mut config)?;
     config.save(path)?;
@@ -136,7 +137,7 @@ mod tests {
         let back = load(&path).unwrap().saved;
         assert_eq!(back, settings);
         let config = NodeConfig::from_file(&path).unwrap();
-        assert_eq!(config.kad_mode, conclave_node::config::KadMode::Client);
+        assert_eq!(config.kad_mode, super::super::KadMode::Client);
     }
 
     #[test]
@@ -146,14 +147,14 @@ mod tests {
         let mut settings = load(&path).unwrap().saved;
         settings.bootstrap = vec!["not an address".into()];
         let err = save(&path, &settings).unwrap_err();
-        assert_eq!(err.code, ErrorCode::InvalidInput);
-        assert!(err.message.contains("bootstrap"), "{}", err.message);
+        assert!(matches!(err, ConfigError::Invalid(_)), "{err}");
+        assert!(err.to_string().contains("bootstrap"), "{err}");
         assert!(!path.exists());
 
         settings.bootstrap.clear();
         settings.min_connections = 90;
         let err = save(&path, &settings).unwrap_err();
-        assert!(err.message.contains("min_connections"), "{}", err.message);
+        assert!(err.to_string().contains("min_connections"), "{err}");
         assert!(!path.exists());
     }
 }

@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::profile::Profile;
 
+pub mod settings;
+
 /// The environment variables that override the config file, in the order
 /// [`NodeConfig::apply_env`] applies them.
 pub const ENV_VARS: [&str; 6] = [
