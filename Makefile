@@ -5,7 +5,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/conclave/target
 export CARGO_TERM_COLOR ?= never
 PROFILE ?= default
 
-.PHONY: run test setup build ui lint unit ui-test bench daemon nat-test package package-test service-test metrics-test
+.PHONY: run test setup build ui lint unit ui-test bench daemon nat-test chain-test package package-test service-test metrics-test
 
 setup:
 	@scripts/setup.sh
@@ -14,6 +14,10 @@ setup:
 ui: setup
 	cd ui && npm run --silent build -- --logLevel warn
 
+## Every target of the workspace, with the features `cargo test` uses: the
+## test targets below build this way, so after `make unit` (or within
+## `make test`) their build is already done and nothing is compiled twice
+## with other feature sets.
 build: setup ui
 	cargo build --workspace --all-targets
 
@@ -41,19 +45,16 @@ unit: setup ui
 	scripts/with-keyring.sh cargo test --workspace --all-targets
 
 ## The desktop UI tests, headless (screenshots in tests/ui/screenshots/).
-ui-test: setup ui
-	cargo build -p conclave-app -p conclave-daemon --bins
+ui-test: build
 	tests/ui/run.sh test
 
 ## Launch-to-first-render and Peers-view frame-time figures.
-bench: setup ui
-	cargo build -p conclave-app -p conclave-daemon --bins
+bench: build
 	tests/ui/run.sh bench
 
 ## The NAT test network: daemons in network namespaces behind nftables NATs
 ## (needs root; skipped where network namespaces are unavailable).
-nat-test: setup
-	cargo build -p conclave-daemon --bins
+nat-test: build
 	tests/nat/run.sh
 
 ## The desktop app as a Debian package: Tauri's bundler packages the binary
@@ -66,7 +67,7 @@ ifdef RELEASE
 	cargo build --release -p conclave-app --bin conclave
 	ui/node_modules/.bin/tauri bundle --ci --bundles deb --no-sign --no-binary-patching
 else
-	cargo build --workspace --bins
+	$(MAKE) --no-print-directory build
 	ui/node_modules/.bin/tauri bundle --ci --debug --bundles deb --no-sign --no-binary-patching
 endif
 
@@ -77,20 +78,27 @@ package-test: package
 
 ## The systemd unit for relay and bootstrap servers: systemd-analyze verify,
 ## its conclaved flags, and the sample relay config on loopback.
-service-test: setup
-	cargo build --workspace --bins
+service-test: build
 	tests/package/service.sh
 
 ## Live conclaved metrics: promtool check metrics, the scrape example, and
 ## every series the Grafana dashboard queries.
-metrics-test: setup
-	cargo build --workspace --bins
+metrics-test: build
 	tests/metrics/run.sh
 
+## The kernel-backed regtest node's own tests (tests/chain).
+chain-test: setup
+	tests/chain/run.sh
+
 ## Every test: formatting, lints, unit, in-process and cross-process tests,
-## then the desktop UI tests.
+## the regtest node, the NAT network, the service unit, the metrics, the
+## desktop UI tests and the Debian package.
 test: setup lint
 	cd ui && npm run --silent test
 	scripts/with-keyring.sh cargo test --workspace --all-targets
+	$(MAKE) --no-print-directory chain-test
 	$(MAKE) --no-print-directory nat-test
+	$(MAKE) --no-print-directory service-test
+	$(MAKE) --no-print-directory metrics-test
 	$(MAKE) --no-print-directory ui-test
+	$(MAKE) --no-print-directory package-test
