@@ -24,7 +24,7 @@ pub type PqIdentityBehaviour =
     request_response::cbor::Behaviour<PqIdentityMessage, PqIdentityMessage>;
 
 /// Largest DHT record value we store or serve.
-pub const KAD_MAX_VALUE: usize = 256 * 1024;
+pub const KAD_MAX_VALUE: usize = crate::records::MAX_RECORD_BYTES;
 /// Largest DHT message (a record plus closer peers).
 const KAD_MAX_PACKET: usize = KAD_MAX_VALUE + 64 * 1024;
 
@@ -100,12 +100,16 @@ impl Behaviour {
         let kad_protocol = StreamProtocol::try_from_owned(config.kad_protocol.clone())?;
         let mut kad_config = kad::Config::new(kad_protocol);
         kad_config.set_query_timeout(Duration::from_secs(30));
-        // Records are signed envelopes (about 5.4 KiB each) and provider
-        // indexes list many records.
+        // Records are signed envelopes (about 5.5 KiB each) and provider
+        // indexes list several records.
         kad_config.set_max_packet_size(KAD_MAX_PACKET);
+        // Inbound records and provider records come to the event loop, which
+        // stores only those that pass the record policy.
+        kad_config.set_record_filtering(kad::StoreInserts::FilterBoth);
         let store = kad::store::MemoryStore::with_config(
             peer_id,
             kad::store::MemoryStoreConfig {
+                max_records: crate::records::MAX_STORED_RECORDS,
                 max_value_bytes: KAD_MAX_VALUE,
                 ..Default::default()
             },

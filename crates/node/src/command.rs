@@ -7,8 +7,12 @@ use libp2p::{kad, Multiaddr, PeerId};
 use tokio::sync::oneshot;
 
 use crate::{
-    error::NodeError, gate::Policy, nat::NatStatus, peers::PeerInfo, protocol::ProtocolHandler,
-    stats::NodeStats,
+    error::NodeError,
+    gate::Policy,
+    nat::NatStatus,
+    peers::PeerInfo,
+    protocol::ProtocolHandler,
+    stats::{DhtStoreStats, NodeStats},
 };
 
 /// Capacity of the command channel: callers wait when the loop is this far behind.
@@ -90,6 +94,9 @@ pub(crate) enum Command {
     },
     Stats {
         reply: Reply<NodeStats>,
+    },
+    DhtStore {
+        reply: Reply<DhtStoreStats>,
     },
     Nat {
         reply: Reply<NatStatus>,

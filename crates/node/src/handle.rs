@@ -26,7 +26,7 @@ use crate::{
     peers::PeerInfo,
     protocol::ProtocolHandler,
     resources::{self, ResourceIndex, ResourceRecord},
-    stats::NodeStats,
+    stats::{DhtStoreStats, NodeStats},
     trust::Trust,
 };
 
@@ -459,6 +459,11 @@ impl NodeHandle {
         };
         let (signer, value) = self.unwrap(&record.value, MessageKind::Resource, &key, None)?;
         Ok(ResourceRecord::fetched(&value, kind, id, signer)?)
+    }
+
+    /// What the DHT store holds.
+    pub async fn dht_store(&self) -> Result<DhtStoreStats, NodeError> {
+        self.request(|reply| Command::DhtStore { reply }).await
     }
 
     /// A snapshot of counters and state.

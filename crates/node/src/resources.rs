@@ -21,19 +21,21 @@ use std::{
 use libp2p::{kad, PeerId};
 use serde::{Deserialize, Serialize};
 
-use crate::{behaviour::KAD_MAX_VALUE, clock::unix_secs, identity::envelope::RESOURCE_MAX_TTL};
+use crate::{clock::unix_secs, identity::envelope::RESOURCE_MAX_TTL, records::MAX_RECORD_BYTES};
 
 /// Longest accepted resource type or id.
 pub const MAX_NAME_LEN: usize = 128;
-/// Largest accepted resource data (JSON), in bytes.
-pub const MAX_DATA_LEN: usize = 16 * 1024;
+/// Largest accepted resource record (JSON), in bytes: with its envelope it
+/// fits one DHT record ([`MAX_RECORD_BYTES`]).
+pub const MAX_DATA_LEN: usize = MAX_RECORD_BYTES - ENVELOPE_ROOM;
 /// Longest accepted TTL (one week), as long as a resource record's envelope
 /// stays valid.
 pub const MAX_TTL: Duration = RESOURCE_MAX_TTL;
 /// Live resources one provider keeps per type.
 pub const MAX_PER_TYPE: usize = 256;
-/// Room left in an index record for its envelope.
-const ENVELOPE_ROOM: usize = 8 * 1024;
+/// Room left in a DHT record for its envelope (ML-DSA-65 key and
+/// signature, Ed25519 signature, key, about 5.5 KiB).
+const ENVELOPE_ROOM: usize = 6 * 1024;
 
 /// Why a resource was refused or not found.
 #[derive(Debug, thiserror::Error)]
@@ -229,7 +231,7 @@ impl ResourceIndex {
 /// one DHT record with its envelope.
 pub(crate) fn index_value(kind: &str, live: &[ResourceRecord]) -> Result<Vec<u8>, ResourceError> {
     let value = serde_json::to_vec(live).expect("records serialise");
-    if value.len() + ENVELOPE_ROOM > KAD_MAX_VALUE {
+    if value.len() > MAX_DATA_LEN {
         return Err(ResourceError::IndexTooLarge {
             kind: kind.to_string(),
         });

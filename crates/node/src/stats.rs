@@ -16,6 +16,19 @@ pub struct TopicStats {
     pub subscribed_peers: usize,
 }
 
+/// What the node's DHT store holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct DhtStoreStats {
+    /// Records stored (ours and peers').
+    pub records: usize,
+    /// Their values' bytes.
+    pub bytes: usize,
+    /// Records peers PUT to us that the record policy stored.
+    pub from_peers: usize,
+    /// Records peers PUT to us that were stored or refused, since start.
+    pub puts_handled: u64,
+}
+
 /// A snapshot of the node's state and counters.
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeStats {

@@ -71,6 +71,9 @@ impl EventLoop {
             Command::Stats { reply } => {
                 let _ = reply.send(Ok(self.stats()));
             }
+            Command::DhtStore { reply } => {
+                let _ = reply.send(Ok(self.dht_store_stats()));
+            }
             Command::Nat { reply } => {
                 let _ = reply.send(Ok(self.nat.status()));
             }

@@ -1,14 +1,30 @@
 //! The DHT: records and provider records put and looked up for callers
 //! (at most [`MAX_PENDING_QUERIES`](super::pending::MAX_PENDING_QUERIES) at
-//! once; beyond that a caller is told the node is busy), and peers the
-//! routing table learns of.
+//! once; beyond that a caller is told the node is busy), records and
+//! provider records peers PUT to us (stored only as the
+//! [`RecordPolicy`](super::record_policy::RecordPolicy) allows, after their
+//! check off the loop), and peers the routing table learns of.
+//!
+//! A look-up collects every distinct record the query finds (ours
+//! included) and answers with the newest one that passes the check, so
+//! neither garbage nor an older copy that some peer serves first hides it.
 
-use std::collections::HashSet;
+use std::{collections::HashSet, time::Instant};
 
-use libp2p::{kad, PeerId};
+use libp2p::{
+    kad::{self, store::RecordStore},
+    PeerId,
+};
 
-use super::EventLoop;
-use crate::{command::Reply, error::DhtError, events::DiscoverySource};
+use super::{record_policy::Stored, EventLoop, Internal, RecordChecked};
+use crate::{
+    clock::unix_secs,
+    command::Reply,
+    error::{DhtError, NodeError},
+    events::DiscoverySource,
+    records, resources,
+    stats::DhtStoreStats,
+};
 
 impl EventLoop {
     /// Whether another query may start; if not, the caller is told so.
@@ -26,6 +42,8 @@ impl EventLoop {
         let Some(reply) = self.query_room(reply) else {
             return;
         };
+        // Our own record takes the key over from whoever stored it before.
+        self.records.forget(&record.key);
         let kad = &mut self.swarm.behaviour_mut().kad;
         match kad.put_record(record, kad::Quorum::One) {
             Ok(id) => self.pending.add_put(id, reply),
@@ -76,6 +94,24 @@ impl EventLoop {
             kad::Event::OutboundQueryProgressed {
                 id, result, step, ..
             } => self.on_query_progress(id, result, step),
+            kad::Event::InboundRequest {
+                request:
+                    kad::InboundRequest::PutRecord {
+                        source,
+                        record: Some(record),
+                        ..
+                    },
+            } => self.on_inbound_record(source, record),
+            // Stored by kad itself (unfiltered).
+            kad::Event::InboundRequest {
+                request: kad::InboundRequest::PutRecord { record: None, .. },
+            } => self.records.handled(),
+            kad::Event::InboundRequest {
+                request:
+                    kad::InboundRequest::AddProvider {
+                        record: Some(record),
+                    },
+            } => self.on_inbound_provider(record),
             kad::Event::RoutingUpdated {
                 peer,
                 addresses,
@@ -101,19 +137,18 @@ impl EventLoop {
                 }
             }
             kad::QueryResult::GetRecord(result) => {
-                let outcome = match result {
-                    Ok(kad::GetRecordOk::FoundRecord(found)) => Ok(found.record),
+                let failure = match result {
+                    Ok(kad::GetRecordOk::FoundRecord(found)) => {
+                        self.pending.found_record(id, found.record);
+                        None
+                    }
                     Ok(kad::GetRecordOk::FinishedWithNoAdditionalRecord { .. })
-                    | Err(kad::GetRecordError::NotFound { .. }) => Err(DhtError::NotFound),
-                    Err(e) => Err(DhtError::Get(e)),
+                    | Err(kad::GetRecordError::NotFound { .. }) => Some(DhtError::NotFound),
+                    Err(e) => Some(DhtError::Get(e)),
                 };
-                if let Some(reply) = self.pending.take_get(id) {
-                    let found = outcome.is_ok();
-                    let _ = reply.send(outcome.map_err(Into::into));
-                    if found {
-                        if let Some(mut query) = self.swarm.behaviour_mut().kad.query_mut(&id) {
-                            query.finish();
-                        }
+                if step.last {
+                    if let Some((found, reply)) = self.pending.take_get(id) {
+                        self.answer_lookup(found, reply, failure.unwrap_or(DhtError::NotFound));
                     }
                 }
             }
@@ -142,6 +177,144 @@ impl EventLoop {
                 }
             }
             _ => {}
+        }
+    }
+}
+
+impl EventLoop {
+    /// Answers a look-up with the newest valid record among `found`
+    /// (checked off the loop), or `failure` if none is valid.
+    fn answer_lookup(&self, found: Vec<kad::Record>, reply: Reply<kad::Record>, failure: DhtError) {
+        if found.is_empty() {
+            let _ = reply.send(Err(failure.into()));
+            return;
+        }
+        let trust = self.trust.clone();
+        let checks = self.lookup_checks.clone();
+        tokio::spawn(async move {
+            let Ok(_permit) = checks.acquire_owned().await else {
+                return;
+            };
+            let picked =
+                tokio::task::spawn_blocking(move || records::newest_valid(&trust, found)).await;
+            let outcome = match picked {
+                Ok(Some(record)) => Ok(record),
+                Ok(None) => Err(DhtError::NotFound.into()),
+                Err(_) => Err(NodeError::Stopped),
+            };
+            let _ = reply.send(outcome);
+        });
+    }
+
+    /// A record a peer PUT: cheap checks here, the envelope off the loop.
+    fn on_inbound_record(&mut self, source: PeerId, record: kad::Record) {
+        let permit = match self
+            .records
+            .admit(source, record.value.len(), Instant::now())
+        {
+            Ok(permit) => permit,
+            Err(refusal) => {
+                tracing::debug!(%source, %refusal, "DHT record not stored");
+                self.records.handled();
+                return;
+            }
+        };
+        let trust = self.trust.clone();
+        let internal = self.internal_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let verdict = records::check(&trust, &record.key, &record.value);
+            let _ = internal.blocking_send(Internal::RecordChecked(Box::new(RecordChecked {
+                source,
+                record,
+                verdict,
+            })));
+            drop(permit);
+        });
+    }
+
+    /// Stores a checked inbound record if the policy allows it.
+    pub(super) fn on_record_checked(&mut self, checked: RecordChecked) {
+        let RecordChecked {
+            source,
+            mut record,
+            verdict,
+        } = checked;
+        self.records.handled();
+        let meta = match verdict {
+            Ok(meta) => meta,
+            Err(e) => {
+                tracing::debug!(%source, %e, "DHT record refused");
+                return;
+            }
+        };
+        let store = self.swarm.behaviour_mut().kad.store_mut();
+        let now = Instant::now();
+        let existing = store
+            .get(&record.key)
+            .filter(|r| !r.is_expired(now))
+            .map(|r| match records::stored_signature(&r.value) {
+                Some((signer, timestamp_ms)) => Stored {
+                    signer: Some(signer),
+                    timestamp_ms,
+                },
+                None => Stored {
+                    signer: None,
+                    timestamp_ms: 0,
+                },
+            });
+        if let Err(refusal) = self
+            .records
+            .decide(&record.key, meta, existing, unix_secs())
+        {
+            tracing::debug!(%source, %refusal, "DHT record not stored");
+            return;
+        }
+        // The record lives no longer than what it carries says.
+        let expiry = resources::expiry_instant(meta.expires_at);
+        record.expires = Some(record.expires.map_or(expiry, |e| e.min(expiry)));
+        let key = record.key.clone();
+        if let Err(e) = store.put(record) {
+            tracing::debug!(%source, %e, "DHT record not stored");
+            self.records.forget(&key);
+        }
+    }
+
+    /// A provider record a peer announced (kad checked that the peer is
+    /// the provider): stored at the peer's PUT rate; the store bounds
+    /// providers per key and keys.
+    fn on_inbound_provider(&mut self, record: kad::ProviderRecord) {
+        if let Err(refusal) = self.records.admit_provider(record.provider, Instant::now()) {
+            tracing::debug!(provider = %record.provider, %refusal, "provider record not stored");
+            return;
+        }
+        let store = self.swarm.behaviour_mut().kad.store_mut();
+        if let Err(e) = store.add_provider(record) {
+            tracing::debug!(%e, "provider record not stored");
+        }
+    }
+
+    pub(super) fn dht_store_stats(&mut self) -> DhtStoreStats {
+        let from_peers = self.records.stored();
+        let store = self.swarm.behaviour_mut().kad.store_mut();
+        let (records, bytes) = store
+            .records()
+            .fold((0, 0), |(n, b), r| (n + 1, b + r.value.len()));
+        DhtStoreStats {
+            records,
+            bytes,
+            from_peers,
+            puts_handled: self.records.handled_count(),
+        }
+    }
+
+    /// Drops records whose content expired from the store.
+    pub(super) fn prune_records(&mut self) {
+        let store = self.swarm.behaviour_mut().kad.store_mut();
+        let now = Instant::now();
+        for key in self.records.prune(unix_secs()) {
+            if store.get(&key).is_some_and(|r| r.is_expired(now)) {
+                store.remove(&key);
+            }
         }
     }
 }

@@ -21,6 +21,7 @@ mod handler_registry;
 mod identity;
 mod nat;
 mod pending;
+mod record_policy;
 
 use std::{collections::BTreeSet, collections::HashMap, sync::Arc, time::Duration};
 
@@ -36,6 +37,7 @@ use self::{
     gossip_guard::{GossipGuard, MAX_PENDING_VERIFICATIONS},
     handler_registry::HandlerRegistry,
     pending::{Caps, PendingQueries},
+    record_policy::{RecordCaps, RecordPolicy},
 };
 use crate::{
     behaviour::{Behaviour, BehaviourEvent},
@@ -53,6 +55,8 @@ use crate::{
 /// Inbound direct messages handled concurrently; more are refused as busy.
 /// Also the capacity of the channel their replies come back on.
 const MAX_INBOUND_HANDLING: usize = 64;
+/// Look-ups whose candidates are checked at once; more wait their turn.
+const MAX_LOOKUP_CHECKS: usize = 4;
 /// Replies and commands handled in a row before the swarm gets a turn.
 const MAX_LOCAL_IN_A_ROW: usize = 64;
 /// How often the loop checks its connection floor and relay reservations.
@@ -69,6 +73,15 @@ pub(crate) enum Internal {
     /// Boxed: verdicts carry whole payloads and are the rarer variant on
     /// busy request/response nodes.
     GossipVerdict(Box<GossipVerdict>),
+    /// A DHT record a peer PUT, checked off the loop.
+    RecordChecked(Box<RecordChecked>),
+}
+
+/// The outcome of checking one inbound DHT record off the event loop.
+pub(crate) struct RecordChecked {
+    pub source: PeerId,
+    pub record: libp2p::kad::Record,
+    pub verdict: Result<crate::records::RecordMeta, crate::records::RecordError>,
 }
 
 /// The outcome of verifying one gossip message off the event loop.
@@ -112,6 +125,10 @@ pub(crate) struct EventLoop {
     inbound_permits: Arc<Semaphore>,
     pending: PendingQueries,
     guard: GossipGuard,
+    /// What peers may store in our DHT store.
+    records: RecordPolicy,
+    /// Look-ups whose candidate records are being checked, at most.
+    lookup_checks: Arc<Semaphore>,
     /// Topics we subscribed to.
     subscribed: BTreeSet<String>,
 }
@@ -152,6 +169,8 @@ impl EventLoop {
                 config.address_book_size,
                 MAX_PENDING_VERIFICATIONS,
             ),
+            records: RecordPolicy::new(RecordCaps::default()),
+            lookup_checks: Arc::new(Semaphore::new(MAX_LOOKUP_CHECKS)),
             subscribed: BTreeSet::new(),
             config,
         }
@@ -173,7 +192,10 @@ impl EventLoop {
             let swarm_turn = local_in_a_row >= MAX_LOCAL_IN_A_ROW;
             tokio::select! {
                 biased;
-                _ = maintenance.tick() => self.maintain(),
+                _ = maintenance.tick() => {
+                    self.maintain();
+                    self.prune_records();
+                }
                 Some(internal) = self.internal_rx.recv(), if !swarm_turn => {
                     local_in_a_row += 1;
                     self.on_internal(internal);
@@ -267,6 +289,7 @@ impl EventLoop {
         match internal {
             Internal::Respond { channel, response } => self.respond(channel, response),
             Internal::GossipVerdict(verdict) => self.on_gossip_verdict(*verdict),
+            Internal::RecordChecked(checked) => self.on_record_checked(*checked),
         }
     }
 

@@ -51,8 +51,15 @@ impl Default for Caps {
     }
 }
 
+/// Distinct records one look-up collects, at most (one per replica of a
+/// key: the DHT's replication factor).
+pub(crate) const MAX_RECORD_CANDIDATES: usize = 20;
+
 /// A DHT provider look-up: who was found so far, and who waits for them.
 type ProviderQuery = (HashSet<PeerId>, Reply<HashSet<PeerId>>);
+/// A DHT record look-up: the distinct records found so far (checked when it
+/// ends), and who waits for the newest valid one.
+pub(crate) type RecordQuery = (Vec<kad::Record>, Reply<kad::Record>);
 
 /// Every parked reply of the event loop.
 pub(crate) struct PendingQueries {
@@ -66,7 +73,7 @@ pub(crate) struct PendingQueries {
     disconnects: HashMap<PeerId, Vec<Reply<()>>>,
     requests: HashMap<OutboundRequestId, (PeerId, Reply<Vec<u8>>)>,
     puts: HashMap<QueryId, Reply<()>>,
-    gets: HashMap<QueryId, Reply<kad::Record>>,
+    gets: HashMap<QueryId, RecordQuery>,
     providing: HashMap<QueryId, Reply<()>>,
     providers: HashMap<QueryId, ProviderQuery>,
     topic_waits: Vec<(TopicHash, usize, Reply<()>)>,
@@ -199,11 +206,22 @@ impl PendingQueries {
 
     /// Parks the caller of get query `id`.
     pub fn add_get(&mut self, id: QueryId, reply: Reply<kad::Record>) {
-        self.gets.insert(id, reply);
+        self.gets.insert(id, (Vec::new(), reply));
     }
 
-    /// The caller of get query `id`, if any.
-    pub fn take_get(&mut self, id: QueryId) -> Option<Reply<kad::Record>> {
+    /// Adds a record found by get query `id`: copies of one already found
+    /// are dropped, and beyond [`MAX_RECORD_CANDIDATES`] the rest.
+    pub fn found_record(&mut self, id: QueryId, record: kad::Record) {
+        if let Some((found, _)) = self.gets.get_mut(&id) {
+            if found.len() < MAX_RECORD_CANDIDATES && !found.iter().any(|r| r.value == record.value)
+            {
+                found.push(record);
+            }
+        }
+    }
+
+    /// The records found by get query `id` and its caller, if any.
+    pub fn take_get(&mut self, id: QueryId) -> Option<RecordQuery> {
         self.gets.remove(&id)
     }
 
@@ -363,6 +381,24 @@ mod tests {
             pending.take_put(ids[4]).is_none(),
             "unknown ids are nobody's"
         );
+    }
+
+    #[test]
+    fn record_lookups_collect_distinct_records_up_to_a_bound() {
+        let mut pending = PendingQueries::new(HashMap::new(), caps(4));
+        let id = query_ids(1)[0];
+        pending.add_get(id, oneshot::channel().0);
+        let key = kad::RecordKey::new(&"k");
+        let record = |v: usize| kad::Record::new(key.clone(), v.to_le_bytes().to_vec());
+        pending.found_record(id, record(0));
+        pending.found_record(id, record(0));
+        for v in 1..MAX_RECORD_CANDIDATES * 2 {
+            pending.found_record(id, record(v));
+        }
+        let (found, _) = pending.take_get(id).unwrap();
+        assert_eq!(found.len(), MAX_RECORD_CANDIDATES);
+        assert_eq!(found[0], record(0));
+        assert_eq!(found[1], record(1), "copies are kept once");
     }
 
     #[test]
