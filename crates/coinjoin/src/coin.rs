@@ -134,6 +134,18 @@ pub fn fresh_output_key(
     run: u32,
     index: u32,
 ) -> CoinKey {
+    let secret = fresh_output_secret(output_seed, session_id, run, index);
+    CoinKey::from_secret_bytes(&secret).expect("fresh_output_secret gives valid keys")
+}
+
+/// The secret key bytes of [`fresh_output_key`] (what the wallet spends
+/// the output with).
+pub fn fresh_output_secret(
+    output_seed: &Zeroizing<[u8; 32]>,
+    session_id: &[u8; 32],
+    run: u32,
+    index: u32,
+) -> Zeroizing<[u8; 32]> {
     let mut counter = 0u32;
     loop {
         let mut h = blake3::Hasher::new_derive_key("conclave coinjoin output key v1");
@@ -144,8 +156,8 @@ pub fn fresh_output_key(
         h.update(&counter.to_le_bytes());
         let bytes = Zeroizing::new(*h.finalize().as_bytes());
         // Fails with probability 2^-128 per attempt.
-        if let Ok(key) = CoinKey::from_secret_bytes(&bytes) {
-            return key;
+        if CoinKey::from_secret_bytes(&bytes).is_ok() {
+            return bytes;
         }
         counter += 1;
     }

@@ -106,3 +106,133 @@ pub struct Exclusion {
     /// The run it was excluded in (0 for pairing).
     pub run: u32,
 }
+
+/// How long an outpoint stays out after its first exclusion.
+pub const FIRST_STRIKE_MS: u64 = 3600 * 1000;
+/// How long after its second (and every later) exclusion: two strikes
+/// mean a day.
+pub const SECOND_STRIKE_MS: u64 = 24 * 3600 * 1000;
+/// Outpoints remembered at most (the oldest bans go first).
+pub const MAX_STRUCK_OUTPOINTS: usize = 4096;
+
+/// One outpoint's record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Strike {
+    /// Exclusions so far.
+    pub count: u32,
+    /// Unix ms until which requests spending it are left out.
+    pub until_ms: u64,
+}
+
+/// Exclusions with their expiry, by outpoint: what keeps a disruptor's
+/// coins out of the next sessions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Strikes {
+    by_outpoint: std::collections::BTreeMap<Outpoint, Strike>,
+}
+
+impl Strikes {
+    /// Counts one exclusion of `outpoint` at `now_ms`; until when it is out.
+    pub fn strike(&mut self, outpoint: Outpoint, now_ms: u64) -> u64 {
+        if self.by_outpoint.len() >= MAX_STRUCK_OUTPOINTS
+            && !self.by_outpoint.contains_key(&outpoint)
+        {
+            self.forget_expired(now_ms);
+            if self.by_outpoint.len() >= MAX_STRUCK_OUTPOINTS {
+                let soonest = self
+                    .by_outpoint
+                    .iter()
+                    .min_by_key(|(_, s)| s.until_ms)
+                    .map(|(o, _)| *o);
+                if let Some(o) = soonest {
+                    self.by_outpoint.remove(&o);
+                }
+            }
+        }
+        let strike = self.by_outpoint.entry(outpoint).or_insert(Strike {
+            count: 0,
+            until_ms: 0,
+        });
+        strike.count = strike.count.saturating_add(1);
+        let ban = if strike.count >= 2 {
+            SECOND_STRIKE_MS
+        } else {
+            FIRST_STRIKE_MS
+        };
+        strike.until_ms = strike.until_ms.max(now_ms + ban);
+        strike.until_ms
+    }
+
+    /// Until when `outpoint` is out, if it is at `now_ms`.
+    pub fn banned_until(&self, outpoint: &Outpoint, now_ms: u64) -> Option<u64> {
+        self.by_outpoint
+            .get(outpoint)
+            .map(|s| s.until_ms)
+            .filter(|&until| until > now_ms)
+    }
+
+    /// Drops the records whose ban ended (their count goes too).
+    pub fn forget_expired(&mut self, now_ms: u64) {
+        self.by_outpoint.retain(|_, s| s.until_ms > now_ms);
+    }
+
+    /// Every record.
+    pub fn iter(&self) -> impl Iterator<Item = (&Outpoint, &Strike)> {
+        self.by_outpoint.iter()
+    }
+
+    /// Puts back a record (as loaded from the database).
+    pub fn restore(&mut self, outpoint: Outpoint, strike: Strike) {
+        self.by_outpoint.insert(outpoint, strike);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_strikes_mean_a_day_and_bans_expire() {
+        let o = Outpoint {
+            txid: [7; 32],
+            vout: 1,
+        };
+        let mut strikes = Strikes::default();
+        assert_eq!(strikes.banned_until(&o, 0), None);
+        assert_eq!(strikes.strike(o, 1_000), 1_000 + FIRST_STRIKE_MS);
+        assert_eq!(
+            strikes.banned_until(&o, 1_000),
+            Some(1_000 + FIRST_STRIKE_MS)
+        );
+        assert_eq!(strikes.strike(o, 2_000), 2_000 + SECOND_STRIKE_MS);
+        let later = 2_000 + SECOND_STRIKE_MS;
+        assert_eq!(strikes.banned_until(&o, later), None);
+        strikes.forget_expired(later);
+        assert_eq!(strikes.iter().count(), 0, "an expired record goes");
+        assert_eq!(strikes.strike(o, later), later + FIRST_STRIKE_MS);
+    }
+
+    #[test]
+    fn the_record_is_bounded() {
+        let mut strikes = Strikes::default();
+        for i in 0..=MAX_STRUCK_OUTPOINTS as u32 {
+            strikes.strike(
+                Outpoint {
+                    txid: [1; 32],
+                    vout: i,
+                },
+                u64::from(i),
+            );
+        }
+        assert_eq!(strikes.iter().count(), MAX_STRUCK_OUTPOINTS);
+        let first = Outpoint {
+            txid: [1; 32],
+            vout: 0,
+        };
+        assert_eq!(
+            strikes.banned_until(&first, 0),
+            None,
+            "the soonest to end went"
+        );
+    }
+}

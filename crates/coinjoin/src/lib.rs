@@ -1,6 +1,7 @@
 //! `conclave-coinjoin`: CoinJoin rounds without a coordinator, after
 //! CoinShuffle++ over DiceMix Light (Ruffing, Moreno-Sanchez, Kate,
-//! NDSS 2017). This crate holds the protocol core; nothing here does I/O.
+//! NDSS 2017). The protocol core does no I/O; the service runs it over the
+//! node.
 //!
 //! - [`field`]: GF(2^127 − 1), the field of the slot reservation.
 //! - [`solver`]: power sums → Newton's identities → the roots.
@@ -18,9 +19,10 @@
 //!   messages and deadlines out), with blame by replay.
 //! - `memnet` (tests and benchmarks only, feature `test-support`): whole
 //!   sessions between in-memory peers.
-//!
-//! The actor that runs sessions over the node, the daemon's commands and
-//! the app are built around this core.
+//! - [`service`]: the actor that runs sessions over the node (gossip on
+//!   each pairing's topic, signed envelopes), and its handle.
+//! - [`wallet`]: P2TR key-path keys derived from a seed in the OS
+//!   keychain; fresh output and change keys per request and run.
 #![deny(missing_docs)]
 
 pub mod bip322;
@@ -34,5 +36,7 @@ pub mod kex;
 pub mod memnet;
 pub mod pairing;
 pub mod proto;
+pub mod service;
 pub mod solver;
 pub mod tx;
+pub mod wallet;

@@ -1,0 +1,135 @@
+//! What the service reports about each of our requests: the shapes the
+//! daemon prints as JSON (`conclavectl coinjoin status --json`) and the
+//! app shows.
+
+use serde::{Deserialize, Serialize};
+
+/// Where a request is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestPhase {
+    /// Announced; waiting for an epoch tick with enough peers.
+    Waiting,
+    /// In a session: public keys and commitments.
+    KeyExchange,
+    /// In a session: ML-KEM ciphertexts.
+    Ciphertexts,
+    /// In a session: the slot reservation.
+    SlotReservation,
+    /// In a session: the DC-net.
+    DcNet,
+    /// In a session: every peer confirms its outputs.
+    Acceptance,
+    /// In a session: signatures.
+    Signatures,
+    /// In a session: seeds revealed, runs replayed.
+    Blame,
+    /// The transaction is complete and being sent to the chain.
+    Broadcasting,
+    /// The chain took the transaction.
+    Done,
+    /// The request ended without a transaction (see `last_error`).
+    Failed,
+    /// The user cancelled it.
+    Cancelled,
+}
+
+impl RequestPhase {
+    /// Whether it can change no more.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Done | Self::Failed | Self::Cancelled)
+    }
+
+    /// The request phase of a session phase.
+    pub fn of(phase: crate::exclusion::Phase) -> Self {
+        use crate::exclusion::Phase as P;
+        match phase {
+            P::KeyExchange => Self::KeyExchange,
+            P::Ciphertexts => Self::Ciphertexts,
+            P::SlotReservation => Self::SlotReservation,
+            P::DcNet => Self::DcNet,
+            P::Acceptance => Self::Acceptance,
+            P::Signatures => Self::Signatures,
+            P::Blame => Self::Blame,
+            P::Done => Self::Broadcasting,
+            P::Failed => Self::Waiting,
+        }
+    }
+}
+
+/// An outpoint kept out of our sessions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExcludedOutpoint {
+    /// `TXID:VOUT`.
+    pub outpoint: String,
+    /// Why, for people.
+    pub reason: String,
+    /// Unix ms until which requests spending it are left out.
+    pub until_ms: u64,
+}
+
+/// One step of the timeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineEntry {
+    /// The phase entered.
+    pub phase: RequestPhase,
+    /// The run (0 before the first session).
+    pub run: u32,
+    /// Unix ms.
+    pub at_ms: u64,
+    /// Participants in the run.
+    pub peers: usize,
+    /// Requests still owing a message in the phase (hex ids).
+    pub holdouts: Vec<String>,
+}
+
+/// One of our outputs of the transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnOutput {
+    /// Its address.
+    pub address: String,
+    /// Sats.
+    pub amount_sats: u64,
+    /// Whether it is mixed (a denomination output) or our unmixed change.
+    pub mixed: bool,
+}
+
+/// The state of one of our requests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestStatus {
+    /// The request's id (hex).
+    pub request_id: String,
+    /// Sats per mixed output.
+    pub denomination: u64,
+    /// Sat/vB.
+    pub fee_rate: u64,
+    /// Our inputs (`TXID:VOUT`).
+    pub inputs: Vec<String>,
+    /// Where it is.
+    pub phase: RequestPhase,
+    /// Participants of the current run, or requests seen for the pairing
+    /// while waiting.
+    pub peers: usize,
+    /// The current run of the session (0 while waiting).
+    pub run: u32,
+    /// Sessions this request took part in.
+    pub sessions: u32,
+    /// Outpoints excluded from our sessions, and why.
+    pub excluded: Vec<ExcludedOutpoint>,
+    /// The transaction's id, once complete.
+    pub txid: Option<String>,
+    /// The signed transaction, hex.
+    pub tx_hex: Option<String>,
+    /// What we paid in fee, sats.
+    pub fee_sats: Option<u64>,
+    /// Our mixed outputs and change.
+    pub our_outputs: Vec<OwnOutput>,
+    /// Every phase change.
+    pub timeline: Vec<TimelineEntry>,
+    /// Why the last session or check failed, if one did.
+    pub last_error: Option<String>,
+    /// Unix ms of the join.
+    pub created_ms: u64,
+    /// Unix ms of the last change.
+    pub updated_ms: u64,
+}

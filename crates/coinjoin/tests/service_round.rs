@@ -1,0 +1,183 @@
+//! Five real nodes on 127.0.0.1 run a CoinJoin round through the service:
+//! each wallet's keys live in the OS keychain (run under
+//! scripts/with-keyring.sh), its coin on the kernel-backed regtest node
+//! (tests/chain), requests and run messages travel as signed gossip
+//! envelopes, and the transaction every node reports must be the one the
+//! regtest node confirmed in a block its libbitcoinkernel connected.
+
+mod support;
+
+use std::{collections::BTreeSet, sync::Arc, time::Duration};
+
+use bitcoin::{consensus::encode::deserialize_hex, Address, Network, Transaction};
+use conclave_coinjoin::{
+    chain::ChainSource,
+    coin::Outpoint,
+    service::{CoinJoinConfig, CoinJoinHandle, CoinJoinService, JoinParams, RequestPhase},
+    wallet::Wallet,
+};
+use conclave_node::{Keypair, Multiaddr, Node, NodeConfig, NodeHandle};
+use support::Regtest;
+
+const DENOMINATION: u64 = 100_000;
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn keychain_available(test: &str) -> bool {
+    if std::env::var("CONCLAVE_KEYRING_TEST").as_deref() == Ok("1") {
+        return true;
+    }
+    eprintln!("skipped {test}: run it under scripts/with-keyring.sh (a private Secret Service)");
+    false
+}
+
+async fn start_node() -> NodeHandle {
+    Node::start(NodeConfig::loopback(), Keypair::generate_ed25519())
+        .await
+        .expect("node starts")
+}
+
+async fn quic_addr(node: &NodeHandle) -> Multiaddr {
+    node.listen_addrs()
+        .await
+        .expect("listen addresses")
+        .into_iter()
+        .find(|a| a.to_string().contains("/quic-v1"))
+        .expect("a QUIC address")
+}
+
+/// Every node dials every later one.
+async fn connect_all(nodes: &[NodeHandle]) {
+    for (i, a) in nodes.iter().enumerate() {
+        for b in &nodes[i + 1..] {
+            let addr = quic_addr(b).await;
+            a.connect(addr).await.expect("connect");
+        }
+    }
+}
+
+struct Peer {
+    node: NodeHandle,
+    coinjoin: CoinJoinHandle,
+    outpoint: Outpoint,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_nodes_complete_a_round_the_regtest_node_confirms() {
+    if !keychain_available("five_nodes_complete_a_round_the_regtest_node_confirms") {
+        return;
+    }
+    let Some(chain) = Regtest::start("five_nodes_complete_a_round_the_regtest_node_confirms")
+    else {
+        return;
+    };
+    let core: Arc<dyn ChainSource> = Arc::new(chain.core());
+    let mut nodes = Vec::new();
+    for _ in 0..5 {
+        nodes.push(start_node().await);
+    }
+    connect_all(&nodes).await;
+    let config = CoinJoinConfig::quick(Duration::from_secs(2), Duration::from_secs(5));
+    let mut peers = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        let profile = format!("coinjoin-round-{}-{i}", std::process::id());
+        let wallet = Wallet::open_keychain(&profile, Network::Regtest)
+            .await
+            .expect("the keychain opens");
+        let coinjoin = CoinJoinService::start(node.clone(), wallet, core.clone(), config.clone());
+        let address = coinjoin.new_address().await.expect("an address");
+        let again = coinjoin.new_address().await.expect("another address");
+        assert_ne!(address, again, "every address is fresh");
+        let outpoint = chain.fund(&address.script_pubkey(), 150_000 + 1_000 * i as u64);
+        peers.push(Peer {
+            node: node.clone(),
+            coinjoin,
+            outpoint,
+        });
+    }
+    let mut ids = Vec::new();
+    for peer in &peers {
+        let id = peer
+            .coinjoin
+            .join(JoinParams {
+                denomination: DENOMINATION,
+                inputs: vec![peer.outpoint],
+                fee_rate: 2,
+                max_fee: Some(5_000),
+            })
+            .await
+            .expect("join");
+        ids.push(id.to_string());
+    }
+    let mut statuses = Vec::new();
+    for (peer, id) in peers.iter().zip(&ids) {
+        let status = peer.coinjoin.wait(id, LIMIT).await.expect("status");
+        assert_eq!(
+            status.phase,
+            RequestPhase::Done,
+            "node {} ended in {:?}: {:?}",
+            peer.node.peer_id(),
+            status.phase,
+            status.last_error
+        );
+        statuses.push(status);
+    }
+    let txid = statuses[0].txid.clone().expect("a txid");
+    assert!(
+        statuses
+            .iter()
+            .all(|s| s.txid.as_deref() == Some(txid.as_str())),
+        "every node reports the same transaction"
+    );
+    assert!(
+        statuses.iter().all(|s| s.excluded.is_empty()),
+        "nobody excluded"
+    );
+    let (confirmations, hex) = chain.tx(&txid.parse().expect("a txid"));
+    assert!(confirmations >= 1, "the transaction is in a block");
+    assert_eq!(Some(&hex), statuses[0].tx_hex.as_ref());
+    let tx: Transaction = deserialize_hex(&hex).expect("a transaction");
+    let spent: BTreeSet<Outpoint> = tx.input.iter().map(|i| i.previous_output.into()).collect();
+    let funded: BTreeSet<Outpoint> = peers.iter().map(|p| p.outpoint).collect();
+    assert_eq!(spent, funded, "every node's coin and nothing else is spent");
+    let mut mixed = BTreeSet::new();
+    for status in &statuses {
+        let ours: Vec<_> = status.our_outputs.iter().filter(|o| o.mixed).collect();
+        assert_eq!(ours.len(), 1, "one mixed output each");
+        assert_eq!(ours[0].amount_sats, DENOMINATION);
+        let script = ours[0]
+            .address
+            .parse::<Address<_>>()
+            .expect("an address")
+            .require_network(Network::Regtest)
+            .expect("regtest")
+            .script_pubkey();
+        assert!(tx.output.iter().any(|o| o.script_pubkey == script));
+        mixed.insert(script);
+        assert!(
+            status
+                .our_outputs
+                .iter()
+                .any(|o| !o.mixed && o.amount_sats > 0),
+            "change comes back, labelled unmixed"
+        );
+        let phases: Vec<RequestPhase> = status.timeline.iter().map(|t| t.phase).collect();
+        for phase in [
+            RequestPhase::Waiting,
+            RequestPhase::KeyExchange,
+            RequestPhase::DcNet,
+            RequestPhase::Signatures,
+            RequestPhase::Done,
+        ] {
+            assert!(
+                phases.contains(&phase),
+                "{phase:?} in the timeline {phases:?}"
+            );
+        }
+        assert!(status.fee_sats.is_some_and(|f| f > 0 && f <= 5_000));
+    }
+    assert_eq!(mixed.len(), 5, "five distinct mixed outputs");
+    for peer in &peers {
+        peer.coinjoin.stop().await;
+        peer.node.stop().await.expect("stop");
+    }
+}
