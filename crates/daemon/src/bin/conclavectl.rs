@@ -4,6 +4,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use conclave_daemon::coinjoin_cli::CoinjoinAction;
 use conclave_node::{
     control::client::ControlClient,
     identity::{backup_file, keysource::KEY_FILE_ENV, KeySource},
@@ -168,6 +169,11 @@ enum Command {
         #[command(subcommand)]
         action: Musig2Action,
     },
+    /// CoinJoin rounds (CoinShuffle++ over DiceMix, no coordinator).
+    Coinjoin {
+        #[command(subcommand)]
+        action: CoinjoinAction,
+    },
     /// Stop the daemon.
     Shutdown,
 }
@@ -185,6 +191,8 @@ enum WalletAction {
     },
     /// The signing keys' public keys.
     List,
+    /// A fresh P2TR receive address of the CoinJoin wallet.
+    Address,
 }
 
 #[derive(Subcommand, Debug)]
@@ -480,7 +488,9 @@ fn request(command: &Command) -> Result<(&'static str, Value)> {
                 ("wallet.import", json!({ "secret": secret.as_str() }))
             }
             WalletAction::List => ("wallet.list", json!({})),
+            WalletAction::Address => ("coinjoin.address", json!({})),
         },
+        Command::Coinjoin { action } => action.request(),
         Command::Musig2 { action } => match action {
             Musig2Action::Create {
                 signers,
@@ -582,6 +592,10 @@ fn print_text(command: &Command, result: &Value) {
         Command::Wallet {
             action: WalletAction::New | WalletAction::Import { .. },
         } => println!("signing key {}", s(&result["pubkey"])),
+        Command::Wallet {
+            action: WalletAction::Address,
+        } => println!("{}", s(&result["address"])),
+        Command::Coinjoin { action } => action.print_text(result),
         Command::Wallet {
             action: WalletAction::List,
         } => {
@@ -703,6 +717,9 @@ async fn run(args: Args) -> Result<()> {
     }
     if let Command::Musig2 { action } = &args.command {
         write_exports(action, &result)?;
+    }
+    if let Command::Coinjoin { action } = &args.command {
+        action.write_exports(&result)?;
     }
     Ok(())
 }

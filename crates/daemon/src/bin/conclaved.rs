@@ -4,7 +4,10 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use conclave_daemon::signing_control::SigningControl;
+use conclave_daemon::{
+    coinjoin_control::{self, CoinJoinControl, CoinJoinFlags},
+    signing_control::SigningControl,
+};
 use conclave_node::{
     config::{ConfigFlags, NodeConfig},
     control,
@@ -64,6 +67,8 @@ struct Args {
     /// (no signing service, e.g. on a relay).
     #[arg(long, value_parser = ["keychain", "none"], default_value = "keychain")]
     signing_keys: String,
+    #[command(flatten)]
+    coinjoin: CoinJoinFlags,
 }
 
 impl Args {
@@ -118,8 +123,22 @@ async fn main() -> Result<()> {
         Some(supervisor) => SigningControl::new(supervisor.clone()),
         None => SigningControl::disabled("it was started with --signing-keys none"),
     };
+    let coinjoin_control = if args.coinjoin.enabled() {
+        let (node, namespace, flags) = (
+            node.clone(),
+            runner.secrets_namespace(),
+            args.coinjoin.clone(),
+        );
+        CoinJoinControl::spawn(
+            async move { coinjoin_control::start(node, &namespace, &flags).await },
+        )
+    } else {
+        CoinJoinControl::disabled(
+            "start conclaved with --network and --bitcoind-rpc URL --bitcoind-cookie FILE",
+        )
+    };
     let extensions: Vec<Arc<dyn control::server::ControlExtension>> =
-        vec![Arc::new(signing_control)];
+        vec![Arc::new(signing_control), Arc::new(coinjoin_control)];
     let extension: Option<Arc<dyn control::server::ControlExtension>> = Some(Arc::new(extensions));
     let control_task =
         control::server::serve_extended(node.clone(), &control_path, Some(inbox), extension)

@@ -1,0 +1,284 @@
+//! CoinJoin rounds between `conclaved` processes, driven only through
+//! `conclavectl wallet address` and `conclavectl coinjoin`, with each
+//! wallet's keys in a real Secret Service (run inside
+//! scripts/with-keyring.sh, as `make test` does) and every coin on the
+//! kernel-backed regtest node of tests/chain, which must confirm the
+//! transaction in a block its libbitcoinkernel connects.
+
+mod common;
+#[path = "../../coinjoin/tests/support/mod.rs"]
+mod support;
+
+use std::collections::BTreeSet;
+
+use bitcoin::{consensus::encode::deserialize_hex, Address, Network, Transaction};
+use common::Daemon;
+use serde_json::Value;
+use support::Regtest;
+
+const DENOMINATION: &str = "100000";
+
+fn in_keyring_session(test: &str) -> bool {
+    if std::env::var("CONCLAVE_KEYRING_TEST").as_deref() == Ok("1") {
+        return true;
+    }
+    eprintln!(
+        "skipped {test}: run through scripts/with-keyring.sh (make test does) for a real keychain"
+    );
+    false
+}
+
+/// Starts `n` daemons on the regtest node, every pair connected.
+fn daemons(tmp: &std::path::Path, chain: &Regtest, n: usize, extra: &[Vec<&str>]) -> Vec<Daemon> {
+    let mut daemons: Vec<Daemon> = Vec::new();
+    for i in 0..n {
+        let mut args = vec![
+            "--network",
+            "regtest",
+            "--bitcoind-rpc",
+            &chain.rpc_url,
+            "--bitcoind-cookie",
+            chain.cookie_file.to_str().unwrap(),
+            "--coinjoin-epoch",
+            "2",
+            "--coinjoin-phase-timeout",
+            "5",
+        ];
+        if let Some(more) = extra.get(i) {
+            args.extend(more.iter().copied());
+        }
+        let daemon = Daemon::start_with(&tmp.join(format!("d{i}")), &args);
+        for earlier in &daemons {
+            let reply = daemon.json(&["connect", &earlier.quic_addr]);
+            assert_eq!(reply["peer_id"], earlier.peer_id.as_str());
+        }
+        daemons.push(daemon);
+    }
+    daemons
+}
+
+/// A fresh wallet address of `daemon`, funded with `sats` on the chain.
+fn funded_coin(daemon: &Daemon, chain: &Regtest, sats: u64) -> String {
+    let address = daemon.json(&["wallet", "address"]);
+    let script = address["address"]
+        .as_str()
+        .expect("an address")
+        .parse::<Address<_>>()
+        .expect("an address")
+        .require_network(Network::Regtest)
+        .expect("a regtest address")
+        .script_pubkey();
+    chain.fund(&script, sats).to_string()
+}
+
+fn join(daemon: &Daemon, coin: &str) -> String {
+    let reply = daemon.json(&[
+        "coinjoin",
+        "join",
+        "--denomination",
+        DENOMINATION,
+        "--inputs",
+        coin,
+        "--fee-rate",
+        "2",
+        "--max-fee",
+        "5000",
+    ]);
+    reply["request_id"]
+        .as_str()
+        .expect("request_id")
+        .to_string()
+}
+
+fn finished(daemon: &Daemon, id: &str) -> Value {
+    daemon.json(&["coinjoin", "status", id, "--wait", "120"])
+}
+
+#[test]
+fn three_daemons_mix_their_coins_into_one_confirmed_transaction() {
+    let test = "three_daemons_mix_their_coins_into_one_confirmed_transaction";
+    if !in_keyring_session(test) {
+        return;
+    }
+    let Some(chain) = Regtest::start(test) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let daemons = daemons(tmp.path(), &chain, 3, &[]);
+    let coins: Vec<String> = daemons
+        .iter()
+        .enumerate()
+        .map(|(i, d)| funded_coin(d, &chain, 150_000 + 1_000 * i as u64))
+        .collect();
+    let ids: Vec<String> = daemons
+        .iter()
+        .zip(&coins)
+        .map(|(d, c)| join(d, c))
+        .collect();
+    let statuses: Vec<Value> = daemons
+        .iter()
+        .zip(&ids)
+        .map(|(d, id)| finished(d, id))
+        .collect();
+    for s in &statuses {
+        assert_eq!(s["phase"], "done", "{s}");
+        assert_eq!(s["excluded"], Value::Array(Vec::new()), "{s}");
+    }
+    let txid = statuses[0]["txid"].as_str().expect("txid").to_string();
+    assert!(
+        statuses.iter().all(|s| s["txid"] == txid.as_str()),
+        "every daemon reports the same txid"
+    );
+    let (confirmations, hex) = chain.tx(&txid.parse().unwrap());
+    assert!(confirmations >= 1, "the transaction is in a regtest block");
+    let tx: Transaction = deserialize_hex(&hex).unwrap();
+    let spent: BTreeSet<String> = tx
+        .input
+        .iter()
+        .map(|i| i.previous_output.to_string())
+        .collect();
+    assert_eq!(
+        spent,
+        coins.iter().cloned().collect(),
+        "exactly the three coins"
+    );
+
+    // --tx-out writes the transaction; list shows the request.
+    let out = tmp.path().join("tx.hex");
+    let status = daemons[1].json(&[
+        "coinjoin",
+        "status",
+        &ids[1],
+        "--tx-out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap().trim(),
+        status["tx_hex"].as_str().unwrap()
+    );
+    let list = daemons[2].json(&["coinjoin", "list"]);
+    assert_eq!(list[0]["request_id"], ids[2].as_str());
+
+    // Bad input is refused with its reason, and changes nothing.
+    let refused = daemons[0]
+        .ctl()
+        .args([
+            "coinjoin",
+            "join",
+            "--denomination",
+            DENOMINATION,
+            "--inputs",
+            "nonsense",
+        ])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("TXID:VOUT"));
+    let spent_again = daemons[0]
+        .ctl()
+        .args([
+            "coinjoin",
+            "join",
+            "--denomination",
+            DENOMINATION,
+            "--inputs",
+            &coins[0],
+        ])
+        .output()
+        .unwrap();
+    assert!(!spent_again.status.success(), "a spent coin cannot join");
+    assert!(
+        String::from_utf8_lossy(&spent_again.stderr).contains("not an unspent output"),
+        "{}",
+        String::from_utf8_lossy(&spent_again.stderr)
+    );
+    assert_eq!(
+        daemons[0]
+            .json(&["coinjoin", "list"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+/// Four daemons, the last one built to disrupt as `how` says: the three
+/// honest ones complete a transaction without it and name the same
+/// excluded outpoint, the disruptor's.
+#[cfg_attr(not(feature = "coinjoin-disruptor"), allow(dead_code))]
+fn one_disruptor(test: &str, how: &str) {
+    if !in_keyring_session(test) {
+        return;
+    }
+    let Some(chain) = Regtest::start(test) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let disrupt = vec!["--coinjoin-disrupt", how];
+    let daemons = daemons(tmp.path(), &chain, 4, &[vec![], vec![], vec![], disrupt]);
+    let coins: Vec<String> = daemons
+        .iter()
+        .enumerate()
+        .map(|(i, d)| funded_coin(d, &chain, 150_000 + 1_000 * i as u64))
+        .collect();
+    let ids: Vec<String> = daemons
+        .iter()
+        .zip(&coins)
+        .map(|(d, c)| join(d, c))
+        .collect();
+    let honest: Vec<Value> = daemons[..3]
+        .iter()
+        .zip(&ids)
+        .map(|(d, id)| finished(d, id))
+        .collect();
+    let txid = honest[0]["txid"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{}", honest[0]));
+    for s in &honest {
+        assert_eq!(s["phase"], "done", "{s}");
+        assert_eq!(s["txid"], txid, "every honest daemon reports the same txid");
+        let excluded: BTreeSet<&str> = s["excluded"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["outpoint"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            excluded,
+            BTreeSet::from([coins[3].as_str()]),
+            "exactly the disruptor's coin is excluded: {s}"
+        );
+        assert!(s["excluded"][0]["until_ms"].as_u64().unwrap() > s["created_ms"].as_u64().unwrap());
+    }
+    let (confirmations, hex) = chain.tx(&txid.parse().unwrap());
+    assert!(confirmations >= 1, "the transaction is in a regtest block");
+    let tx: Transaction = deserialize_hex(&hex).unwrap();
+    let spent: BTreeSet<String> = tx
+        .input
+        .iter()
+        .map(|i| i.previous_output.to_string())
+        .collect();
+    assert_eq!(
+        spent,
+        coins[..3].iter().cloned().collect(),
+        "the honest coins, and not the disruptor's"
+    );
+}
+
+#[cfg(feature = "coinjoin-disruptor")]
+#[test]
+fn a_dc_net_disruptor_daemon_is_excluded_by_every_honest_daemon() {
+    one_disruptor(
+        "a_dc_net_disruptor_daemon_is_excluded_by_every_honest_daemon",
+        "dc-garbage",
+    );
+}
+
+#[cfg(feature = "coinjoin-disruptor")]
+#[test]
+fn a_withholding_daemon_is_excluded_by_every_honest_daemon() {
+    one_disruptor(
+        "a_withholding_daemon_is_excluded_by_every_honest_daemon",
+        "withhold",
+    );
+}
