@@ -16,6 +16,9 @@
 //! - [`reputation`]: local scores per peer and skill.
 //! - [`exec`]: the tools behind skills: MCP servers over stdio and shell
 //!   commands.
+//!
+//! And the part that does: [`service`], the actor over the node that
+//! drives them, with its state in the profile's database.
 #![deny(missing_docs)]
 
 pub mod a2a;
@@ -26,6 +29,7 @@ pub mod ids;
 pub mod record;
 pub mod reputation;
 pub mod room;
+pub mod service;
 pub mod statement;
 pub mod task;
 

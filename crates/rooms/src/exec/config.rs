@@ -119,6 +119,22 @@ impl ExecConfig {
         Ok(config)
     }
 
+    /// From the `[[mcp]]` and `[[shell]]` tables of a profile's
+    /// config.toml (as the node's config keeps them), checked.
+    pub fn from_tables(mcp: &[toml::Table], shell: &[toml::Table]) -> Result<Self, ConfigError> {
+        let list = |tables: &[toml::Table]| {
+            toml::Value::Array(tables.iter().cloned().map(toml::Value::Table).collect())
+        };
+        let mut table = toml::Table::new();
+        table.insert("mcp".into(), list(mcp));
+        table.insert("shell".into(), list(shell));
+        let config: Self = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
+        config.check()?;
+        Ok(config)
+    }
+
     /// Checks names (unique, `[A-Za-z0-9_-]`), commands and bounds.
     pub fn check(&self) -> Result<(), ConfigError> {
         let invalid = |s: String| Err(ConfigError::Invalid(s));
