@@ -221,11 +221,17 @@ fn one_disruptor(test: &str, how: &str) {
         .enumerate()
         .map(|(i, d)| funded_coin(d, &chain, 150_000 + 1_000 * i as u64))
         .collect();
-    let ids: Vec<String> = daemons
-        .iter()
-        .zip(&coins)
-        .map(|(d, c)| join(d, c))
-        .collect();
+    // All four join at once, so their requests reach the same epoch tick:
+    // joined one after another on a loaded machine, the honest three could
+    // form a session before the disruptor's request was even announced.
+    let ids: Vec<String> = std::thread::scope(|scope| {
+        let joining: Vec<_> = daemons
+            .iter()
+            .zip(&coins)
+            .map(|(d, c)| scope.spawn(move || join(d, c)))
+            .collect();
+        joining.into_iter().map(|j| j.join().unwrap()).collect()
+    });
     let honest: Vec<Value> = daemons[..3]
         .iter()
         .zip(&ids)
