@@ -166,6 +166,7 @@ impl EventLoop {
             guard: GossipGuard::new(
                 config.max_messages_per_sec,
                 config.max_bytes_per_sec,
+                config.max_message_size + crate::gossip::FRAME_OVERHEAD,
                 config.address_book_size,
                 MAX_PENDING_VERIFICATIONS,
             ),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use libp2p::{gossipsub, identity::Keypair};
 
 /// Bytes of gossipsub framing allowed on top of the application payload.
-const FRAME_OVERHEAD: usize = 64 * 1024;
+pub(crate) const FRAME_OVERHEAD: usize = 64 * 1024;
 
 /// Builds the gossipsub behaviour with Conclave's mesh, history and scoring.
 ///
