@@ -31,6 +31,8 @@ pub struct NodeMetrics {
     pub direct_refused: Counter,
     /// Messages dropped by rate limits.
     pub rate_limited: Counter,
+    /// PQ identity records whose signatures were checked.
+    pub pq_verifications: Counter,
     /// Outgoing dial failures.
     pub dial_failures: Counter,
     /// Connected peers.
@@ -86,6 +88,11 @@ impl NodeMetrics {
             m.connected_peers.clone(),
         );
         r.register("connections", "Open connections", m.connections.clone());
+        r.register(
+            "pq_verifications",
+            "PQ identity records whose signatures were checked",
+            m.pq_verifications.clone(),
+        );
         m
     }
 }

@@ -37,17 +37,20 @@ pub(crate) struct GossipGuard {
 impl GossipGuard {
     /// Limits of `messages_per_sec` per peer and topic and `bytes_per_sec`
     /// per peer, for up to `peers` peers; at most `verifications` envelopes
-    /// in verification at once.
+    /// in verification at once. The byte bucket holds at least
+    /// `largest_message`, so a message the sender's size check let through
+    /// always fits it.
     pub fn new(
         messages_per_sec: f64,
         bytes_per_sec: f64,
+        largest_message: usize,
         peers: usize,
         verifications: usize,
     ) -> Self {
         let size = NonZeroUsize::new(peers).unwrap_or(NonZeroUsize::MIN);
         Self {
             message_rate: KeyedLimiter::new(messages_per_sec, peers),
-            byte_rate: KeyedLimiter::new(bytes_per_sec, peers),
+            byte_rate: KeyedLimiter::with_burst(bytes_per_sec, largest_message as f64, peers),
             offences: LruCache::new(size),
             counters: LruCache::new(size),
             verifications: Arc::new(Semaphore::new(verifications)),
@@ -108,7 +111,7 @@ mod tests {
 
     #[test]
     fn offences_cost_score_in_steps_up_to_the_cap() {
-        let mut guard = GossipGuard::new(1.0, 1e9, 16, 1);
+        let mut guard = GossipGuard::new(1.0, 1e9, 0, 16, 1);
         let (peer, other) = (PeerId::random(), PeerId::random());
         let t0 = Instant::now();
         assert_eq!(
@@ -147,7 +150,7 @@ mod tests {
 
     #[test]
     fn bytes_are_limited_per_peer_across_topics_and_direct_messages() {
-        let mut guard = GossipGuard::new(1e9, 1000.0, 16, 1);
+        let mut guard = GossipGuard::new(1e9, 1000.0, 0, 16, 1);
         let peer = PeerId::random();
         let t0 = Instant::now();
         assert_eq!(guard.charge(peer, Some("a"), 600, t0), None);
@@ -164,8 +167,32 @@ mod tests {
     }
 
     #[test]
+    fn a_largest_message_fits_the_default_byte_bucket_once_a_second() {
+        let config = crate::NodeConfig::default();
+        let largest = config.max_message_size + crate::gossip::FRAME_OVERHEAD;
+        let mut guard = GossipGuard::new(
+            config.max_messages_per_sec,
+            config.max_bytes_per_sec,
+            largest,
+            16,
+            1,
+        );
+        let peer = PeerId::random();
+        let t0 = Instant::now();
+        // The biggest payload the sender accepts, in its envelope.
+        let message = config.max_message_size + 6 * 1024;
+        assert_eq!(guard.charge(peer, Some("t"), message, t0), None);
+        assert!(
+            guard.charge(peer, Some("t"), message, t0).is_some(),
+            "the rate still holds"
+        );
+        let refilled = t0 + Duration::from_secs_f64(message as f64 / config.max_bytes_per_sec);
+        assert_eq!(guard.charge(peer, Some("t"), message, refilled), None);
+    }
+
+    #[test]
     fn counts_outcomes_per_peer() {
-        let mut guard = GossipGuard::new(1.0, 1.0, 16, 1);
+        let mut guard = GossipGuard::new(1.0, 1.0, 0, 16, 1);
         let peer = PeerId::random();
         for acceptance in [
             MessageAcceptance::Accept,
@@ -188,7 +215,7 @@ mod tests {
 
     #[test]
     fn forgets_the_least_recent_peer_beyond_capacity() {
-        let mut guard = GossipGuard::new(1.0, 1.0, 2, 1);
+        let mut guard = GossipGuard::new(1.0, 1.0, 0, 2, 1);
         let peers = [PeerId::random(), PeerId::random(), PeerId::random()];
         for peer in peers {
             guard.count(peer, &MessageAcceptance::Reject);
@@ -199,7 +226,7 @@ mod tests {
 
     #[test]
     fn verification_permits_are_bounded_and_return() {
-        let guard = GossipGuard::new(1.0, 1.0, 2, 2);
+        let guard = GossipGuard::new(1.0, 1.0, 0, 2, 2);
         let first = guard.verification_permit().expect("a free permit");
         let _second = guard.verification_permit().expect("a second permit");
         assert!(guard.verification_permit().is_none(), "two at most");

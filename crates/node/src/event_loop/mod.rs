@@ -21,6 +21,7 @@ mod handler_registry;
 mod identity;
 mod nat;
 mod pending;
+mod pq_guard;
 mod record_policy;
 
 use std::{collections::BTreeSet, collections::HashMap, sync::Arc, time::Duration};
@@ -75,6 +76,11 @@ pub(crate) enum Internal {
     GossipVerdict(Box<GossipVerdict>),
     /// A DHT record a peer PUT, checked off the loop.
     RecordChecked(Box<RecordChecked>),
+    /// A peer's PQ identity record, verified off the loop.
+    PqChecked {
+        peer: PeerId,
+        verdict: Result<Box<crate::identity::PqIdentityRecord>, crate::identity::pq::IdentityError>,
+    },
 }
 
 /// The outcome of checking one inbound DHT record off the event loop.
@@ -125,6 +131,8 @@ pub(crate) struct EventLoop {
     inbound_permits: Arc<Semaphore>,
     pending: PendingQueries,
     guard: GossipGuard,
+    /// What PQ identity records cost us.
+    pq_guard: pq_guard::PqGuard,
     /// What peers may store in our DHT store.
     records: RecordPolicy,
     /// Look-ups whose candidate records are being checked, at most.
@@ -166,9 +174,11 @@ impl EventLoop {
             guard: GossipGuard::new(
                 config.max_messages_per_sec,
                 config.max_bytes_per_sec,
+                config.max_message_size + crate::gossip::FRAME_OVERHEAD,
                 config.address_book_size,
                 MAX_PENDING_VERIFICATIONS,
             ),
+            pq_guard: pq_guard::PqGuard::default(),
             records: RecordPolicy::new(RecordCaps::default()),
             lookup_checks: Arc::new(Semaphore::new(MAX_LOOKUP_CHECKS)),
             subscribed: BTreeSet::new(),
@@ -290,6 +300,7 @@ impl EventLoop {
             Internal::Respond { channel, response } => self.respond(channel, response),
             Internal::GossipVerdict(verdict) => self.on_gossip_verdict(*verdict),
             Internal::RecordChecked(checked) => self.on_record_checked(*checked),
+            Internal::PqChecked { peer, verdict } => self.on_pq_checked(peer, verdict),
         }
     }
 

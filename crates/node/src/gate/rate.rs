@@ -43,9 +43,15 @@ pub struct KeyedLimiter<K: Hash + Eq> {
 impl<K: Hash + Eq> KeyedLimiter<K> {
     /// `rate` units a second per key, bursts up to one second's worth.
     pub fn new(rate: f64, max_keys: usize) -> Self {
+        Self::with_burst(rate, rate, max_keys)
+    }
+
+    /// `rate` units a second per key, bursts up to `burst` (at least one
+    /// second's worth).
+    pub fn with_burst(rate: f64, burst: f64, max_keys: usize) -> Self {
         Self {
             rate,
-            burst: rate.max(1.0),
+            burst: burst.max(rate).max(1.0),
             buckets: LruCache::new(NonZeroUsize::new(max_keys).unwrap_or(NonZeroUsize::MIN)),
         }
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use libp2p::{gossipsub, identity::Keypair};
 
 /// Bytes of gossipsub framing allowed on top of the application payload.
-const FRAME_OVERHEAD: usize = 64 * 1024;
+pub(crate) const FRAME_OVERHEAD: usize = 64 * 1024;
 
 /// Builds the gossipsub behaviour with Conclave's mesh, history and scoring.
 ///
@@ -27,7 +27,9 @@ pub fn behaviour(
         .mesh_outbound_min(2)
         .history_length(5)
         .history_gossip(3)
-        .duplicate_cache_time(Duration::from_secs(120))
+        // As long as an envelope's window: a copy that comes back later is
+        // dropped as a duplicate before it costs a verification.
+        .duplicate_cache_time(crate::identity::envelope::DEFAULT_WINDOW)
         .heartbeat_interval(heartbeat)
         .validation_mode(gossipsub::ValidationMode::Strict)
         .validate_messages()
