@@ -24,6 +24,8 @@ use conclave_node::{
         rpc::{self, params, to_value, RpcError},
         server::ControlExtension,
     },
+    profile::Profile,
+    store::Database,
     NodeHandle,
 };
 use futures::{future::BoxFuture, FutureExt};
@@ -141,11 +143,13 @@ fn disruption(name: &str) -> conclave_coinjoin::proto::disrupt::Disruption {
 }
 
 /// Starts the CoinJoin service on `node` as `flags` say: connects to
-/// Bitcoin Core (checking its network) and opens the wallet in the
-/// keychain under `namespace`.
+/// Bitcoin Core (checking its network), opens the wallet in the keychain
+/// under `namespace`, and keeps requests, exclusions and history in
+/// `profile`'s database.
 pub async fn start(
     node: NodeHandle,
     namespace: &str,
+    profile: &Profile,
     flags: &CoinJoinFlags,
 ) -> Result<CoinJoinHandle, String> {
     let network = flags.network()?;
@@ -158,7 +162,14 @@ pub async fn start(
     let wallet = Wallet::open_keychain(namespace, network)
         .await
         .map_err(|e| e.to_string())?;
-    Ok(CoinJoinService::start(node, wallet, chain, flags.config()))
+    let file = Database::file_of(profile);
+    let db = tokio::task::spawn_blocking(move || Database::open(&file))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    CoinJoinService::start_with_store(node, wallet, chain, flags.config(), db)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Serves the CoinJoin methods of a service that is starting, running, or

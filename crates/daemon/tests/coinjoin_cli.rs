@@ -28,22 +28,27 @@ fn in_keyring_session(test: &str) -> bool {
     false
 }
 
+/// The flags that put a daemon's CoinJoin service on the regtest node.
+fn coinjoin_args(chain: &Regtest) -> Vec<&str> {
+    vec![
+        "--network",
+        "regtest",
+        "--bitcoind-rpc",
+        &chain.rpc_url,
+        "--bitcoind-cookie",
+        chain.cookie_file.to_str().unwrap(),
+        "--coinjoin-epoch",
+        "2",
+        "--coinjoin-phase-timeout",
+        "5",
+    ]
+}
+
 /// Starts `n` daemons on the regtest node, every pair connected.
 fn daemons(tmp: &std::path::Path, chain: &Regtest, n: usize, extra: &[Vec<&str>]) -> Vec<Daemon> {
     let mut daemons: Vec<Daemon> = Vec::new();
     for i in 0..n {
-        let mut args = vec![
-            "--network",
-            "regtest",
-            "--bitcoind-rpc",
-            &chain.rpc_url,
-            "--bitcoind-cookie",
-            chain.cookie_file.to_str().unwrap(),
-            "--coinjoin-epoch",
-            "2",
-            "--coinjoin-phase-timeout",
-            "5",
-        ];
+        let mut args = coinjoin_args(chain);
         if let Some(more) = extra.get(i) {
             args.extend(more.iter().copied());
         }
@@ -200,6 +205,17 @@ fn three_daemons_mix_their_coins_into_one_confirmed_transaction() {
             .len(),
         1
     );
+
+    // The history survives a restart (in the profile's database).
+    let mut daemons = daemons;
+    let dir = daemons[0].dir.clone();
+    drop(daemons.remove(0));
+    let restarted = Daemon::start_with(&dir, &coinjoin_args(&chain));
+    let list = restarted.json(&["coinjoin", "list"]);
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["request_id"], ids[0].as_str());
+    assert_eq!(list[0]["phase"], "done");
+    assert_eq!(list[0]["txid"], txid.as_str());
 }
 
 /// Four daemons, the last one built to disrupt as `how` says: the three

@@ -21,8 +21,9 @@ use zeroize::Zeroizing;
 
 use super::{
     status::{ExcludedOutpoint, OwnOutput, RequestPhase, RequestStatus, TimelineEntry},
+    store::StoredRequest,
     wire::TopicMessage,
-    CoinJoinError, Command, PreparedJoin, Shared,
+    CoinJoinError, Command, PreparedJoin, Restored, Shared,
 };
 use crate::{
     chain::ChainError,
@@ -134,11 +135,13 @@ impl Actor {
         shared: Arc<Shared>,
         events: broadcast::Sender<RequestStatus>,
         commands: mpsc::Receiver<Command>,
+        strikes: Strikes,
+        restored: Vec<Restored>,
     ) -> Self {
         let (internal_tx, internal) = mpsc::channel(64);
         let (publisher, queue) = mpsc::channel(PUBLISH_QUEUE);
         tokio::spawn(publish(shared.node.clone(), queue));
-        Self {
+        let mut actor = Self {
             me: shared.node.peer_id(),
             shared,
             events,
@@ -153,8 +156,72 @@ impl Actor {
             sessions: BTreeMap::new(),
             finished: VecDeque::new(),
             early: VecDeque::new(),
-            strikes: Strikes::default(),
+            strikes,
+        };
+        for r in restored {
+            actor.restore(r);
         }
+        actor
+    }
+
+    /// Takes back a request of the last run.
+    fn restore(&mut self, restored: Restored) {
+        let Restored { join, status } = restored;
+        let id = join.request.id();
+        let pairing = join.request.pairing;
+        let now_ms = unix_ms();
+        if !status.phase.is_final() {
+            self.topics.insert(pairing.topic(), pairing);
+            let node = self.shared.node.clone();
+            let topic = pairing.topic();
+            tokio::spawn(async move {
+                if let Err(e) = node.subscribe(&topic).await {
+                    tracing::warn!(%topic, %e, "coinjoin: cannot subscribe to a restored request's topic");
+                }
+            });
+        }
+        let broadcast_again = status.phase == RequestPhase::Broadcasting;
+        let tx = status
+            .tx_hex
+            .as_deref()
+            .and_then(|h| bitcoin::consensus::encode::deserialize_hex::<Transaction>(h).ok());
+        self.own.insert(
+            id,
+            Own {
+                request: join.request,
+                pairing,
+                coin_secrets: join.coin_secrets,
+                output_seed: join.output_seed,
+                max_fee: join.max_fee,
+                change_script: join.change_script,
+                announced_ms: now_ms,
+                next_announce: Instant::now(),
+                session: None,
+                validating: false,
+                next_tick_ms: self.first_tick_ms(now_ms),
+                reforms: 0,
+                status,
+            },
+        );
+        self.order.push(id);
+        if let (true, Some(tx)) = (broadcast_again, tx) {
+            self.broadcast(id, tx);
+        }
+        self.save(&id);
+    }
+
+    fn save(&self, id: &RequestId) {
+        let (Some(store), Some(own)) = (&self.shared.store, self.own.get(id)) else {
+            return;
+        };
+        store.save_request(
+            *id,
+            StoredRequest {
+                request: own.request.encode(),
+                max_fee: own.max_fee,
+                status: serde_json::to_vec(&own.status).expect("statuses serialise"),
+            },
+        );
     }
 
     /// Runs until a `Stop` command arrives, every handle is gone or the
@@ -178,6 +245,9 @@ impl Actor {
                     match command {
                         None => break,
                         Some(Command::Stop { reply }) => {
+                            if let Some(store) = self.shared.store.clone() {
+                                let _ = tokio::task::spawn_blocking(move || store.flush()).await;
+                            }
                             let _ = reply.send(());
                             break;
                         }
@@ -231,6 +301,7 @@ impl Actor {
             own.status.updated_ms = unix_ms();
             let _ = self.events.send(own.status.clone());
         }
+        self.save(id);
     }
 
     fn on_command(&mut self, command: Command) {
@@ -584,6 +655,9 @@ impl Actor {
         for e in exclusions {
             for o in &e.outpoints {
                 let until_ms = self.strikes.strike(*o, now_ms);
+                if let (Some(store), Some(strike)) = (&self.shared.store, self.strikes.get(o)) {
+                    store.save_strike(*o, strike);
+                }
                 listed.push(ExcludedOutpoint {
                     outpoint: o.to_string(),
                     reason: e.reason.to_string(),
