@@ -66,6 +66,11 @@ enum Internal {
         id: RequestId,
         result: Result<bitcoin::Txid, ChainError>,
     },
+    /// An earlier transaction of the session that we signed confirmed.
+    SignedEarlier {
+        id: RequestId,
+        tx: Option<Transaction>,
+    },
 }
 
 /// A request seen on a pairing's topic.
@@ -90,6 +95,10 @@ struct Own {
     validating: bool,
     next_tick_ms: u64,
     reforms: u32,
+    /// The session that completed, and every transaction we signed in it
+    /// (a participant that withheld its signature may complete an earlier
+    /// one, which then confirms instead).
+    signed: Option<([u8; 32], Vec<bitcoin::Txid>)>,
     status: RequestStatus,
 }
 
@@ -200,6 +209,7 @@ impl Actor {
                 validating: false,
                 next_tick_ms: self.first_tick_ms(now_ms),
                 reforms: 0,
+                signed: None,
                 status,
             },
         );
@@ -398,6 +408,7 @@ impl Actor {
             validating: false,
             next_tick_ms: self.first_tick_ms(now_ms),
             reforms: 0,
+            signed: None,
             status,
         };
         self.own.insert(id, own);
@@ -566,10 +577,75 @@ impl Actor {
                         own.status.last_error =
                             Some(format!("the chain did not take the transaction: {e}"));
                     }
-                    self.set_phase(&id, RequestPhase::Failed, self.run_of(&id), Vec::new());
+                    self.find_signed_earlier(id);
                 }
             },
+            Internal::SignedEarlier { id, tx: None } => {
+                self.set_phase(&id, RequestPhase::Failed, self.run_of(&id), Vec::new());
+            }
+            Internal::SignedEarlier { id, tx: Some(tx) } => {
+                let Some(own) = self.own.get(&id) else {
+                    return;
+                };
+                let Some((session_id, _)) = own.signed.clone() else {
+                    return;
+                };
+                // Our outputs of whichever run it was.
+                let mut ours = Vec::new();
+                for run in 0..=own.status.run {
+                    for index in 0..own.request.mixed_outputs {
+                        let key = crate::coin::fresh_output_key(
+                            &own.output_seed,
+                            &session_id,
+                            run,
+                            index,
+                        );
+                        if tx
+                            .output
+                            .iter()
+                            .any(|o| o.script_pubkey == key.script_pubkey())
+                        {
+                            ours.push(OurOutput {
+                                run,
+                                index,
+                                output_key: hex::encode(key.output_key()),
+                            });
+                        }
+                    }
+                }
+                let outputs = self.own_outputs(&id, &tx, &ours, session_id);
+                let run = ours.first().map_or(0, |o| o.run);
+                let own = self.own.get_mut(&id).expect("checked");
+                own.status.our_outputs = outputs;
+                own.status.txid = Some(tx.compute_txid().to_string());
+                own.status.tx_hex = Some(serialize_hex(&tx));
+                own.status.last_error = Some(format!(
+                    "a participant completed run {run}'s transaction, which we had signed too; it \
+                     confirmed instead of the last run's"
+                ));
+                self.set_phase(&id, RequestPhase::Done, run, Vec::new());
+            }
         }
+    }
+
+    /// Looks for a transaction of the session we signed in an earlier
+    /// run on the chain (blocking thread).
+    fn find_signed_earlier(&self, id: RequestId) {
+        let Some((_, txids)) = self.own.get(&id).and_then(|o| o.signed.clone()) else {
+            let _ = self
+                .internal_tx
+                .try_send(Internal::SignedEarlier { id, tx: None });
+            return;
+        };
+        let chain = self.shared.chain.clone();
+        let report = self.internal_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let tx = txids
+                .iter()
+                .find_map(|txid| chain.transaction(txid).ok().flatten())
+                .map(|found| found.tx);
+            let _ = report.blocking_send(Internal::SignedEarlier { id, tx });
+        });
     }
 
     fn run_of(&self, id: &RequestId) -> u32 {
@@ -847,6 +923,7 @@ impl Actor {
                     }
                 }
                 own.coin_secrets.clear();
+                own.signed = Some((session_id, running.session.signed_txids().to_vec()));
                 own.status.txid = Some(tx.compute_txid().to_string());
                 own.status.tx_hex = Some(serialize_hex(&tx));
                 own.status.fee_sats = Some(our_fee);
