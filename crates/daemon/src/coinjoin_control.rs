@@ -62,7 +62,7 @@ pub struct CoinJoinFlags {
     /// Test builds only: misbehave in every CoinJoin session.
     #[cfg(feature = "coinjoin-disruptor")]
     #[arg(long, value_name = "HOW", value_parser = [
-        "withhold", "equivocate", "dc-garbage", "sr-garbage", "bad-signature",
+        "withhold", "equivocate", "dc-garbage", "sr-garbage", "bad-signature", "wrong-amount",
     ])]
     pub coinjoin_disrupt: Option<String>,
 }
@@ -109,8 +109,9 @@ impl CoinJoinFlags {
             config.timeouts.phase = Duration::from_secs(phase.max(1));
         }
         #[cfg(feature = "coinjoin-disruptor")]
-        {
-            config.disruption = self.coinjoin_disrupt.as_deref().map(disruption);
+        match self.coinjoin_disrupt.as_deref() {
+            Some("wrong-amount") => config.claim_extra_sats = 1_000,
+            how => config.disruption = how.map(disruption),
         }
         config
     }

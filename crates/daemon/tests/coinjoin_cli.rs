@@ -342,3 +342,12 @@ fn a_daemon_signing_badly_is_excluded_by_every_honest_daemon() {
         false,
     );
 }
+
+#[cfg(feature = "coinjoin-disruptor")]
+#[test]
+fn a_daemon_lying_about_an_amount_is_excluded_by_every_honest_daemon() {
+    one_disruptor(
+        "a_daemon_lying_about_an_amount_is_excluded_by_every_honest_daemon",
+        "wrong-amount",
+    );
+}

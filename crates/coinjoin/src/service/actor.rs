@@ -696,10 +696,27 @@ impl Actor {
             return;
         }
         // Requests that cannot pass now are forgotten (their owners announce
-        // them again if they become valid).
+        // them again if they become valid), and listed as left out of this
+        // epoch's session, without a strike: a coin may just be unconfirmed.
         if let Some(seen) = self.seen.get_mut(&pairing) {
             for e in &refused {
                 seen.retain(|_, s| s.request.outpoints() != e.outpoints);
+            }
+        }
+        let now_ms = unix_ms();
+        let own = self.own.get_mut(&id).expect("found");
+        for e in &refused {
+            for o in &e.outpoints {
+                let listed = ExcludedOutpoint {
+                    outpoint: o.to_string(),
+                    reason: e.reason.to_string(),
+                    until_ms: now_ms,
+                };
+                if own.status.excluded.len() < MAX_EXCLUDED_LISTED
+                    && !own.status.excluded.contains(&listed)
+                {
+                    own.status.excluded.push(listed);
+                }
             }
         }
         let own = self.own.get_mut(&id).expect("found");

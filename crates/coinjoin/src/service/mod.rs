@@ -57,6 +57,10 @@ pub struct CoinJoinConfig {
     /// How this node misbehaves (the test-only disruptor).
     #[cfg(feature = "disruptor")]
     pub disruption: Option<crate::proto::disrupt::Disruption>,
+    /// The test-only disruptor lies about its first input's amount by
+    /// this many sats (0: it does not).
+    #[cfg(feature = "disruptor")]
+    pub claim_extra_sats: u64,
 }
 
 impl Default for CoinJoinConfig {
@@ -71,6 +75,8 @@ impl Default for CoinJoinConfig {
             event_buffer: 256,
             #[cfg(feature = "disruptor")]
             disruption: None,
+            #[cfg(feature = "disruptor")]
+            claim_extra_sats: 0,
         }
     }
 }
@@ -411,10 +417,16 @@ impl CoinJoinHandle {
             .as_secs()
             .min(MAX_EXPIRY_SECS);
         let now = unix_secs();
+        #[allow(unused_mut)]
+        let mut claimed = coins.clone();
+        #[cfg(feature = "disruptor")]
+        if self.shared.config.claim_extra_sats > 0 {
+            claimed[0].1.value += bitcoin::Amount::from_sat(self.shared.config.claim_extra_sats);
+        }
         let request = PairRequest::new(
             pairing,
             self.shared.node.peer_id().to_bytes(),
-            &coins,
+            &claimed,
             &keys,
             1,
             Some(request_keys.change_script.clone()),
@@ -422,8 +434,14 @@ impl CoinJoinHandle {
             nonce,
         )?;
         let check = request.clone();
-        self.chain(move |c| Ok(validate_request(&check, &pairing, c, now)))
-            .await??;
+        #[cfg(feature = "disruptor")]
+        let lying = self.shared.config.claim_extra_sats > 0;
+        #[cfg(not(feature = "disruptor"))]
+        let lying = false;
+        if !lying {
+            self.chain(move |c| Ok(validate_request(&check, &pairing, c, now)))
+                .await??;
+        }
         if let Some(max) = params.max_fee {
             let fee = worst_case_fee(&coins, pairing);
             if fee > max {
