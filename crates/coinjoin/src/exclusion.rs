@@ -176,6 +176,11 @@ impl Strikes {
         self.by_outpoint.retain(|_, s| s.until_ms > now_ms);
     }
 
+    /// The record of `outpoint`.
+    pub fn get(&self, outpoint: &Outpoint) -> Option<Strike> {
+        self.by_outpoint.get(outpoint).copied()
+    }
+
     /// Every record.
     pub fn iter(&self) -> impl Iterator<Item = (&Outpoint, &Strike)> {
         self.by_outpoint.iter()

@@ -264,6 +264,18 @@ impl Wallet {
         Ok(Self::new(Arc::new(opened), network))
     }
 
+    /// How many receive addresses were handed out.
+    pub fn issued(&self) -> u32 {
+        self.known.lock().expect("wallet lock").next_receive
+    }
+
+    /// Continues after `issued` addresses handed out before (as the
+    /// database remembers), so no address is handed out twice.
+    pub fn resume_after(&self, issued: u32) {
+        let mut known = self.known.lock().expect("wallet lock");
+        known.next_receive = known.next_receive.max(issued);
+    }
+
     /// The network its addresses are for.
     pub fn network(&self) -> Network {
         self.network

@@ -24,6 +24,8 @@ use conclave_node::{
         rpc::{self, params, to_value, RpcError},
         server::ControlExtension,
     },
+    profile::Profile,
+    store::Database,
     NodeHandle,
 };
 use futures::{future::BoxFuture, FutureExt};
@@ -60,7 +62,7 @@ pub struct CoinJoinFlags {
     /// Test builds only: misbehave in every CoinJoin session.
     #[cfg(feature = "coinjoin-disruptor")]
     #[arg(long, value_name = "HOW", value_parser = [
-        "withhold", "equivocate", "dc-garbage", "sr-garbage", "bad-signature",
+        "withhold", "equivocate", "dc-garbage", "sr-garbage", "bad-signature", "wrong-amount",
     ])]
     pub coinjoin_disrupt: Option<String>,
 }
@@ -107,8 +109,9 @@ impl CoinJoinFlags {
             config.timeouts.phase = Duration::from_secs(phase.max(1));
         }
         #[cfg(feature = "coinjoin-disruptor")]
-        {
-            config.disruption = self.coinjoin_disrupt.as_deref().map(disruption);
+        match self.coinjoin_disrupt.as_deref() {
+            Some("wrong-amount") => config.claim_extra_sats = 1_000,
+            how => config.disruption = how.map(disruption),
         }
         config
     }
@@ -141,11 +144,13 @@ fn disruption(name: &str) -> conclave_coinjoin::proto::disrupt::Disruption {
 }
 
 /// Starts the CoinJoin service on `node` as `flags` say: connects to
-/// Bitcoin Core (checking its network) and opens the wallet in the
-/// keychain under `namespace`.
+/// Bitcoin Core (checking its network), opens the wallet in the keychain
+/// under `namespace`, and keeps requests, exclusions and history in
+/// `profile`'s database.
 pub async fn start(
     node: NodeHandle,
     namespace: &str,
+    profile: &Profile,
     flags: &CoinJoinFlags,
 ) -> Result<CoinJoinHandle, String> {
     let network = flags.network()?;
@@ -158,7 +163,14 @@ pub async fn start(
     let wallet = Wallet::open_keychain(namespace, network)
         .await
         .map_err(|e| e.to_string())?;
-    Ok(CoinJoinService::start(node, wallet, chain, flags.config()))
+    let file = Database::file_of(profile);
+    let db = tokio::task::spawn_blocking(move || Database::open(&file))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    CoinJoinService::start_with_store(node, wallet, chain, flags.config(), db)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Serves the CoinJoin methods of a service that is starting, running, or

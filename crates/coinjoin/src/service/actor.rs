@@ -21,8 +21,9 @@ use zeroize::Zeroizing;
 
 use super::{
     status::{ExcludedOutpoint, OwnOutput, RequestPhase, RequestStatus, TimelineEntry},
+    store::StoredRequest,
     wire::TopicMessage,
-    CoinJoinError, Command, PreparedJoin, Shared,
+    CoinJoinError, Command, PreparedJoin, Restored, Shared,
 };
 use crate::{
     chain::ChainError,
@@ -65,6 +66,11 @@ enum Internal {
         id: RequestId,
         result: Result<bitcoin::Txid, ChainError>,
     },
+    /// An earlier transaction of the session that we signed confirmed.
+    SignedEarlier {
+        id: RequestId,
+        tx: Option<Transaction>,
+    },
 }
 
 /// A request seen on a pairing's topic.
@@ -89,6 +95,10 @@ struct Own {
     validating: bool,
     next_tick_ms: u64,
     reforms: u32,
+    /// The session that completed, and every transaction we signed in it
+    /// (a participant that withheld its signature may complete an earlier
+    /// one, which then confirms instead).
+    signed: Option<([u8; 32], Vec<bitcoin::Txid>)>,
     status: RequestStatus,
 }
 
@@ -134,11 +144,13 @@ impl Actor {
         shared: Arc<Shared>,
         events: broadcast::Sender<RequestStatus>,
         commands: mpsc::Receiver<Command>,
+        strikes: Strikes,
+        restored: Vec<Restored>,
     ) -> Self {
         let (internal_tx, internal) = mpsc::channel(64);
         let (publisher, queue) = mpsc::channel(PUBLISH_QUEUE);
         tokio::spawn(publish(shared.node.clone(), queue));
-        Self {
+        let mut actor = Self {
             me: shared.node.peer_id(),
             shared,
             events,
@@ -153,8 +165,73 @@ impl Actor {
             sessions: BTreeMap::new(),
             finished: VecDeque::new(),
             early: VecDeque::new(),
-            strikes: Strikes::default(),
+            strikes,
+        };
+        for r in restored {
+            actor.restore(r);
         }
+        actor
+    }
+
+    /// Takes back a request of the last run.
+    fn restore(&mut self, restored: Restored) {
+        let Restored { join, status } = restored;
+        let id = join.request.id();
+        let pairing = join.request.pairing;
+        let now_ms = unix_ms();
+        if !status.phase.is_final() {
+            self.topics.insert(pairing.topic(), pairing);
+            let node = self.shared.node.clone();
+            let topic = pairing.topic();
+            tokio::spawn(async move {
+                if let Err(e) = node.subscribe(&topic).await {
+                    tracing::warn!(%topic, %e, "coinjoin: cannot subscribe to a restored request's topic");
+                }
+            });
+        }
+        let broadcast_again = status.phase == RequestPhase::Broadcasting;
+        let tx = status
+            .tx_hex
+            .as_deref()
+            .and_then(|h| bitcoin::consensus::encode::deserialize_hex::<Transaction>(h).ok());
+        self.own.insert(
+            id,
+            Own {
+                request: join.request,
+                pairing,
+                coin_secrets: join.coin_secrets,
+                output_seed: join.output_seed,
+                max_fee: join.max_fee,
+                change_script: join.change_script,
+                announced_ms: now_ms,
+                next_announce: Instant::now(),
+                session: None,
+                validating: false,
+                next_tick_ms: self.first_tick_ms(now_ms),
+                reforms: 0,
+                signed: None,
+                status,
+            },
+        );
+        self.order.push(id);
+        if let (true, Some(tx)) = (broadcast_again, tx) {
+            self.broadcast(id, tx);
+        }
+        self.save(&id);
+    }
+
+    fn save(&self, id: &RequestId) {
+        let (Some(store), Some(own)) = (&self.shared.store, self.own.get(id)) else {
+            return;
+        };
+        store.save_request(
+            *id,
+            StoredRequest {
+                request: own.request.encode(),
+                max_fee: own.max_fee,
+                status: serde_json::to_vec(&own.status).expect("statuses serialise"),
+            },
+        );
     }
 
     /// Runs until a `Stop` command arrives, every handle is gone or the
@@ -178,6 +255,9 @@ impl Actor {
                     match command {
                         None => break,
                         Some(Command::Stop { reply }) => {
+                            if let Some(store) = self.shared.store.clone() {
+                                let _ = tokio::task::spawn_blocking(move || store.flush()).await;
+                            }
                             let _ = reply.send(());
                             break;
                         }
@@ -231,6 +311,7 @@ impl Actor {
             own.status.updated_ms = unix_ms();
             let _ = self.events.send(own.status.clone());
         }
+        self.save(id);
     }
 
     fn on_command(&mut self, command: Command) {
@@ -327,6 +408,7 @@ impl Actor {
             validating: false,
             next_tick_ms: self.first_tick_ms(now_ms),
             reforms: 0,
+            signed: None,
             status,
         };
         self.own.insert(id, own);
@@ -495,10 +577,75 @@ impl Actor {
                         own.status.last_error =
                             Some(format!("the chain did not take the transaction: {e}"));
                     }
-                    self.set_phase(&id, RequestPhase::Failed, self.run_of(&id), Vec::new());
+                    self.find_signed_earlier(id);
                 }
             },
+            Internal::SignedEarlier { id, tx: None } => {
+                self.set_phase(&id, RequestPhase::Failed, self.run_of(&id), Vec::new());
+            }
+            Internal::SignedEarlier { id, tx: Some(tx) } => {
+                let Some(own) = self.own.get(&id) else {
+                    return;
+                };
+                let Some((session_id, _)) = own.signed.clone() else {
+                    return;
+                };
+                // Our outputs of whichever run it was.
+                let mut ours = Vec::new();
+                for run in 0..=own.status.run {
+                    for index in 0..own.request.mixed_outputs {
+                        let key = crate::coin::fresh_output_key(
+                            &own.output_seed,
+                            &session_id,
+                            run,
+                            index,
+                        );
+                        if tx
+                            .output
+                            .iter()
+                            .any(|o| o.script_pubkey == key.script_pubkey())
+                        {
+                            ours.push(OurOutput {
+                                run,
+                                index,
+                                output_key: hex::encode(key.output_key()),
+                            });
+                        }
+                    }
+                }
+                let outputs = self.own_outputs(&id, &tx, &ours, session_id);
+                let run = ours.first().map_or(0, |o| o.run);
+                let own = self.own.get_mut(&id).expect("checked");
+                own.status.our_outputs = outputs;
+                own.status.txid = Some(tx.compute_txid().to_string());
+                own.status.tx_hex = Some(serialize_hex(&tx));
+                own.status.last_error = Some(format!(
+                    "a participant completed run {run}'s transaction, which we had signed too; it \
+                     confirmed instead of the last run's"
+                ));
+                self.set_phase(&id, RequestPhase::Done, run, Vec::new());
+            }
         }
+    }
+
+    /// Looks for a transaction of the session we signed in an earlier
+    /// run on the chain (blocking thread).
+    fn find_signed_earlier(&self, id: RequestId) {
+        let Some((_, txids)) = self.own.get(&id).and_then(|o| o.signed.clone()) else {
+            let _ = self
+                .internal_tx
+                .try_send(Internal::SignedEarlier { id, tx: None });
+            return;
+        };
+        let chain = self.shared.chain.clone();
+        let report = self.internal_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let tx = txids
+                .iter()
+                .find_map(|txid| chain.transaction(txid).ok().flatten())
+                .map(|found| found.tx);
+            let _ = report.blocking_send(Internal::SignedEarlier { id, tx });
+        });
     }
 
     fn run_of(&self, id: &RequestId) -> u32 {
@@ -549,10 +696,27 @@ impl Actor {
             return;
         }
         // Requests that cannot pass now are forgotten (their owners announce
-        // them again if they become valid).
+        // them again if they become valid), and listed as left out of this
+        // epoch's session, without a strike: a coin may just be unconfirmed.
         if let Some(seen) = self.seen.get_mut(&pairing) {
             for e in &refused {
                 seen.retain(|_, s| s.request.outpoints() != e.outpoints);
+            }
+        }
+        let now_ms = unix_ms();
+        let own = self.own.get_mut(&id).expect("found");
+        for e in &refused {
+            for o in &e.outpoints {
+                let listed = ExcludedOutpoint {
+                    outpoint: o.to_string(),
+                    reason: e.reason.to_string(),
+                    until_ms: now_ms,
+                };
+                if own.status.excluded.len() < MAX_EXCLUDED_LISTED
+                    && !own.status.excluded.contains(&listed)
+                {
+                    own.status.excluded.push(listed);
+                }
             }
         }
         let own = self.own.get_mut(&id).expect("found");
@@ -584,6 +748,9 @@ impl Actor {
         for e in exclusions {
             for o in &e.outpoints {
                 let until_ms = self.strikes.strike(*o, now_ms);
+                if let (Some(store), Some(strike)) = (&self.shared.store, self.strikes.get(o)) {
+                    store.save_strike(*o, strike);
+                }
                 listed.push(ExcludedOutpoint {
                     outpoint: o.to_string(),
                     reason: e.reason.to_string(),
@@ -773,6 +940,7 @@ impl Actor {
                     }
                 }
                 own.coin_secrets.clear();
+                own.signed = Some((session_id, running.session.signed_txids().to_vec()));
                 own.status.txid = Some(tx.compute_txid().to_string());
                 own.status.tx_hex = Some(serialize_hex(&tx));
                 own.status.fee_sats = Some(our_fee);

@@ -11,12 +11,13 @@
 
 mod actor;
 pub mod status;
+pub mod store;
 pub mod wire;
 
 use std::{sync::Arc, time::Duration};
 
 use bitcoin::{Address, TxOut};
-use conclave_node::{clock::unix_secs, NodeError, NodeHandle};
+use conclave_node::{clock::unix_secs, store::Database, NodeError, NodeHandle};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use zeroize::Zeroizing;
 
@@ -56,6 +57,10 @@ pub struct CoinJoinConfig {
     /// How this node misbehaves (the test-only disruptor).
     #[cfg(feature = "disruptor")]
     pub disruption: Option<crate::proto::disrupt::Disruption>,
+    /// The test-only disruptor lies about its first input's amount by
+    /// this many sats (0: it does not).
+    #[cfg(feature = "disruptor")]
+    pub claim_extra_sats: u64,
 }
 
 impl Default for CoinJoinConfig {
@@ -70,6 +75,8 @@ impl Default for CoinJoinConfig {
             event_buffer: 256,
             #[cfg(feature = "disruptor")]
             disruption: None,
+            #[cfg(feature = "disruptor")]
+            claim_extra_sats: 0,
         }
     }
 }
@@ -130,6 +137,9 @@ pub enum CoinJoinError {
     /// Too many requests open.
     #[error("{0} CoinJoin requests are open already: cancel one or wait for one to finish")]
     Busy(usize),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
     /// The service stopped.
     #[error("the CoinJoin service has stopped")]
     Stopped,
@@ -174,6 +184,14 @@ pub(crate) struct Shared {
     pub wallet: Wallet,
     pub chain: Arc<dyn ChainSource>,
     pub config: CoinJoinConfig,
+    pub store: Option<store::CoinJoinStore>,
+}
+
+/// A request of ours read back from the database, with its secrets
+/// derived again from the wallet.
+pub(crate) struct Restored {
+    pub join: PreparedJoin,
+    pub status: RequestStatus,
 }
 
 /// The CoinJoin service.
@@ -181,12 +199,106 @@ pub struct CoinJoinService;
 
 impl CoinJoinService {
     /// Starts the service on `node`, with keys from `wallet` and coins
-    /// checked against `chain`.
+    /// checked against `chain`; nothing is kept across restarts.
     pub fn start(
         node: NodeHandle,
         wallet: Wallet,
         chain: Arc<dyn ChainSource>,
         config: CoinJoinConfig,
+    ) -> CoinJoinHandle {
+        Self::spawn(
+            node,
+            wallet,
+            chain,
+            config,
+            None,
+            store::Loaded::default(),
+            Vec::new(),
+        )
+    }
+
+    /// Like [`Self::start`], keeping requests, exclusions and history in
+    /// the profile's database `db`. Requests left open by the last run come
+    /// back: one that was in a session goes back to waiting (its inputs are
+    /// free again), unless it may have signed, which ends it (nothing is
+    /// signed twice); a complete transaction is sent again.
+    pub async fn start_with_store(
+        node: NodeHandle,
+        wallet: Wallet,
+        chain: Arc<dyn ChainSource>,
+        config: CoinJoinConfig,
+        db: Database,
+    ) -> Result<CoinJoinHandle, CoinJoinError> {
+        let (store, loaded) = tokio::task::spawn_blocking(move || store::CoinJoinStore::open(db))
+            .await
+            .map_err(|e| CoinJoinError::Invalid(format!("opening the database: {e}")))??;
+        wallet.resume_after(loaded.next_receive);
+        let mut restored = Vec::new();
+        for (stored, status) in &loaded.requests {
+            let request = PairRequest::decode(&stored.request)?;
+            let mut status = status.clone();
+            let mut coin_secrets = Vec::new();
+            if !status.phase.is_final() {
+                let scripts = request
+                    .inputs
+                    .iter()
+                    .map(|i| bitcoin::ScriptBuf::from_bytes(i.script_pubkey.clone()))
+                    .collect();
+                coin_secrets = wallet.secrets_for(scripts).await?;
+            }
+            let keys = wallet.request_keys(request.nonce).await?;
+            match status.phase {
+                RequestPhase::Signatures => {
+                    coin_secrets.clear();
+                    status.phase = RequestPhase::Failed;
+                    status.last_error = Some(
+                        "the node stopped while signing; the request ends so that its inputs are \
+                         never signed twice: join again if no transaction confirms"
+                            .into(),
+                    );
+                }
+                p if !p.is_final()
+                    && p != RequestPhase::Waiting
+                    && p != RequestPhase::Broadcasting =>
+                {
+                    status.phase = RequestPhase::Waiting;
+                    status.run = 0;
+                    status.last_error =
+                        Some("the node stopped during a session; the request waits again".into());
+                }
+                _ => {}
+            }
+            restored.push(Restored {
+                join: PreparedJoin {
+                    inputs: request.outpoints(),
+                    request,
+                    coin_secrets,
+                    output_seed: keys.output_seed,
+                    max_fee: stored.max_fee,
+                    change_script: keys.change_script,
+                },
+                status,
+            });
+        }
+        Ok(Self::spawn(
+            node,
+            wallet,
+            chain,
+            config,
+            Some(store),
+            loaded,
+            restored,
+        ))
+    }
+
+    fn spawn(
+        node: NodeHandle,
+        wallet: Wallet,
+        chain: Arc<dyn ChainSource>,
+        config: CoinJoinConfig,
+        store: Option<store::CoinJoinStore>,
+        loaded: store::Loaded,
+        restored: Vec<Restored>,
     ) -> CoinJoinHandle {
         let (commands_tx, commands) = mpsc::channel(64);
         let (events, _) = broadcast::channel(config.event_buffer.max(1));
@@ -195,13 +307,14 @@ impl CoinJoinService {
             wallet,
             chain,
             config,
+            store,
         });
         let handle = CoinJoinHandle {
             commands: commands_tx,
             events: events.downgrade(),
             shared: shared.clone(),
         };
-        let actor = actor::Actor::new(shared, events, commands);
+        let actor = actor::Actor::new(shared, events, commands, loaded.strikes, restored);
         tokio::spawn(actor.run());
         handle
     }
@@ -235,7 +348,11 @@ impl CoinJoinHandle {
 
     /// A new receive address of the wallet.
     pub async fn new_address(&self) -> Result<Address, CoinJoinError> {
-        Ok(self.shared.wallet.new_address().await?)
+        let address = self.shared.wallet.new_address().await?;
+        if let Some(store) = &self.shared.store {
+            store.save_next_receive(self.shared.wallet.issued());
+        }
+        Ok(address)
     }
 
     /// Every status change of our requests (a slow subscriber lags).
@@ -300,10 +417,16 @@ impl CoinJoinHandle {
             .as_secs()
             .min(MAX_EXPIRY_SECS);
         let now = unix_secs();
+        #[allow(unused_mut)]
+        let mut claimed = coins.clone();
+        #[cfg(feature = "disruptor")]
+        if self.shared.config.claim_extra_sats > 0 {
+            claimed[0].1.value += bitcoin::Amount::from_sat(self.shared.config.claim_extra_sats);
+        }
         let request = PairRequest::new(
             pairing,
             self.shared.node.peer_id().to_bytes(),
-            &coins,
+            &claimed,
             &keys,
             1,
             Some(request_keys.change_script.clone()),
@@ -311,8 +434,14 @@ impl CoinJoinHandle {
             nonce,
         )?;
         let check = request.clone();
-        self.chain(move |c| Ok(validate_request(&check, &pairing, c, now)))
-            .await??;
+        #[cfg(feature = "disruptor")]
+        let lying = self.shared.config.claim_extra_sats > 0;
+        #[cfg(not(feature = "disruptor"))]
+        let lying = false;
+        if !lying {
+            self.chain(move |c| Ok(validate_request(&check, &pairing, c, now)))
+                .await??;
+        }
         if let Some(max) = params.max_fee {
             let fee = worst_case_fee(&coins, pairing);
             if fee > max {

@@ -129,9 +129,10 @@ async fn main() -> Result<()> {
             runner.secrets_namespace(),
             args.coinjoin.clone(),
         );
-        CoinJoinControl::spawn(
-            async move { coinjoin_control::start(node, &namespace, &flags).await },
-        )
+        let profile = profile.clone();
+        CoinJoinControl::spawn(async move {
+            coinjoin_control::start(node, &namespace, &profile, &flags).await
+        })
     } else {
         CoinJoinControl::disabled(
             "start conclaved with --network and --bitcoind-rpc URL --bitcoind-cookie FILE",
