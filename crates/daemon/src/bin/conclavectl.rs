@@ -4,6 +4,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use conclave_daemon::rooms_cli::{self, RoomsAction};
 use conclave_node::{
     control::client::ControlClient,
     identity::{backup_file, keysource::KEY_FILE_ENV, KeySource},
@@ -167,6 +168,11 @@ enum Command {
     Musig2 {
         #[command(subcommand)]
         action: Musig2Action,
+    },
+    /// Agent-task rooms: rooms, agents, shared MCP tools, tasks, records.
+    Rooms {
+        #[command(subcommand)]
+        action: RoomsAction,
     },
     /// Stop the daemon.
     Shutdown,
@@ -473,6 +479,7 @@ fn request(command: &Command) -> Result<(&'static str, Value)> {
             json!({ "private": private.as_deref().map(|p| p == "on") }),
         ),
         Command::Identity { .. } => ("identity", json!({})),
+        Command::Rooms { action } => rooms_cli::request(action)?,
         Command::Wallet { action } => match action {
             WalletAction::New => ("wallet.new", json!({})),
             WalletAction::Import { secret_file } => {
@@ -678,6 +685,14 @@ async fn run(args: Args) -> Result<()> {
             return identity_offline(&args, action).await;
         }
     }
+    if let Command::Rooms {
+        action: RoomsAction::VerifyLog { file },
+    } = &args.command
+    {
+        let verified = rooms_cli::verify_log(file)?;
+        print_rooms(&args, &args.command, &verified);
+        return Ok(());
+    }
     let (method, params) = request(&args.command)?;
     let path = socket_path(&args)?;
     let mut client = ControlClient::connect(&path).await?;
@@ -693,6 +708,11 @@ async fn run(args: Args) -> Result<()> {
     } else {
         client.call(method, params).await?
     };
+    if let Command::Rooms { action } = &args.command {
+        let result = rooms_cli::finish(action, result)?;
+        print_rooms(&args, &args.command, &result);
+        return Ok(());
+    }
     if args.json {
         println!("{result}");
     } else {
@@ -705,6 +725,13 @@ async fn run(args: Args) -> Result<()> {
         write_exports(action, &result)?;
     }
     Ok(())
+}
+
+fn print_rooms(args: &Args, command: &Command, result: &Value) {
+    match command {
+        Command::Rooms { action } if !args.json => rooms_cli::print_text(action, result),
+        _ => println!("{result}"),
+    }
 }
 
 #[tokio::main(flavor = "current_thread")]

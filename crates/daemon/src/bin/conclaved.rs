@@ -4,7 +4,7 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use conclave_daemon::signing_control::SigningControl;
+use conclave_daemon::{rooms_control::RoomsControl, signing_control::SigningControl};
 use conclave_node::{
     config::{ConfigFlags, NodeConfig},
     control,
@@ -118,8 +118,15 @@ async fn main() -> Result<()> {
         Some(supervisor) => SigningControl::new(supervisor.clone()),
         None => SigningControl::disabled("it was started with --signing-keys none"),
     };
+    let database = conclave_node::store::Database::open_profile(profile)?;
+    let rooms = RoomsControl::new(
+        runner.clone(),
+        Some(database),
+        RoomsControl::exec_config(&runner)?,
+    );
+    tokio::spawn(rooms.clone().run());
     let extensions: Vec<Arc<dyn control::server::ControlExtension>> =
-        vec![Arc::new(signing_control)];
+        vec![Arc::new(signing_control), Arc::new(rooms.clone())];
     let extension: Option<Arc<dyn control::server::ControlExtension>> = Some(Arc::new(extensions));
     let control_task =
         control::server::serve_extended(node.clone(), &control_path, Some(inbox), extension)
@@ -156,6 +163,7 @@ async fn main() -> Result<()> {
         _ = node.wait_stopped() => tracing::info!("stopped through the control socket"),
     }
     control_task.abort();
+    rooms.shutdown().await;
     if let Some(signing) = &signing {
         // Aborts sessions in progress (telling their peers) before the node goes.
         signing.shutdown().await;
