@@ -24,7 +24,6 @@ use conclave_node::{
         rpc::{self, params, to_value, RpcError},
         server::ControlExtension,
     },
-    profile::Profile,
     store::Database,
     NodeHandle,
 };
@@ -150,7 +149,7 @@ fn disruption(name: &str) -> conclave_coinjoin::proto::disrupt::Disruption {
 pub async fn start(
     node: NodeHandle,
     namespace: &str,
-    profile: &Profile,
+    db: Database,
     flags: &CoinJoinFlags,
 ) -> Result<CoinJoinHandle, String> {
     let network = flags.network()?;
@@ -162,11 +161,6 @@ pub async fn start(
     let chain: Arc<dyn ChainSource> = Arc::new(core);
     let wallet = Wallet::open_keychain(namespace, network)
         .await
-        .map_err(|e| e.to_string())?;
-    let file = Database::file_of(profile);
-    let db = tokio::task::spawn_blocking(move || Database::open(&file))
-        .await
-        .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
     CoinJoinService::start_with_store(node, wallet, chain, flags.config(), db)
         .await

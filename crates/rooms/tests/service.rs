@@ -154,7 +154,9 @@ async fn a_task_is_bid_on_awarded_completed_and_verified_by_every_member() {
     connect(&b, &a).await;
     connect(&c, &a).await;
     connect(&c, &b).await;
-    let ra = rooms(&a, Default::default()).await;
+    let state = tempfile::tempdir().unwrap();
+    let db = conclave_node::store::Database::open(&state.path().join("state.redb")).unwrap();
+    let ra = rooms_in(&a, Default::default(), db.clone()).await;
     let rb = rooms(&b, everything(&["echo"])).await;
     let rc = rooms(&c, everything(&["echo"])).await;
 
@@ -231,4 +233,28 @@ async fn a_task_is_bid_on_awarded_completed_and_verified_by_every_member() {
     let last = tampered.entries.len() - 2;
     tampered.entries[last].payload[12] ^= 1;
     assert!(tampered.verify().is_err());
+
+    // The proposer's rooms, record and reputation survive a restart of
+    // its service: the record is served from the database.
+    ra.stop();
+    within("the service to stop", ra.stopped()).await;
+    let again = rooms_in(&a, Default::default(), db).await;
+    let listed = again.rooms().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].room_id, room.to_string());
+    let kept = again.task(task, Duration::ZERO).await.unwrap();
+    assert_eq!(kept.state, "TASK_STATE_COMPLETED");
+    assert!(kept.verified);
+    assert_eq!(kept.result_blake3, done.result_blake3);
+    assert_eq!(again.record(task).await.unwrap().export(), record.export());
+    let agents = again.agents(room).await.unwrap();
+    let winner = agents
+        .iter()
+        .find(|a| a.peer_id == executor)
+        .expect("the executor's card was kept");
+    assert!(
+        winner.reputation[skill] > 500,
+        "the completed task counts for its executor: {:?}",
+        winner.reputation
+    );
 }

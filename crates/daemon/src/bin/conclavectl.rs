@@ -5,6 +5,7 @@ use std::{path::PathBuf, process::ExitCode};
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use conclave_daemon::coinjoin_cli::CoinjoinAction;
+use conclave_daemon::rooms_cli::{self, RoomsAction};
 use conclave_node::{
     control::client::ControlClient,
     identity::{backup_file, keysource::KEY_FILE_ENV, KeySource},
@@ -173,6 +174,11 @@ enum Command {
     Coinjoin {
         #[command(subcommand)]
         action: CoinjoinAction,
+    },
+    /// Agent-task rooms: rooms, agents, shared MCP tools, tasks, records.
+    Rooms {
+        #[command(subcommand)]
+        action: RoomsAction,
     },
     /// Stop the daemon.
     Shutdown,
@@ -481,6 +487,7 @@ fn request(command: &Command) -> Result<(&'static str, Value)> {
             json!({ "private": private.as_deref().map(|p| p == "on") }),
         ),
         Command::Identity { .. } => ("identity", json!({})),
+        Command::Rooms { action } => rooms_cli::request(action)?,
         Command::Wallet { action } => match action {
             WalletAction::New => ("wallet.new", json!({})),
             WalletAction::Import { secret_file } => {
@@ -692,6 +699,14 @@ async fn run(args: Args) -> Result<()> {
             return identity_offline(&args, action).await;
         }
     }
+    if let Command::Rooms {
+        action: RoomsAction::VerifyLog { file },
+    } = &args.command
+    {
+        let verified = rooms_cli::verify_log(file)?;
+        print_rooms(&args, &args.command, &verified);
+        return Ok(());
+    }
     let (method, params) = request(&args.command)?;
     let path = socket_path(&args)?;
     let mut client = ControlClient::connect(&path).await?;
@@ -707,6 +722,11 @@ async fn run(args: Args) -> Result<()> {
     } else {
         client.call(method, params).await?
     };
+    if let Command::Rooms { action } = &args.command {
+        let result = rooms_cli::finish(action, result)?;
+        print_rooms(&args, &args.command, &result);
+        return Ok(());
+    }
     if args.json {
         println!("{result}");
     } else {
@@ -722,6 +742,13 @@ async fn run(args: Args) -> Result<()> {
         action.write_exports(&result)?;
     }
     Ok(())
+}
+
+fn print_rooms(args: &Args, command: &Command, result: &Value) {
+    match command {
+        Command::Rooms { action } if !args.json => rooms_cli::print_text(action, result),
+        _ => println!("{result}"),
+    }
 }
 
 #[tokio::main(flavor = "current_thread")]

@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use conclave_daemon::{
     coinjoin_control::{self, CoinJoinControl, CoinJoinFlags},
+    rooms_control::RoomsControl,
     signing_control::SigningControl,
 };
 use conclave_node::{
@@ -123,23 +124,34 @@ async fn main() -> Result<()> {
         Some(supervisor) => SigningControl::new(supervisor.clone()),
         None => SigningControl::disabled("it was started with --signing-keys none"),
     };
+    // One database per profile and process, shared by the features.
+    let database = conclave_node::store::Database::open_profile(profile)?;
     let coinjoin_control = if args.coinjoin.enabled() {
         let (node, namespace, flags) = (
             node.clone(),
             runner.secrets_namespace(),
             args.coinjoin.clone(),
         );
-        let profile = profile.clone();
+        let database = database.clone();
         CoinJoinControl::spawn(async move {
-            coinjoin_control::start(node, &namespace, &profile, &flags).await
+            coinjoin_control::start(node, &namespace, database, &flags).await
         })
     } else {
         CoinJoinControl::disabled(
             "start conclaved with --network and --bitcoind-rpc URL --bitcoind-cookie FILE",
         )
     };
-    let extensions: Vec<Arc<dyn control::server::ControlExtension>> =
-        vec![Arc::new(signing_control), Arc::new(coinjoin_control)];
+    let rooms = RoomsControl::new(
+        runner.clone(),
+        Some(database),
+        RoomsControl::exec_config(&runner)?,
+    );
+    tokio::spawn(rooms.clone().run());
+    let extensions: Vec<Arc<dyn control::server::ControlExtension>> = vec![
+        Arc::new(signing_control),
+        Arc::new(coinjoin_control),
+        Arc::new(rooms.clone()),
+    ];
     let extension: Option<Arc<dyn control::server::ControlExtension>> = Some(Arc::new(extensions));
     let control_task =
         control::server::serve_extended(node.clone(), &control_path, Some(inbox), extension)
@@ -176,6 +188,7 @@ async fn main() -> Result<()> {
         _ = node.wait_stopped() => tracing::info!("stopped through the control socket"),
     }
     control_task.abort();
+    rooms.shutdown().await;
     if let Some(signing) = &signing {
         // Aborts sessions in progress (telling their peers) before the node goes.
         signing.shutdown().await;

@@ -177,6 +177,13 @@ pub struct NodeConfig {
     pub relay_circuit_secs: u64,
     /// Relay server: most bytes relayed per circuit.
     pub relay_circuit_bytes: u64,
+    /// `[[mcp]]` entries: local MCP servers an agent peer shares. Read by
+    /// conclave-rooms (which checks them); the node only keeps them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mcp: Vec<toml::Table>,
+    /// `[[shell]]` entries: shell commands an agent peer shares (as `mcp`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shell: Vec<toml::Table>,
 }
 
 /// Command-line flags over a profile's config: each one given replaces what
@@ -265,6 +272,8 @@ impl Default for NodeConfig {
             relay_max_circuits_per_peer: 8,
             relay_circuit_secs: 600,
             relay_circuit_bytes: 16 * 1024 * 1024,
+            mcp: Vec::new(),
+            shell: Vec::new(),
         }
     }
 }

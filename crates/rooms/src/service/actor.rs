@@ -88,6 +88,7 @@ pub(crate) enum Command {
         room: RoomId,
         invitation: Option<Vec<u8>>,
         descriptor: Option<Statement>,
+        via: Option<PeerId>,
         reply: Reply<RoomInfo>,
     },
     Invite {
@@ -715,6 +716,7 @@ impl Actor {
         room: RoomId,
         invitation: Option<Vec<u8>>,
         descriptor: Option<Statement>,
+        via: Option<PeerId>,
     ) -> Result<RoomInfo, RoomsError> {
         let now = unix_ms();
         let (descriptor, token) = match invitation {
@@ -762,6 +764,17 @@ impl Actor {
             }
         } else {
             self.enter_room(membership, token, Vec::new()).await?;
+        }
+        // The member that told us of the room and the owner hear of us at
+        // once (the topic's mesh may still be forming); they answer with
+        // their cards.
+        let owner = self.rooms[&room].membership.descriptor().owner;
+        let announcement = self.announcement(&self.rooms[&room]);
+        for peer in via.into_iter().chain([owner]).collect::<BTreeSet<_>>() {
+            if let Some(state) = self.rooms.get_mut(&room) {
+                state.greeted.insert(peer);
+            }
+            self.send(peer, Request::Card(announcement.clone()));
         }
         self.persist_room(&room);
         self.changed();
@@ -1866,9 +1879,10 @@ impl Actor {
                 room,
                 invitation,
                 descriptor,
+                via,
                 reply,
             } => {
-                let _ = reply.send(self.join_room(room, invitation, descriptor).await);
+                let _ = reply.send(self.join_room(room, invitation, descriptor, via).await);
             }
             Command::Invite {
                 room,

@@ -307,6 +307,11 @@ impl RoomsHandle {
         self.stop.cancel();
     }
 
+    /// Returns once the service has stopped (its handler is off the node).
+    pub async fn stopped(&self) {
+        self.commands.closed().await
+    }
+
     /// Creates a room owned by this node and joins it.
     pub async fn create_room(&self, name: &str, policy: Policy) -> Result<RoomId, RoomsError> {
         let name = name.to_string();
@@ -325,15 +330,17 @@ impl RoomsHandle {
         room: RoomId,
         invitation: Option<Vec<u8>>,
     ) -> Result<RoomInfo, RoomsError> {
-        let descriptor = if invitation.is_some() {
-            None
+        let (descriptor, via) = if invitation.is_some() {
+            (None, None)
         } else {
-            Some(self.find_descriptor(room).await?)
+            let (d, via) = self.find_descriptor(room).await?;
+            (Some(d), via)
         };
         self.ask(|reply| actor::Command::JoinRoom {
             room,
             invitation,
             descriptor,
+            via,
             reply,
         })
         .await
@@ -344,7 +351,7 @@ impl RoomsHandle {
     async fn find_descriptor(
         &self,
         room: RoomId,
-    ) -> Result<crate::statement::Statement, RoomsError> {
+    ) -> Result<(crate::statement::Statement, Option<PeerId>), RoomsError> {
         let peers = self.node.peers().await?;
         let asks = peers.iter().map(|p| {
             let peer = p.peer_id;
@@ -353,18 +360,18 @@ impl RoomsHandle {
                     .request(peer, &wire::Request::Descriptor { room })
                     .await
                 {
-                    Ok(wire::Reply::Descriptor(Some(d))) => Some(d),
+                    Ok(wire::Reply::Descriptor(Some(d))) => Some((d, peer)),
                     _ => None,
                 }
             }
         });
         let answers = futures::future::join_all(asks).await;
-        if let Some(d) = answers
+        if let Some((d, peer)) = answers
             .into_iter()
             .flatten()
-            .find(|d| crate::room::RoomDescriptor::open(d).is_ok_and(|desc| desc.id() == room))
+            .find(|(d, _)| crate::room::RoomDescriptor::open(d).is_ok_and(|desc| desc.id() == room))
         {
-            return Ok(d);
+            return Ok((d, Some(peer)));
         }
         let record = self
             .node
@@ -385,7 +392,8 @@ impl RoomsHandle {
             .ok_or_else(|| {
                 RoomsError::Invalid(format!("the DHT record of room {room} is malformed"))
             })?;
-        Ok(crate::statement::Statement::from_bytes(&bytes).map_err(RoomError::from)?)
+        let d = crate::statement::Statement::from_bytes(&bytes).map_err(RoomError::from)?;
+        Ok((d, None))
     }
 
     /// As the owner of an invite-only room: a membership token for `peer`,

@@ -120,6 +120,22 @@ pub async fn rooms(node: &NodeHandle, exec: ExecConfig) -> RoomsHandle {
         .expect("rooms start")
 }
 
+/// The rooms service on `node` with its state in `db`.
+pub async fn rooms_in(
+    node: &NodeHandle,
+    exec: ExecConfig,
+    db: conclave_node::store::Database,
+) -> RoomsHandle {
+    let config = RoomsConfig {
+        exec,
+        agent_name: format!("agent {}", node.peer_id()),
+        ..RoomsConfig::default()
+    };
+    service::start(node.clone(), Some(db), config)
+        .await
+        .expect("rooms start")
+}
+
 /// Waits until `check` holds, re-checking whenever the service changes.
 pub async fn until<F, Fut>(rooms: &RoomsHandle, what: &str, mut check: F)
 where
