@@ -8,7 +8,7 @@ use futures::StreamExt;
 use libp2p::{request_response, PeerId, StreamProtocol};
 use tokio::{sync::Semaphore, task::JoinHandle};
 
-use super::{EventLoop, Internal};
+use super::{EventLoop, Internal, MAX_INBOUND_PER_PEER};
 use crate::{
     command::Reply,
     error::{ConnectionError, NodeError, ProtocolError},
@@ -88,6 +88,16 @@ impl EventLoop {
                 });
             }
         }))
+    }
+
+    /// One of `peer`'s inbound messages was handled.
+    pub(super) fn inbound_done(&mut self, peer: PeerId) {
+        if let Some(n) = self.inbound_per_peer.get_mut(&peer) {
+            *n -= 1;
+            if *n == 0 {
+                self.inbound_per_peer.remove(&peer);
+            }
+        }
     }
 
     /// Sends a handler's reply back to the requester.
@@ -188,10 +198,19 @@ impl EventLoop {
             self.refuse(channel, "rate limited: too many bytes per second".into());
             return;
         }
+        let in_flight = self.inbound_per_peer.get(&peer).copied().unwrap_or(0);
+        if in_flight >= MAX_INBOUND_PER_PEER {
+            let reason = format!(
+                "busy: {MAX_INBOUND_PER_PEER} of your messages are in progress; wait for their replies"
+            );
+            self.refuse(channel, reason);
+            return;
+        }
         let Ok(permit) = self.inbound_permits.clone().try_acquire_owned() else {
             self.refuse(channel, "busy: too many messages in progress".into());
             return;
         };
+        *self.inbound_per_peer.entry(peer).or_default() += 1;
         let trust = self.trust.clone();
         let internal = self.internal_tx.clone();
         let protocol = request.protocol;
@@ -207,7 +226,13 @@ impl EventLoop {
                         Err(e) => DirectResponse::Err(e.0),
                     },
                 };
-            let _ = internal.send(Internal::Respond { channel, response }).await;
+            let _ = internal
+                .send(Internal::Respond {
+                    peer,
+                    channel,
+                    response,
+                })
+                .await;
             drop(permit);
         });
     }

@@ -56,6 +56,9 @@ use crate::{
 /// Inbound direct messages handled concurrently; more are refused as busy.
 /// Also the capacity of the channel their replies come back on.
 const MAX_INBOUND_HANDLING: usize = 64;
+/// Inbound direct messages of one peer handled concurrently: a few noisy
+/// peers cannot take every slot.
+const MAX_INBOUND_PER_PEER: usize = 8;
 /// Look-ups whose candidates are checked at once; more wait their turn.
 const MAX_LOOKUP_CHECKS: usize = 4;
 /// Replies and commands handled in a row before the swarm gets a turn.
@@ -68,6 +71,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 /// Replies from handler tasks back to the event loop.
 pub(crate) enum Internal {
     Respond {
+        /// The peer whose request this answers (its handling slot frees).
+        peer: PeerId,
         channel: request_response::ResponseChannel<DirectResponse>,
         response: DirectResponse,
     },
@@ -129,6 +134,9 @@ pub(crate) struct EventLoop {
     streams: libp2p_stream::Control,
     /// Inbound direct messages being handled, at most.
     inbound_permits: Arc<Semaphore>,
+    /// Inbound direct messages being handled, per peer (at most
+    /// [`MAX_INBOUND_HANDLING`] peers, as each holds a permit).
+    inbound_per_peer: HashMap<PeerId, usize>,
     pending: PendingQueries,
     guard: GossipGuard,
     /// What PQ identity records cost us.
@@ -170,6 +178,7 @@ impl EventLoop {
             handlers: HandlerRegistry::default(),
             streams,
             inbound_permits: Arc::new(Semaphore::new(MAX_INBOUND_HANDLING)),
+            inbound_per_peer: HashMap::new(),
             pending: PendingQueries::new(listeners, Caps::default()),
             guard: GossipGuard::new(
                 config.max_messages_per_sec,
@@ -297,7 +306,14 @@ impl EventLoop {
 
     fn on_internal(&mut self, internal: Internal) {
         match internal {
-            Internal::Respond { channel, response } => self.respond(channel, response),
+            Internal::Respond {
+                peer,
+                channel,
+                response,
+            } => {
+                self.inbound_done(peer);
+                self.respond(channel, response);
+            }
             Internal::GossipVerdict(verdict) => self.on_gossip_verdict(*verdict),
             Internal::RecordChecked(checked) => self.on_record_checked(*checked),
             Internal::PqChecked { peer, verdict } => self.on_pq_checked(peer, verdict),
