@@ -759,9 +759,11 @@ async fn stopping_closes_quic_connections_so_peers_learn_at_once() {
     let stopped = Instant::now();
     within("stop", a.stop()).await.expect("stop succeeds");
     // A QUIC connection that was only dropped stays up at its peer until it
-    // idles out (10 s and more); a closed one ends at once.
+    // idles out (10 s and more); a closed one ends at once. The bound is
+    // below that idle timeout but leaves room for a machine busy with the
+    // other tests of this file (3 s was missed once under that load).
     tokio::time::timeout(
-        Duration::from_secs(3),
+        Duration::from_secs(8),
         wait_disconnected(&mut b_events, a.peer_id()),
     )
     .await
