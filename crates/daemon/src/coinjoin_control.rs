@@ -221,21 +221,13 @@ impl ControlExtension for CoinJoinControl {
         Some(
             async move {
                 let handle = service_of(service).await.map_err(|reason| {
-                    failure(format!("CoinJoin is unavailable on this daemon: {reason}"))
+                    RpcError::node(format!("CoinJoin is unavailable on this daemon: {reason}"))
                 })?;
                 dispatch(&handle, &method, params).await
             }
             .boxed(),
         )
     }
-}
-
-fn failure(message: impl Into<String>) -> RpcError {
-    RpcError::new(rpc::NODE_ERROR, message)
-}
-
-fn invalid(message: impl Into<String>) -> RpcError {
-    RpcError::new(rpc::INVALID_PARAMS, message)
 }
 
 #[derive(Deserialize)]
@@ -259,7 +251,7 @@ struct RequestParams {
 }
 
 async fn dispatch(handle: &CoinJoinHandle, method: &str, raw: Value) -> Result<Value, RpcError> {
-    let fail = |e: conclave_coinjoin::service::CoinJoinError| failure(e.to_string());
+    let fail = |e: conclave_coinjoin::service::CoinJoinError| RpcError::node(e.to_string());
     match method {
         "coinjoin.address" => {
             let address = handle.new_address().await.map_err(fail)?;
@@ -272,7 +264,7 @@ async fn dispatch(handle: &CoinJoinHandle, method: &str, raw: Value) -> Result<V
                 .iter()
                 .map(|i| i.parse::<Outpoint>())
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| invalid(e.to_string()))?;
+                .map_err(|e| RpcError::invalid_params(e.to_string()))?;
             let id = handle
                 .join(JoinParams {
                     denomination: p.denomination,

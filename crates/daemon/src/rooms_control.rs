@@ -126,7 +126,7 @@ impl ControlExtension for RoomsControl {
         Some(
             async move {
                 let handle = this.handle().await.map_err(|reason| {
-                    failure(format!("rooms are unavailable on this daemon: {reason}"))
+                    RpcError::node(format!("rooms are unavailable on this daemon: {reason}"))
                 })?;
                 dispatch(&handle, &method, params).await
             }
@@ -135,34 +135,28 @@ impl ControlExtension for RoomsControl {
     }
 }
 
-fn failure(message: impl Into<String>) -> RpcError {
-    RpcError::new(rpc::NODE_ERROR, message)
-}
-
-fn invalid(message: impl Into<String>) -> RpcError {
-    RpcError::new(rpc::INVALID_PARAMS, message)
-}
-
 fn service_error(e: RoomsError) -> RpcError {
     match e {
-        RoomsError::Invalid(m) => invalid(m),
-        e => failure(e.to_string()),
+        RoomsError::Invalid(m) => RpcError::invalid_params(m),
+        e => RpcError::node(e.to_string()),
     }
 }
 
 fn room_id(text: &str) -> Result<RoomId, RpcError> {
-    text.parse()
-        .map_err(|e| invalid(format!("{e}: use the room_id that rooms create printed")))
+    text.parse().map_err(|e| {
+        RpcError::invalid_params(format!("{e}: use the room_id that rooms create printed"))
+    })
 }
 
 fn task_id(text: &str) -> Result<TaskId, RpcError> {
-    text.parse()
-        .map_err(|e| invalid(format!("{e}: use the task_id that rooms propose printed")))
+    text.parse().map_err(|e| {
+        RpcError::invalid_params(format!("{e}: use the task_id that rooms propose printed"))
+    })
 }
 
 fn peer_id(text: &str) -> Result<PeerId, RpcError> {
     text.parse()
-        .map_err(|e| invalid(format!("invalid peer id {text:?}: {e}")))
+        .map_err(|e| RpcError::invalid_params(format!("invalid peer id {text:?}: {e}")))
 }
 
 #[derive(Deserialize)]
@@ -259,7 +253,10 @@ async fn dispatch(handle: &RoomsHandle, method: &str, p: Value) -> Result<Value,
             let p: JoinParams = params(p)?;
             let invitation = p
                 .token
-                .map(|t| hex::decode(t).map_err(|_| invalid("the invitation is not hex")))
+                .map(|t| {
+                    hex::decode(t)
+                        .map_err(|_| RpcError::invalid_params("the invitation is not hex"))
+                })
                 .transpose()?;
             let info = handle
                 .join_room(room_id(&p.room_id)?, invitation)
@@ -269,7 +266,10 @@ async fn dispatch(handle: &RoomsHandle, method: &str, p: Value) -> Result<Value,
         }
         "invite" => {
             let p: InviteParams = params(p)?;
-            let roles: Roles = p.roles.parse().map_err(|e| invalid(format!("{e}")))?;
+            let roles: Roles = p
+                .roles
+                .parse()
+                .map_err(|e| RpcError::invalid_params(format!("{e}")))?;
             let valid = p
                 .valid_secs
                 .map(Duration::from_secs)
@@ -335,7 +335,9 @@ async fn dispatch(handle: &RoomsHandle, method: &str, p: Value) -> Result<Value,
         "task" => {
             let p: TaskParams = params(p)?;
             if p.wait_secs > MAX_WAIT_SECS {
-                return Err(invalid(format!("--wait is at most {MAX_WAIT_SECS} s")));
+                return Err(RpcError::invalid_params(format!(
+                    "--wait is at most {MAX_WAIT_SECS} s"
+                )));
             }
             let view = handle
                 .task(task_id(&p.task_id)?, Duration::from_secs(p.wait_secs))

@@ -76,21 +76,13 @@ impl ControlExtension for SigningControl {
         Some(
             async move {
                 let handle = service_of(service).await.map_err(|reason| {
-                    failure(format!("signing is unavailable on this daemon: {reason}"))
+                    RpcError::node(format!("signing is unavailable on this daemon: {reason}"))
                 })?;
                 dispatch(&handle, &method, params).await
             }
             .boxed(),
         )
     }
-}
-
-fn failure(message: impl Into<String>) -> RpcError {
-    RpcError::new(rpc::NODE_ERROR, message)
-}
-
-fn invalid(message: impl Into<String>) -> RpcError {
-    RpcError::new(rpc::INVALID_PARAMS, message)
 }
 
 #[derive(Deserialize)]
@@ -130,18 +122,18 @@ fn payload(p: &CreateParams) -> Result<Payload, RpcError> {
     match (&p.message, &p.psbt) {
         (Some(message), None) => hex::decode(message.trim())
             .map(Payload::Message)
-            .map_err(|e| invalid(format!("message is not hex: {e}"))),
+            .map_err(|e| RpcError::invalid_params(format!("message is not hex: {e}"))),
         (None, Some(psbt)) => psbt_file::from_base64(psbt)
             .map(Payload::Psbt)
-            .map_err(|e| invalid(e.to_string())),
-        _ => Err(invalid(
+            .map_err(|e| RpcError::invalid_params(e.to_string())),
+        _ => Err(RpcError::invalid_params(
             "give exactly one of message (hex) and psbt (base64)",
         )),
     }
 }
 
 async fn dispatch(handle: &SigningHandle, method: &str, raw: Value) -> Result<Value, RpcError> {
-    let fail = |e: conclave_signing::SigningError| failure(e.to_string());
+    let fail = |e: conclave_signing::SigningError| RpcError::node(e.to_string());
     match method {
         "wallet.new" => to_value(handle.new_key().await.map_err(fail)?),
         "wallet.import" => {
@@ -156,7 +148,7 @@ async fn dispatch(handle: &SigningHandle, method: &str, raw: Value) -> Result<Va
                 .iter()
                 .map(|k| k.parse::<SignerKey>())
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| invalid(format!("signer key: {e}")))?;
+                .map_err(|e| RpcError::invalid_params(format!("signer key: {e}")))?;
             let payload = payload(&p)?;
             to_value(handle.create(&signers, payload).await.map_err(fail)?)
         }

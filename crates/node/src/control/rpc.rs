@@ -60,6 +60,16 @@ impl RpcError {
             message: message.into(),
         }
     }
+
+    /// A [`NODE_ERROR`]: the request was well formed but could not be done.
+    pub fn node(message: impl Into<String>) -> Self {
+        Self::new(NODE_ERROR, message)
+    }
+
+    /// An [`INVALID_PARAMS`] error: the parameters are wrong.
+    pub fn invalid_params(message: impl Into<String>) -> Self {
+        Self::new(INVALID_PARAMS, message)
+    }
 }
 
 /// A method's named parameters as `T` (absent parameters as `{}`), or an
