@@ -105,6 +105,9 @@ pub struct MemNet {
     /// Recipients that get each message from this author only after its
     /// next one (gossip does not promise order).
     pub late: Option<(usize, BTreeSet<usize>)>,
+    /// With `late`: only the author's messages of these phases come after
+    /// its next one (every message alternately when `None`).
+    pub late_phases: Option<BTreeSet<Phase>>,
     held: Vec<Option<Vec<u8>>>,
     /// (run, phase) of every message each peer published.
     pub published: Vec<BTreeSet<(u32, Phase)>>,
@@ -136,6 +139,7 @@ impl MemNet {
             queue: VecDeque::new(),
             delivered_bytes: vec![0; n],
             late: None,
+            late_phases: None,
             held: vec![None; n],
             published: vec![BTreeSet::new(); n],
         };
@@ -241,8 +245,13 @@ impl MemNet {
                     }
                     let mut deliveries = vec![bytes.clone()];
                     if let Some((late_from, recipients)) = &self.late {
+                        let holdable = self.late_phases.as_ref().is_none_or(|phases| {
+                            RunMessage::decode(&bytes)
+                                .is_ok_and(|m| phases.contains(&m.body.phase()))
+                        });
                         if *late_from == from && recipients.contains(&to) {
                             match self.held[to].take() {
+                                None if !holdable => {}
                                 None => {
                                     self.held[to] = Some(bytes.clone());
                                     deliveries.clear();

@@ -705,6 +705,11 @@ impl Session {
         if !contradictors.is_empty() {
             return self.conclude(Step::Exclude(contradictors), now);
         }
+        if phase == Phase::Blame && self.run.holdouts(Phase::Blame).is_empty() {
+            // Every reveal is in; what we still waited for did not come.
+            let step = self.check_reveals(true);
+            return self.conclude(step, now);
+        }
         if phase == Phase::KeyExchange && !self.run.views.is_empty() {
             // Views differ: re-form on the intersection rather than blame.
             let requests =
@@ -763,7 +768,7 @@ impl Session {
             }
             let phase = self.run.phase;
             if phase == Phase::Blame {
-                let step = self.check_reveals();
+                let step = self.check_reveals(false);
                 if let Step::Wait = step {
                     return actions;
                 }
@@ -1195,8 +1200,11 @@ impl Session {
         actions
     }
 
-    /// In blame: once every reveal is in, replay and decide.
-    fn check_reveals(&mut self) -> Step {
+    /// In blame: once every reveal is in, and every message of the phases
+    /// up to the latest one claimed to have failed, replay and decide. At
+    /// the deadline, decide on what arrived (a claim of a phase whose
+    /// messages never came to us is not proven).
+    fn check_reveals(&mut self, at_deadline: bool) -> Step {
         let n = self.run.participants.len();
         let mut culprits = Vec::new();
         for i in 0..n {
@@ -1222,6 +1230,19 @@ impl Session {
         if !self.run.holdouts(Phase::Blame).is_empty() {
             return Step::Wait;
         }
+        // Gossip keeps no order: a claimant's reveal can overtake messages
+        // of the phase it claims, which arrive here after we entered blame.
+        let latest_claim = self.latest_claim();
+        let replayed = PHASES.iter().copied().filter(|p| Some(*p) <= latest_claim);
+        for phase in replayed.clone() {
+            if let step @ Step::Exclude(_) = self.check_phase(phase) {
+                return step;
+            }
+        }
+        let missing = |phase| (0..n).any(|i| self.run.slot(phase, i).is_none());
+        if !at_deadline && replayed.clone().any(missing) {
+            return Step::Wait;
+        }
         let deviators = self.replay();
         if !deviators.is_empty() {
             return Step::Exclude(deviators);
@@ -1245,6 +1266,16 @@ impl Session {
             .map(|i| (i, Reason::FalseAccusation))
             .collect();
         Step::Exclude(claimants)
+    }
+
+    /// The latest phase a reveal of this run claims to have failed.
+    fn latest_claim(&self) -> Option<Phase> {
+        (0..self.run.participants.len())
+            .filter_map(|i| match &self.run.slot(Phase::Blame, i)?.body {
+                Body::Reveal { claim, .. } => *claim,
+                _ => None,
+            })
+            .max()
     }
 
     /// Replays the run from everyone's revealed seed.

@@ -284,6 +284,28 @@ fn a_bad_dc_net_vector_is_found_by_replay() {
 }
 
 #[test]
+fn a_slot_reservation_that_arrives_after_the_accusation_is_still_replayed() {
+    let mut net = net(Setup::disrupted(5, Disruption::SlotGarbage));
+    net.late = Some((1, [0].into_iter().collect()));
+    net.late_phases = Some([Phase::SlotReservation].into_iter().collect());
+    net.run();
+    net.assert_exactly_excluded(&[2], |r| *r == Reason::Deviated(Phase::SlotReservation));
+}
+
+#[test]
+fn a_dc_net_vector_that_arrives_after_the_accusation_is_still_replayed() {
+    // Peer 0 gets each of peer 1's messages only after peer 1's next one:
+    // peer 1's reveal (claiming the DC-net failed) reaches it before peer
+    // 1's DC-net vector. Peer 0 must wait for that vector and replay it,
+    // not conclude that nothing failed and blame the honest claimants.
+    let mut net = net(Setup::disrupted(5, Disruption::DcGarbage));
+    net.late = Some((1, [0].into_iter().collect()));
+    net.late_phases = Some([Phase::DcNet].into_iter().collect());
+    net.run();
+    net.assert_exactly_excluded(&[2], |r| *r == Reason::Deviated(Phase::DcNet));
+}
+
+#[test]
 fn a_dc_net_vector_of_the_wrong_length_is_refused_publicly() {
     let mut net = net(Setup::disrupted(5, Disruption::ShortDcNet));
     net.run();
@@ -492,11 +514,23 @@ fn disruption_strategy() -> impl Strategy<Value = Disruption> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(24))]
+    #![proptest_config(ProptestConfig::with_cases(32))]
     #[test]
     fn no_honest_peer_is_ever_blamed(
         n in 5usize..9,
         schedule in prop::collection::vec((0usize..9, disruption_strategy()), 0..4),
+        late in prop::option::of((0usize..9, 0usize..9, prop::sample::subsequence(
+            vec![
+                Phase::KeyExchange,
+                Phase::Ciphertexts,
+                Phase::SlotReservation,
+                Phase::DcNet,
+                Phase::Acceptance,
+                Phase::Signatures,
+                Phase::Blame,
+            ],
+            1..=7,
+        ))),
     ) {
         let mut disruptors: Vec<(usize, Disruption)> = Vec::new();
         for (i, d) in schedule {
@@ -506,6 +540,12 @@ proptest! {
             }
         }
         let mut net = net(Setup { disruptors: disruptors.clone(), ..Setup::clean(n) });
+        // Gossip keeps no order: one author's messages of some phases may
+        // reach one peer only after its next message.
+        if let Some((author, recipient, phases)) = &late {
+            net.late = Some((author % n, [recipient % n].into_iter().collect()));
+            net.late_phases = Some(phases.iter().copied().collect());
+        }
         net.run();
         net.assert_no_honest_blamed();
         // Honest peers agree: the same transaction, or all failed together
@@ -517,7 +557,7 @@ proptest! {
                 _ => None,
             })
             .collect();
-        prop_assert_eq!(txids.len(), 1, "honest peers disagree: {:?}", disruptors);
+        prop_assert_eq!(txids.len(), 1, "honest peers disagree: {:?} {:?}", disruptors, late);
         if n - disruptors.len() >= 3 {
             prop_assert!(txids.iter().all(Option::is_some), "enough honest peers remain: they complete ({:?})", disruptors);
         }
