@@ -299,7 +299,9 @@ impl ProtocolHandler for CheaterHandler {
                         let mut p = Participant::new(spec, this.node.peer_id(), now)
                             .map_err(|e| HandlerError(e.to_string()))?;
                         let secret = SecretKey::from_bytes(&this.secret).unwrap();
-                        let actions = p.join(vec![secret], rand::random(), now).unwrap();
+                        let actions = p
+                            .join(vec![secret], zeroize::Zeroizing::new(rand::random()), now)
+                            .unwrap();
                         *session = Some(p);
                         actions
                     }

@@ -514,7 +514,7 @@ fn disruption_strategy() -> impl Strategy<Value = Disruption> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(32))]
+    #![proptest_config(ProptestConfig::with_cases(24))]
     #[test]
     fn no_honest_peer_is_ever_blamed(
         n in 5usize..9,

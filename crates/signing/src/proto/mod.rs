@@ -28,6 +28,7 @@
 pub mod coordinator;
 pub mod messages;
 pub mod participant;
+mod secret_nonce;
 pub mod spec;
 #[cfg(test)]
 mod tests;

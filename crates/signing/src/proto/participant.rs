@@ -2,20 +2,20 @@
 //! joins, then generates secret nonces when asked, signs exactly once, and
 //! checks the final signature.
 //!
-//! Secret nonces live only inside [`musig2::FirstRound`]s held here, in
-//! memory: a `FirstRound` can be neither copied nor cloned and signing
-//! consumes it, so a nonce can sign one message and is then gone. Nothing
-//! here is ever serialised.
+//! Secret nonces live only inside [`SecretNonce`]s held here, in memory:
+//! one can be neither copied nor cloned, signing consumes it, and dropping
+//! it wipes it, so a nonce can sign one message and is then gone. Nothing
+//! here is ever written anywhere.
 
 use std::{mem, time::Instant};
 
 use conclave_node::PeerId;
-use musig2::{secp::Point, AggNonce, FirstRound, PartialSignature, PubNonce, SecNonceSpices};
+use musig2::{secp::Point, AggNonce, PubNonce, SecNonceSpices};
 use zeroize::Zeroizing;
 
 use super::{
-    Action, Failure, FailureKind, KeyNonces, KeyPartials, Outcome, Phase, Refusal, SessionContext,
-    SessionMessage, SessionSpec, SpecError,
+    secret_nonce::SecretNonce, Action, Failure, FailureKind, KeyNonces, KeyPartials, Outcome,
+    Phase, Refusal, SessionContext, SessionMessage, SessionSpec, SpecError,
 };
 use crate::keys::{SecretKey, SignerKey};
 
@@ -30,11 +30,11 @@ pub enum JoinError {
     WrongKeys(SignerKey),
 }
 
-/// One of our keys, its secret, and one nonce round per message.
+/// One of our keys, its secret, and one secret nonce per message.
 struct KeyRounds {
     key: SignerKey,
     secret: SecretKey,
-    rounds: Vec<FirstRound>,
+    nonces: Vec<SecretNonce>,
 }
 
 enum State {
@@ -196,7 +196,7 @@ impl Participant {
     pub fn join(
         &mut self,
         secrets: Vec<SecretKey>,
-        entropy: [u8; 32],
+        entropy: Zeroizing<[u8; 32]>,
         now: Instant,
     ) -> Result<Vec<Action>, JoinError> {
         if !matches!(self.state, State::Invited) || self.phase.is_terminal() {
@@ -213,10 +213,7 @@ impl Participant {
             .into_iter()
             .filter(|s| self.our_keys.contains(&s.public_key()))
             .collect();
-        self.state = State::Joined {
-            secrets,
-            entropy: Zeroizing::new(entropy),
-        };
+        self.state = State::Joined { secrets, entropy };
         self.phase = Phase::Join;
         self.holdouts.retain(|k| !self.our_keys.contains(k));
         self.wait_for(Phase::Join, now);
@@ -316,32 +313,31 @@ impl Participant {
         for secret in secrets {
             let key = secret.public_key();
             let index = self.ctx.index_of(&key).expect("our keys are the session's");
-            let mut key_rounds = Vec::new();
+            let mut nonces = Vec::new();
             for (i, message) in self.ctx.messages.iter().enumerate() {
-                let seed = nonce_seed(&entropy, &key, i);
-                let round = FirstRound::new(
-                    self.ctx.key_agg.clone(),
-                    seed,
+                let nonce = SecretNonce::new(
+                    &self.ctx.key_agg,
+                    nonce_seed(&entropy, &key, i),
                     index,
                     SecNonceSpices::new()
                         .with_seckey(secret.scalar())
                         .with_message(message)
                         .with_extra_input(&id),
                 )
-                .expect("index and secret key match the session");
-                key_rounds.push(round);
+                .expect("our key is a signer of the session");
+                nonces.push(nonce);
             }
             ours.push(KeyNonces {
                 key,
-                nonces: key_rounds
+                nonces: nonces
                     .iter()
-                    .map(|r| r.our_public_nonce().serialize().to_vec())
+                    .map(|n| n.public().serialize().to_vec())
                     .collect(),
             });
             rounds.push(KeyRounds {
                 key,
                 secret,
-                rounds: key_rounds,
+                nonces,
             });
         }
         self.state = State::NoncesSent {
@@ -416,15 +412,16 @@ impl Participant {
             let KeyRounds {
                 key,
                 secret,
-                rounds,
+                nonces,
             } = key_rounds;
             let mut signed = Vec::with_capacity(count);
-            // Each round (and its secret nonce) is consumed by signing.
-            for (i, round) in rounds.into_iter().enumerate() {
-                match round.sign_for_aggregator::<PartialSignature>(
+            // Each secret nonce is consumed by signing.
+            for (i, nonce) in nonces.into_iter().enumerate() {
+                match nonce.sign(
+                    &self.ctx.key_agg,
                     secret.scalar(),
-                    &self.ctx.messages[i],
                     &aggnonces[i],
+                    &self.ctx.messages[i],
                 ) {
                     Ok(partial) => signed.push(partial.serialize().to_vec()),
                     Err(e) => {
@@ -500,10 +497,12 @@ impl Participant {
 }
 
 /// A per-key, per-message nonce seed from the join's entropy.
-fn nonce_seed(entropy: &[u8; 32], key: &SignerKey, message_index: usize) -> [u8; 32] {
+fn nonce_seed(entropy: &[u8; 32], key: &SignerKey, message_index: usize) -> Zeroizing<[u8; 32]> {
     let mut hasher = blake3::Hasher::new_keyed(entropy);
     hasher.update(b"conclave musig2 nonce seed v1");
     hasher.update(key.as_bytes());
     hasher.update(&(message_index as u64).to_le_bytes());
-    *hasher.finalize().as_bytes()
+    let mut seed = Zeroizing::new([0u8; 32]);
+    hasher.finalize_xof().fill(&mut seed[..]);
+    seed
 }

@@ -9,6 +9,7 @@ use std::{
 
 use conclave_node::PeerId;
 use musig2::{secp::Point, KeyAggContext};
+use zeroize::Zeroizing;
 
 use super::{
     spec::tests::spec_with, Action, Coordinator, FailureKind, KeyPartials, Outcome, Participant,
@@ -108,7 +109,7 @@ impl Net {
             .participants
             .get_mut(&peer)
             .unwrap()
-            .join(vec![secret], rand::random(), self.now)
+            .join(vec![secret], Zeroizing::new(rand::random()), self.now)
             .unwrap();
         self.apply(peer, actions);
         self.run();

@@ -8,6 +8,7 @@ use std::{
     sync::Arc,
     time::{Duration, Instant},
 };
+use zeroize::Zeroizing;
 
 use conclave_node::{
     clock::unix_ms, error::ProtocolError, EventSubscription, NodeError, NodeEvent, PeerId,
@@ -446,7 +447,7 @@ impl Actor {
         &mut self,
         id: SessionId,
         secrets: Vec<SecretKey>,
-        entropy: [u8; 32],
+        entropy: Zeroizing<[u8; 32]>,
     ) -> Result<(), SigningError> {
         let session = self
             .sessions

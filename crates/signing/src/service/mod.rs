@@ -13,6 +13,7 @@ mod resolve;
 pub mod wire;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
+use zeroize::Zeroizing;
 
 use conclave_node::{error::ProtocolError, NodeError, NodeHandle, PeerId};
 use rand::RngCore;
@@ -157,7 +158,7 @@ pub(crate) enum Command {
     Join {
         id: SessionId,
         secrets: Vec<SecretKey>,
-        entropy: [u8; 32],
+        entropy: Zeroizing<[u8; 32]>,
         reply: oneshot::Sender<Result<(), SigningError>>,
     },
     Decline {
@@ -460,8 +461,8 @@ impl SigningHandle {
             self.shared.config.connect_timeout,
         )
         .await?;
-        let mut entropy = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut entropy);
+        let mut entropy = Zeroizing::new([0u8; 32]);
+        rand::rngs::OsRng.fill_bytes(&mut entropy[..]);
         self.request(|reply| Command::Join {
             id,
             secrets,
