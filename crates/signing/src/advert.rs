@@ -113,10 +113,50 @@ impl SignerRecord {
     }
 }
 
-/// Signer records learnt from gossip and the DHT, bounded and aging.
+/// Largest signer advert a peer may gossip: 16 records with 8 addresses
+/// each fit in a quarter of it.
+pub const MAX_ADVERT_BYTES: usize = 16 * 1024;
+/// Most keys one peer holds in a [`Directory`] (and gossips in one advert;
+/// a node with more keys is still found through their DHT records).
+pub const MAX_KEYS_PER_PEER: usize = 16;
+/// A peer's next advert is read no sooner than this after its last one, so
+/// a peer makes the actor verify at most 16 proofs a second (honest nodes
+/// re-advertise every half TTL, or when their keys change).
+pub const MIN_ADVERT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Why a gossiped advert was not read (nothing in the directory changed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdvertRefusal {
+    /// Larger than [`MAX_ADVERT_BYTES`].
+    #[error("a signer advert of {0} bytes is larger than {MAX_ADVERT_BYTES}")]
+    TooLarge(usize),
+    /// More records than [`MAX_KEYS_PER_PEER`].
+    #[error("a signer advert of {0} keys has more than {MAX_KEYS_PER_PEER}")]
+    TooManyKeys(usize),
+    /// Within [`MIN_ADVERT_INTERVAL`] of the peer's last advert.
+    #[error("a signer advert came within {MIN_ADVERT_INTERVAL:?} of the peer's last one")]
+    TooSoon,
+    /// Not an advert.
+    #[error("malformed signer advert: {0}")]
+    Malformed(String),
+}
+
+/// What one peer holds in the directory (only peers holding a key have
+/// one, so there are never more shares than records).
+#[derive(Debug, Default)]
+struct PeerShare {
+    keys: Vec<SignerKey>,
+    last_advert: Option<Instant>,
+}
+
+/// Signer records learnt from gossip and the DHT, bounded and aging. One
+/// peer holds at most [`MAX_KEYS_PER_PEER`] keys, and a full directory
+/// makes room from the peer holding the most: peers with many identities
+/// or keys push out each other before they reach honest peers' few keys.
 #[derive(Debug)]
 pub struct Directory {
     records: HashMap<SignerKey, (SignerRecord, Instant)>,
+    peers: HashMap<PeerId, PeerShare>,
     capacity: usize,
     max_age: Duration,
 }
@@ -126,25 +166,105 @@ impl Directory {
     pub fn new(capacity: usize, max_age: Duration) -> Self {
         Self {
             records: HashMap::new(),
+            peers: HashMap::new(),
             capacity,
             max_age,
         }
     }
 
-    /// Adds a verified record (the newest wins).
-    pub fn insert(&mut self, record: SignerRecord, now: Instant) {
-        if self.records.len() >= self.capacity && !self.records.contains_key(&record.key) {
-            // Make room: drop the oldest.
-            if let Some(oldest) = self
-                .records
-                .iter()
-                .min_by_key(|(_, (_, seen))| *seen)
-                .map(|(k, _)| *k)
-            {
-                self.records.remove(&oldest);
+    /// Reads the advert `publisher` gossiped: refused whole when too large,
+    /// too soon or with too many keys; otherwise its verified records
+    /// replace the peer's, and each record that fails verification is
+    /// returned with its reason.
+    pub fn accept_advert(
+        &mut self,
+        publisher: PeerId,
+        bytes: &[u8],
+        now: Instant,
+    ) -> Result<Vec<AdvertError>, AdvertRefusal> {
+        if bytes.len() > MAX_ADVERT_BYTES {
+            return Err(AdvertRefusal::TooLarge(bytes.len()));
+        }
+        let last = self.peers.get(&publisher).and_then(|p| p.last_advert);
+        if last.is_some_and(|t| now.saturating_duration_since(t) < MIN_ADVERT_INTERVAL) {
+            return Err(AdvertRefusal::TooSoon);
+        }
+        let advert: SignerAdvert =
+            serde_json::from_slice(bytes).map_err(|e| AdvertRefusal::Malformed(e.to_string()))?;
+        if advert.records.len() > MAX_KEYS_PER_PEER {
+            return Err(AdvertRefusal::TooManyKeys(advert.records.len()));
+        }
+        self.forget_peer(&publisher);
+        let mut refused = Vec::new();
+        for record in advert.records {
+            match record.verify(publisher) {
+                Ok(()) => self.insert(record, now),
+                Err(e) => refused.push(e),
             }
         }
-        self.records.insert(record.key, (record, now));
+        if let Some(share) = self.peers.get_mut(&publisher) {
+            share.last_advert = Some(now);
+        }
+        Ok(refused)
+    }
+
+    /// Adds a verified record (the newest wins).
+    pub fn insert(&mut self, record: SignerRecord, now: Instant) {
+        let key = record.key;
+        if let Some((old, _)) = self.records.get(&key) {
+            let old_peer = old.peer;
+            self.remove(&key, &old_peer);
+        }
+        let share = self.peers.entry(record.peer).or_default();
+        if share.keys.len() >= MAX_KEYS_PER_PEER {
+            let oldest = share.keys[0];
+            self.remove(&oldest, &record.peer);
+        }
+        if self.records.len() >= self.capacity {
+            self.make_room(now);
+        }
+        self.peers.entry(record.peer).or_default().keys.push(key);
+        self.records.insert(key, (record, now));
+    }
+
+    /// Drops what aged out; if nothing did, the oldest record of the peer
+    /// holding the most.
+    fn make_room(&mut self, now: Instant) {
+        let expired: Vec<(SignerKey, PeerId)> = self
+            .records
+            .iter()
+            .filter(|(_, (_, seen))| now.saturating_duration_since(*seen) >= self.max_age)
+            .map(|(k, (r, _))| (*k, r.peer))
+            .collect();
+        if !expired.is_empty() {
+            for (key, peer) in expired {
+                self.remove(&key, &peer);
+            }
+            return;
+        }
+        let largest = self
+            .peers
+            .iter()
+            .filter_map(|(peer, share)| {
+                let oldest = share.keys.first()?;
+                let seen = self.records.get(oldest).map(|(_, t)| *t)?;
+                // Most keys first; among equals, the staler.
+                Some(((share.keys.len(), std::cmp::Reverse(seen)), *peer, *oldest))
+            })
+            .max_by_key(|(rank, _, _)| *rank);
+        if let Some((_, peer, key)) = largest {
+            self.remove(&key, &peer);
+        }
+    }
+
+    fn remove(&mut self, key: &SignerKey, peer: &PeerId) {
+        self.records.remove(key);
+        if let Some(share) = self.peers.get_mut(peer) {
+            share.keys.retain(|k| k != key);
+            if share.keys.is_empty() {
+                self.peers.remove(peer);
+            }
+        }
     }
 
     /// The live record of `key`.
@@ -157,7 +277,21 @@ impl Directory {
 
     /// Forgets the records of `peer` (it announced a new set).
     pub fn forget_peer(&mut self, peer: &PeerId) {
-        self.records.retain(|_, (r, _)| r.peer != *peer);
+        if let Some(share) = self.peers.remove(peer) {
+            for key in share.keys {
+                self.records.remove(&key);
+            }
+        }
+    }
+
+    /// How many keys the directory holds.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
     }
 }
 
@@ -202,5 +336,120 @@ mod tests {
             .is_none());
         dir.forget_peer(&peer);
         assert!(dir.get(&records[1].key, now).is_none());
+    }
+
+    fn advert_of(peer: PeerId, keys: usize) -> Vec<u8> {
+        let records = (0..keys)
+            .map(|_| SignerRecord::sign(&SecretKey::generate(), peer, Vec::new()))
+            .collect();
+        serde_json::to_vec(&SignerAdvert { records }).unwrap()
+    }
+
+    fn honest_directory(
+        capacity: usize,
+        honest: usize,
+        now: Instant,
+    ) -> (Directory, Vec<SignerKey>) {
+        let mut dir = Directory::new(capacity, Duration::from_secs(3600));
+        let mut keys = Vec::new();
+        for _ in 0..honest {
+            let peer = PeerId::random();
+            let record = SignerRecord::sign(&SecretKey::generate(), peer, Vec::new());
+            keys.push(record.key);
+            let advert = serde_json::to_vec(&SignerAdvert {
+                records: vec![record],
+            })
+            .unwrap();
+            assert_eq!(dir.accept_advert(peer, &advert, now), Ok(Vec::new()));
+        }
+        (dir, keys)
+    }
+
+    #[test]
+    fn one_peer_holds_at_most_its_share_and_oversized_adverts_are_not_read() {
+        let now = Instant::now();
+        let (mut dir, honest) = honest_directory(64, 40, now);
+        let hostile = PeerId::random();
+        let too_many = advert_of(hostile, MAX_KEYS_PER_PEER + 1);
+        assert_eq!(
+            dir.accept_advert(hostile, &too_many, now),
+            Err(AdvertRefusal::TooManyKeys(MAX_KEYS_PER_PEER + 1))
+        );
+        let huge = vec![b' '; MAX_ADVERT_BYTES + 1];
+        assert_eq!(
+            dir.accept_advert(hostile, &huge, now),
+            Err(AdvertRefusal::TooLarge(MAX_ADVERT_BYTES + 1))
+        );
+        assert!(matches!(
+            dir.accept_advert(hostile, b"{]", now),
+            Err(AdvertRefusal::Malformed(_))
+        ));
+        assert_eq!(dir.len(), 40, "nothing changed");
+        // Its largest allowed advert, again and again: its share stays 16.
+        for i in 0..20u64 {
+            let at = now + MIN_ADVERT_INTERVAL * (i as u32 + 1);
+            let advert = advert_of(hostile, MAX_KEYS_PER_PEER);
+            dir.accept_advert(hostile, &advert, at).unwrap();
+        }
+        assert_eq!(dir.len(), 40 + MAX_KEYS_PER_PEER);
+        // Records naming it, learnt from the DHT, come out of the same share.
+        for _ in 0..100 {
+            let record = SignerRecord::sign(&SecretKey::generate(), hostile, Vec::new());
+            dir.insert(record, now);
+        }
+        assert_eq!(dir.len(), 40 + MAX_KEYS_PER_PEER);
+        assert!(honest.iter().all(|k| dir.get(k, now).is_some()));
+    }
+
+    #[test]
+    fn a_peer_advertising_again_within_the_interval_is_not_read() {
+        let now = Instant::now();
+        let (mut dir, _) = honest_directory(64, 0, now);
+        let peer = PeerId::random();
+        dir.accept_advert(peer, &advert_of(peer, 2), now).unwrap();
+        let again = advert_of(peer, 3);
+        assert_eq!(
+            dir.accept_advert(peer, &again, now + MIN_ADVERT_INTERVAL / 2),
+            Err(AdvertRefusal::TooSoon)
+        );
+        assert_eq!(dir.len(), 2);
+        dir.accept_advert(peer, &again, now + MIN_ADVERT_INTERVAL)
+            .unwrap();
+        assert_eq!(dir.len(), 3, "the new set replaced the old");
+    }
+
+    #[test]
+    fn sybils_filling_the_directory_evict_each_other_not_honest_peers() {
+        let now = Instant::now();
+        let capacity = 4096;
+        let (mut dir, honest) = honest_directory(capacity, 100, now);
+        // 400 identities with 16 keys each: 6,400 records for 3,996 places.
+        for i in 0..400u32 {
+            let sybil = PeerId::random();
+            let at = now + Duration::from_millis(u64::from(i) + 1);
+            dir.accept_advert(sybil, &advert_of(sybil, MAX_KEYS_PER_PEER), at)
+                .unwrap();
+        }
+        assert_eq!(dir.len(), capacity);
+        let kept = honest.iter().filter(|k| dir.get(k, now).is_some()).count();
+        assert_eq!(kept, 100, "every honest key stays");
+    }
+
+    #[test]
+    fn a_record_that_fails_verification_is_reported_and_not_kept() {
+        let now = Instant::now();
+        let (mut dir, _) = honest_directory(8, 0, now);
+        let peer = PeerId::random();
+        let good = SignerRecord::sign(&SecretKey::generate(), peer, Vec::new());
+        let mut forged = SignerRecord::sign(&SecretKey::generate(), peer, Vec::new());
+        forged.key = SecretKey::generate().public_key();
+        let advert = serde_json::to_vec(&SignerAdvert {
+            records: vec![good.clone(), forged.clone()],
+        })
+        .unwrap();
+        let refused = dir.accept_advert(peer, &advert, now).unwrap();
+        assert_eq!(refused, vec![AdvertError::BadProof(forged.key)]);
+        assert!(dir.get(&good.key, now).is_some());
+        assert!(dir.get(&forged.key, now).is_none());
     }
 }

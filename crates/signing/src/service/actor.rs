@@ -21,7 +21,7 @@ use super::{
     Command, JoinTicket, Shared, SigningError, SigningHandle,
 };
 use crate::{
-    advert::{Directory, SignerAdvert, SignerRecord, SIGNER_TOPIC},
+    advert::{Directory, SignerRecord, SIGNER_TOPIC},
     api::{InvitationInfo, PhaseChange, Role, SessionStatus, Signing, SigningEvent},
     keys::{SecretKey, SignerKey},
     ledger::{Ledger, LedgerState},
@@ -650,17 +650,16 @@ impl Actor {
                 let Some(publisher) = message.from else {
                     return;
                 };
-                let Ok(advert) = serde_json::from_slice::<SignerAdvert>(&message.data) else {
-                    tracing::debug!(%publisher, "malformed signer advert");
-                    return;
-                };
-                let now = Instant::now();
-                self.directory.forget_peer(&publisher);
-                for record in advert.records {
-                    match record.verify(publisher) {
-                        Ok(()) => self.directory.insert(record, now),
-                        Err(e) => tracing::warn!(%e, "signer record refused"),
+                match self
+                    .directory
+                    .accept_advert(publisher, &message.data, Instant::now())
+                {
+                    Ok(refused) => {
+                        for e in refused {
+                            tracing::warn!(%publisher, %e, "signer record refused");
+                        }
                     }
+                    Err(e) => tracing::debug!(%publisher, %e, "signer advert not read"),
                 }
             }
             NodeEvent::Lagged { missed } => {

@@ -20,7 +20,10 @@ use rand::RngCore;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::{
-    advert::{SignerAdvert, SignerRecord, SIGNER_RESOURCE, SIGNER_TOPIC},
+    advert::{
+        SignerAdvert, SignerRecord, MAX_ADVERT_BYTES, MAX_KEYS_PER_PEER, SIGNER_RESOURCE,
+        SIGNER_TOPIC,
+    },
     api::{CreateResponse, InvitationInfo, SessionStatus, SigningEvent},
     keys::{run_blocking, KeyError, KeyInfo, KeyStore, KeyStoreError, SecretKey, SignerKey},
     ledger::LedgerError,
@@ -375,7 +378,19 @@ impl SigningHandle {
             )
             .await?;
         }
-        let advert = serde_json::to_vec(&SignerAdvert { records }).expect("adverts serialise");
+        // Peers read adverts of at most this many keys and bytes; the keys
+        // left out are found through their DHT records.
+        records.truncate(MAX_KEYS_PER_PEER);
+        let mut advert;
+        loop {
+            advert = serde_json::to_vec(&SignerAdvert {
+                records: records.clone(),
+            })
+            .expect("adverts serialise");
+            if advert.len() <= MAX_ADVERT_BYTES || records.pop().is_none() {
+                break;
+            }
+        }
         if let Err(e) = node.broadcast(SIGNER_TOPIC, advert).await {
             // No subscribed peers yet: the DHT records still answer.
             tracing::debug!(%e, "signer advert not gossiped");
