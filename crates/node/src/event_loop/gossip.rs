@@ -9,7 +9,7 @@ use libp2p::{
     PeerId,
 };
 
-use super::{EventLoop, GossipVerdict, Internal};
+use super::{gossip_guard::PendingGossip, EventLoop, GossipVerdict, Internal};
 use crate::{
     command::Reply,
     error::{GossipError, NodeError},
@@ -143,27 +143,53 @@ impl EventLoop {
             );
             return;
         }
-        // Verification (two signatures) runs off the loop; the verdict comes
-        // back as an internal event. Gossipsub holds the message unforwarded
-        // until then.
-        let Some(permit) = self.guard.verification_permit() else {
-            self.report(&message_id, propagation_source, MessageAcceptance::Ignore);
-            return;
+        // Verification (two signatures) runs off the loop, in the
+        // forwarder's turn; the verdict comes back as an internal event.
+        // Gossipsub holds the message unforwarded until then.
+        let waiting = PendingGossip {
+            message_id,
+            propagation_source,
+            topic,
+            source: message.source,
+            data: message.data,
         };
-        let trust = self.trust.clone();
-        let internal = self.internal_tx.clone();
-        let source = message.source;
-        tokio::task::spawn_blocking(move || {
-            let verdict = trust.verify(&message.data, MessageKind::Gossip, &topic, source);
-            let _ = internal.blocking_send(Internal::GossipVerdict(Box::new(GossipVerdict {
-                message_id,
-                propagation_source,
-                topic,
-                source,
-                verdict,
-            })));
-            drop(permit);
-        });
+        for dropped in self.guard.await_verification(waiting) {
+            tracing::debug!(peer = %dropped.propagation_source, "gossip verification queue full");
+            self.report(
+                &dropped.message_id,
+                dropped.propagation_source,
+                MessageAcceptance::Ignore,
+            );
+        }
+        self.start_verifications();
+    }
+
+    /// Verifies waiting messages while verification permits are free.
+    fn start_verifications(&mut self) {
+        while let Some((permit, waiting)) = self.guard.next_verification() {
+            let trust = self.trust.clone();
+            let internal = self.internal_tx.clone();
+            tokio::task::spawn_blocking(move || {
+                let PendingGossip {
+                    message_id,
+                    propagation_source,
+                    topic,
+                    source,
+                    data,
+                } = waiting;
+                let verdict = trust.verify(&data, MessageKind::Gossip, &topic, source);
+                // Freed before the verdict is sent, so the loop can start
+                // the next verification when it handles this one.
+                drop(permit);
+                let _ = internal.blocking_send(Internal::GossipVerdict(Box::new(GossipVerdict {
+                    message_id,
+                    propagation_source,
+                    topic,
+                    source,
+                    verdict,
+                })));
+            });
+        }
     }
 
     /// Reports a gossip message's validation to gossipsub (which forwards
@@ -177,6 +203,7 @@ impl EventLoop {
             source,
             verdict,
         } = verdict;
+        self.start_verifications();
         let verdict = verdict.and_then(|v| {
             if source != Some(v.sender) {
                 // A valid envelope republished under another author.

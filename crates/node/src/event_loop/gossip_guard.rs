@@ -1,19 +1,42 @@
 //! What a peer may send us: per-peer rate limits on messages and bytes, the
 //! offences of peers over them (which cost them gossip score), counters of
-//! their messages by validation outcome, and the permits that bound how many
-//! envelopes are verified at once. No I/O: the event loop reports scores and
-//! outcomes to gossipsub.
+//! their messages by validation outcome, the permits that bound how many
+//! envelopes are verified at once and the fair queue of those waiting for
+//! one. No I/O: the event loop reports scores and outcomes to gossipsub.
 
 use std::{num::NonZeroUsize, sync::Arc, time::Instant};
 
-use libp2p::{gossipsub::MessageAcceptance, PeerId};
+use libp2p::{
+    gossipsub::{MessageAcceptance, MessageId},
+    PeerId,
+};
 use lru::LruCache;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::fair_queue::{FairQueue, FairQueueCaps};
 use crate::{gate::rate::KeyedLimiter, peers::MessageCounters};
 
-/// Gossip envelopes verified concurrently; beyond this they are ignored.
+/// Gossip envelopes verified concurrently; beyond this they wait.
 pub(crate) const MAX_PENDING_VERIFICATIONS: usize = 256;
+/// What may wait for verification: per forwarding peer and in all. A
+/// message ignored for want of room is lost for good (gossipsub drops its
+/// later copies as duplicates), so the queue is fair: a flood lengthens
+/// the flooder's own queue, and a full one drops the flooders' messages.
+pub(crate) const WAITING_CAPS: FairQueueCaps = FairQueueCaps {
+    per_sender: 256,
+    per_sender_bytes: 4 << 20,
+    total: 8192,
+    total_bytes: 64 << 20,
+};
+
+/// A gossip message waiting for a verification permit.
+pub(crate) struct PendingGossip {
+    pub message_id: MessageId,
+    pub propagation_source: PeerId,
+    pub topic: String,
+    pub source: Option<PeerId>,
+    pub data: Vec<u8>,
+}
 /// Application score lost per rate-limit offence (app-specific weight 1).
 pub(crate) const OFFENCE_PENALTY: f64 = 5.0;
 /// The most application score offences can cost.
@@ -32,6 +55,8 @@ pub(crate) struct GossipGuard {
     counters: LruCache<PeerId, MessageCounters>,
     /// Gossip envelopes being verified off the loop, at most.
     verifications: Arc<Semaphore>,
+    /// Gossip envelopes waiting for a verification permit.
+    waiting: FairQueue<PeerId, PendingGossip>,
 }
 
 impl GossipGuard {
@@ -54,6 +79,7 @@ impl GossipGuard {
             offences: LruCache::new(size),
             counters: LruCache::new(size),
             verifications: Arc::new(Semaphore::new(verifications)),
+            waiting: FairQueue::new(WAITING_CAPS),
         }
     }
 
@@ -100,6 +126,24 @@ impl GossipGuard {
     /// being verified already. Dropping the permit frees it.
     pub fn verification_permit(&self) -> Option<OwnedSemaphorePermit> {
         self.verifications.clone().try_acquire_owned().ok()
+    }
+
+    /// Queues `message` for verification, in its forwarder's turn. Returns
+    /// the messages dropped to make room (to be ignored).
+    pub fn await_verification(&mut self, message: PendingGossip) -> Vec<PendingGossip> {
+        let bytes = message.data.len();
+        self.waiting
+            .push(message.propagation_source, message, bytes)
+    }
+
+    /// The next message to verify, with its permit, if a permit is free.
+    pub fn next_verification(&mut self) -> Option<(OwnedSemaphorePermit, PendingGossip)> {
+        if self.waiting.is_empty() {
+            return None;
+        }
+        let permit = self.verification_permit()?;
+        let (_, message) = self.waiting.pop()?;
+        Some((permit, message))
     }
 }
 
@@ -235,5 +279,65 @@ mod tests {
             guard.verification_permit().is_some(),
             "a dropped permit frees its slot"
         );
+    }
+
+    fn gossip(from: PeerId, n: u32) -> PendingGossip {
+        PendingGossip {
+            message_id: MessageId::new(&n.to_be_bytes()),
+            propagation_source: from,
+            topic: "t".into(),
+            source: Some(from),
+            data: vec![0; 100],
+        }
+    }
+
+    #[test]
+    fn a_message_arriving_while_verification_is_saturated_waits_its_turn() {
+        let mut guard = GossipGuard::new(1.0, 1.0, 0, 64, 4);
+        // A flood from 50 forwarders holds every permit and fills the queue.
+        let flooders: Vec<PeerId> = (0..50).map(|_| PeerId::random()).collect();
+        let mut held = Vec::new();
+        let mut dropped = 0;
+        for n in 0..20_000u32 {
+            let from = flooders[n as usize % flooders.len()];
+            dropped += guard.await_verification(gossip(from, n)).len();
+            if let Some((permit, _)) = guard.next_verification() {
+                held.push(permit);
+            }
+        }
+        assert_eq!(held.len(), 4, "every permit taken");
+        assert!(guard.next_verification().is_none(), "saturated");
+        assert!(dropped > 0, "the flood overflowed its share");
+        // An honest forwarder's message is kept, not ignored (a flooder's
+        // newest makes room)...
+        let honest = PeerId::random();
+        let made_room = guard.await_verification(gossip(honest, u32::MAX));
+        assert!(made_room.iter().all(|m| m.propagation_source != honest));
+        // ...and verified within one turn of every forwarder.
+        held.clear();
+        let mut served = 0;
+        loop {
+            let (permit, next) = guard.next_verification().expect("the queue serves");
+            served += 1;
+            drop(permit);
+            if next.propagation_source == honest {
+                break;
+            }
+        }
+        assert!(served <= flooders.len() + 1, "served after {served}");
+    }
+
+    #[test]
+    fn waiting_messages_are_bounded_by_the_caps() {
+        let mut guard = GossipGuard::new(1.0, 1.0, 0, 64, 1);
+        let _busy = guard.verification_permit().unwrap();
+        let flooder = PeerId::random();
+        let mut kept = 0;
+        for n in 0..10_000u32 {
+            if guard.await_verification(gossip(flooder, n)).is_empty() {
+                kept += 1;
+            }
+        }
+        assert_eq!(kept, WAITING_CAPS.per_sender, "one forwarder's share");
     }
 }

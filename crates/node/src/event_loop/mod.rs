@@ -15,6 +15,7 @@ mod connections;
 mod dht;
 mod direct;
 mod discovery;
+mod fair_queue;
 mod gossip;
 mod gossip_guard;
 mod handler_registry;
