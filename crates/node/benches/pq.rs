@@ -10,7 +10,7 @@ use conclave_node::{
     config::NodeConfig,
     identity::{
         envelope::{Envelope, MessageKind, DEFAULT_WINDOW},
-        sealed, NodeIdentity,
+        ml_dsa, pq, sealed, NodeIdentity,
     },
     Keypair, Node, NodeEvent,
 };
@@ -47,6 +47,33 @@ fn crypto(scale: u32) {
         1000 / scale,
         |_| {
             Envelope::verify(&signed, MessageKind::Gossip, "t", None, DEFAULT_WINDOW).unwrap();
+        },
+    );
+    let digest = [9u8; 32];
+    rate("ML-DSA-65 sign, ml-dsa (reference)", 500 / scale, |_| {
+        id.sign_ml_dsa(&digest, b"").unwrap();
+    });
+    rate("ML-DSA-65 sign, aws-lc-rs", 500 / scale, |_| {
+        id.sign_ml_dsa_message(&digest).unwrap();
+    });
+    let public = id.record().ml_dsa_public.clone();
+    let signature = id.sign_ml_dsa_message(&digest).unwrap();
+    rate("ML-DSA-65 verify, ml-dsa (reference)", 1000 / scale, |_| {
+        assert!(pq::verify_ml_dsa(&public, &digest, b"", &signature));
+    });
+    rate(
+        "ML-DSA-65 verify, aws-lc-rs (key parsed each time)",
+        1000 / scale,
+        |_| {
+            assert!(ml_dsa::verify(&public, &digest, &signature));
+        },
+    );
+    let parsed = ml_dsa::VerifyingKey::parse(&public).unwrap();
+    rate(
+        "ML-DSA-65 verify, aws-lc-rs (parsed key cached)",
+        1000 / scale,
+        |_| {
+            assert!(parsed.verify(&digest, &signature));
         },
     );
     let recipients: Vec<NodeIdentity> = (0..5).map(|_| NodeIdentity::generate()).collect();

@@ -10,6 +10,7 @@ use crate::{
     error::NodeError,
     identity::{
         envelope::{Envelope, EnvelopeError, MessageKind, ReplayCache, Verified},
+        ml_dsa::VerifyingKeyCache,
         pq::IdentityError,
         registry::PqRegistry,
         sealed, NodeIdentity, PqIdentityRecord,
@@ -21,8 +22,13 @@ pub(crate) struct Trust {
     identity: Arc<NodeIdentity>,
     registry: Mutex<PqRegistry>,
     replay: Mutex<ReplayCache>,
+    /// Parsed ML-DSA keys of recent senders.
+    keys: VerifyingKeyCache,
     envelopes: bool,
 }
+
+/// Senders whose parsed ML-DSA key is kept (about 2 KiB each).
+const VERIFYING_KEYS: usize = 1024;
 
 impl Trust {
     pub fn new(identity: NodeIdentity, envelopes: bool) -> Self {
@@ -30,6 +36,7 @@ impl Trust {
             identity: Arc::new(identity),
             registry: Mutex::new(PqRegistry::default()),
             replay: Mutex::new(ReplayCache::default()),
+            keys: VerifyingKeyCache::new(VERIFYING_KEYS),
             envelopes,
         }
     }
@@ -65,7 +72,14 @@ impl Trust {
         claimed_sender: Option<PeerId>,
     ) -> Result<Verified, EnvelopeError> {
         let pinned = claimed_sender.and_then(|p| self.pinned_key(&p));
-        Envelope::verify(bytes, kind, context, pinned.as_deref(), kind.window())
+        Envelope::verify_cached(
+            bytes,
+            kind,
+            context,
+            pinned.as_deref(),
+            kind.window(),
+            Some(&self.keys),
+        )
     }
 
     /// Records a verified message; an error if it was seen before.

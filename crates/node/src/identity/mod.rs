@@ -7,6 +7,7 @@ pub mod envelope;
 pub mod keyfile;
 pub mod keysource;
 pub mod keystore;
+pub mod ml_dsa;
 pub mod pq;
 pub mod registry;
 pub mod sealed;

@@ -89,6 +89,8 @@ pub struct SecretSeeds {
 pub struct NodeIdentity {
     keypair: Keypair,
     ml_dsa: ml_dsa::SigningKey<MlDsa65>,
+    /// The same ML-DSA key, for messages (aws-lc-rs; see [`super::ml_dsa`]).
+    message_signer: super::ml_dsa::MessageSigner,
     ml_kem: ml_kem::DecapsulationKey<MlKem768>,
     ml_kem_seed: Zeroizing<[u8; ML_KEM_SEED_LEN]>,
     x25519: x25519_dalek::StaticSecret,
@@ -131,6 +133,13 @@ impl NodeIdentity {
             });
         }
         let ml_dsa = ml_dsa::SigningKey::<MlDsa65>::from_seed(&(*ml_dsa_seed).into());
+        let message_signer = super::ml_dsa::MessageSigner::from_seed(ml_dsa_seed)?;
+        if message_signer.public_key() != ml_dsa.verifying_key().encode().as_slice() {
+            return Err(IdentityError::Malformed {
+                what: "ML-DSA seed",
+                reason: "the two ML-DSA-65 implementations derive different keys from it".into(),
+            });
+        }
         let ml_kem = ml_kem::DecapsulationKey::<MlKem768>::from_seed((*ml_kem_seed).into());
         let x25519_secret =
             Zeroizing::new(blake3::derive_key(X25519_FROM_KEM_CONTEXT, ml_kem_seed));
@@ -139,6 +148,7 @@ impl NodeIdentity {
             record: PqIdentityRecord::placeholder(keypair.public().to_peer_id()),
             keypair,
             ml_dsa,
+            message_signer,
             ml_kem,
             ml_kem_seed: Zeroizing::new(*ml_kem_seed),
             x25519,
@@ -219,6 +229,12 @@ impl NodeIdentity {
             .sign_deterministic(message, ctx)
             .map(|s| s.encode().to_vec())
             .map_err(|e| IdentityError::Signing(e.to_string()))
+    }
+
+    /// Signs `message` with ML-DSA-65 under the empty context, on the fast
+    /// path (envelopes, whose digest binds their own domain tag).
+    pub fn sign_ml_dsa_message(&self, message: &[u8]) -> Result<Vec<u8>, IdentityError> {
+        self.message_signer.sign(message)
     }
 
     /// Signs `message` with Ed25519.
