@@ -125,6 +125,7 @@ impl Behaviour {
             keypair,
             Duration::from_millis(config.gossip_heartbeat_ms),
             config.max_message_size,
+            config.envelopes,
         )?;
 
         let mdns = if config.mdns {

@@ -240,6 +240,10 @@ mod tests {
 
         assert!(matches!(
             check(&trust, &good.key, b"garbage"),
+            Err(RecordError::Envelope(EnvelopeError::UnknownVersion { .. }))
+        ));
+        assert!(matches!(
+            check(&trust, &good.key, b"\x02garbage"),
             Err(RecordError::Envelope(EnvelopeError::Malformed(_)))
         ));
         // The same envelope under another key: its context does not match.

@@ -63,7 +63,9 @@ impl Trust {
         Envelope::sign(&self.identity, kind, context, &payload)
     }
 
-    /// Verifies signatures, pinned key and time window (not replay).
+    /// Verifies signatures, pinned key and time window (not replay). The
+    /// pinned key is the one of `claimed_sender`, or of the sender the
+    /// envelope names (anonymous gossip carries no other).
     pub fn verify(
         &self,
         bytes: &[u8],
@@ -71,7 +73,9 @@ impl Trust {
         context: &str,
         claimed_sender: Option<PeerId>,
     ) -> Result<Verified, EnvelopeError> {
-        let pinned = claimed_sender.and_then(|p| self.pinned_key(&p));
+        let pinned = claimed_sender
+            .or_else(|| Envelope::sender_of(bytes))
+            .and_then(|p| self.pinned_key(&p));
         Envelope::verify_cached(
             bytes,
             kind,
@@ -159,5 +163,43 @@ impl Trust {
     /// Opens a payload sealed to us.
     pub fn open_sealed(&self, bytes: &[u8], aad: &[u8]) -> Result<Vec<u8>, sealed::SealError> {
         sealed::open(bytes, aad, &self.identity)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An envelope signed by `id`'s Ed25519 key but carrying (and signed
+    /// with) another ML-DSA key: what a thief of the Ed25519 key alone
+    /// could make.
+    fn with_substituted_ml_dsa(id: &NodeIdentity) -> Vec<u8> {
+        let thief = NodeIdentity::from_parts(id.keypair().clone(), &[7; 32], &[8; 64]).unwrap();
+        Envelope::sign(&thief, MessageKind::Gossip, "news", b"x").unwrap()
+    }
+
+    #[test]
+    fn anonymous_gossip_is_checked_against_the_key_pinned_for_its_named_sender() {
+        let id = NodeIdentity::generate();
+        let trust = Trust::new(NodeIdentity::generate(), true);
+        let forged = with_substituted_ml_dsa(&id);
+        // Before the sender's record is pinned, the envelope verifies.
+        assert!(trust
+            .verify(&forged, MessageKind::Gossip, "news", None)
+            .is_ok());
+        trust.insert_record(id.record().clone());
+        for claimed in [None, Some(id.peer_id())] {
+            assert_eq!(
+                trust
+                    .verify(&forged, MessageKind::Gossip, "news", claimed)
+                    .unwrap_err(),
+                EnvelopeError::KeyMismatch(id.peer_id()),
+                "claimed sender {claimed:?}"
+            );
+        }
+        let honest = Envelope::sign(&id, MessageKind::Gossip, "news", b"x").unwrap();
+        assert!(trust
+            .verify(&honest, MessageKind::Gossip, "news", None)
+            .is_ok());
     }
 }

@@ -205,8 +205,10 @@ impl EventLoop {
         } = verdict;
         self.start_verifications();
         let verdict = verdict.and_then(|v| {
-            if source != Some(v.sender) {
-                // A valid envelope republished under another author.
+            if source.is_some_and(|claimed| claimed != v.sender) {
+                // A valid envelope republished under another author (only
+                // signed gossip names one; anonymous gossip has the
+                // envelope's sender alone).
                 return Err(EnvelopeError::Replay(v.sender));
             }
             self.trust.check_replay(&v).map(|()| v)

@@ -226,6 +226,23 @@ impl Envelope {
         Ok(postcard::to_stdvec(&envelope).expect("envelopes serialise"))
     }
 
+    /// The sender an envelope names, read without decoding the rest (for
+    /// looking up its pinned key before verifying); `None` if `bytes` is
+    /// not an envelope of this version.
+    pub fn sender_of(bytes: &[u8]) -> Option<PeerId> {
+        #[derive(Deserialize)]
+        struct Head<'a> {
+            version: u8,
+            #[serde(borrow)]
+            _tag: &'a str,
+            #[serde(borrow)]
+            _context: &'a str,
+            sender: PeerId,
+        }
+        let (head, _) = postcard::take_from_bytes::<Head<'_>>(bytes).ok()?;
+        (head.version == ENVELOPE_VERSION).then_some(head.sender)
+    }
+
     /// Decodes `bytes` and checks kind, context, both signatures, the pinned
     /// key (if `pinned_ml_dsa` is given) and the time window. Replay is
     /// checked separately ([`ReplayCache`]) so a caller can verify off the
@@ -523,6 +540,17 @@ mod tests {
             verify(&v1),
             Err(EnvelopeError::UnknownVersion { found: 18 })
         ));
+    }
+
+    #[test]
+    fn the_sender_is_read_from_the_head_alone() {
+        let id = NodeIdentity::generate();
+        let bytes = Envelope::sign(&id, MessageKind::Gossip, "news", b"hello").unwrap();
+        assert_eq!(Envelope::sender_of(&bytes), Some(id.peer_id()));
+        assert_eq!(Envelope::sender_of(&bytes[..20]), None);
+        let mut other = bytes.clone();
+        other[0] = 1;
+        assert_eq!(Envelope::sender_of(&other), None);
     }
 
     #[test]
