@@ -1,6 +1,11 @@
 //! Serving the control socket for a running node.
 
-use std::{os::unix::fs::PermissionsExt, path::Path, sync::Arc, time::Duration};
+use std::{
+    os::unix::fs::{DirBuilderExt as _, FileTypeExt as _, MetadataExt as _, PermissionsExt as _},
+    path::Path,
+    sync::Arc,
+    time::Duration,
+};
 
 use futures::future::BoxFuture;
 use serde::Deserialize;
@@ -11,9 +16,10 @@ use tokio::{
     sync::Semaphore,
     task::JoinHandle,
 };
+use zeroize::{Zeroize as _, Zeroizing};
 
 use super::{
-    rpc::{self, params, to_value as to_json, Message, Request, RpcError},
+    rpc::{self, params, to_value as to_json, Message, Request, RpcError, ZeroizingValue},
     ControlError,
 };
 use crate::{
@@ -24,12 +30,15 @@ use crate::{
 
 /// Clients served at once; more wait for a slot.
 const MAX_CLIENTS: usize = 32;
+/// Starting size of a client's line buffer, in bytes.
+const LINE_CAPACITY: usize = 64 * 1024;
 /// Longest `subscribe --timeout` and `publish --timeout`, in seconds.
 const MAX_WAIT_SECS: u64 = 24 * 3600;
 
-/// Binds `path` (mode 0600) and serves `node` on it until the returned task
-/// is aborted. A stale socket file from a crashed daemon is replaced; a live
-/// one is an error.
+/// Binds `path` (mode 0600 from the start) and serves `node` on it, to its
+/// owner's uid only, until the returned task is aborted. A stale socket
+/// file from a crashed daemon is replaced; a live one is an error, and so
+/// is anything at `path` that is not a socket (it is left as it is).
 pub async fn serve(node: NodeHandle, path: &Path) -> Result<JoinHandle<()>, ControlError> {
     serve_with_inbox(node, path, None).await
 }
@@ -63,8 +72,9 @@ impl ControlExtension for Vec<Arc<dyn ControlExtension>> {
         method: &str,
         params: Value,
     ) -> Option<BoxFuture<'static, Result<Value, rpc::RpcError>>> {
+        let params = ZeroizingValue(params);
         self.iter()
-            .find_map(|extension| extension.call(method, params.clone()))
+            .find_map(|extension| extension.call(method, params.0.clone()))
     }
 }
 
@@ -75,33 +85,14 @@ pub async fn serve_extended(
     inbox: Option<Arc<TextInbox>>,
     extension: Option<Arc<dyn ControlExtension>>,
 ) -> Result<JoinHandle<()>, ControlError> {
-    let display = path.display().to_string();
-    if path.exists() {
-        if UnixStream::connect(path).await.is_ok() {
-            return Err(ControlError::InUse(display));
-        }
-        std::fs::remove_file(path).map_err(|source| ControlError::Io {
-            path: display.clone(),
-            source,
-        })?;
-    }
-    let listener = UnixListener::bind(path).map_err(|source| ControlError::Io {
-        path: display.clone(),
-        source,
-    })?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|source| {
-        ControlError::Io {
-            path: display.clone(),
-            source,
-        }
-    })?;
+    let (listener, owner) = bind_private(path).await?;
     let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
     Ok(tokio::spawn(async move {
         loop {
             let Ok(permit) = slots.clone().acquire_owned().await else {
                 return;
             };
-            let stream = match listener.accept().await {
+            let mut stream = match listener.accept().await {
                 Ok((stream, _)) => stream,
                 Err(e) => {
                     tracing::warn!(%e, "control socket accept failed");
@@ -112,13 +103,95 @@ pub async fn serve_extended(
             let inbox = inbox.clone();
             let extension = extension.clone();
             tokio::spawn(async move {
-                if let Err(e) = serve_client(node, inbox, extension, stream).await {
+                let peer_uid = stream.peer_cred().ok().map(|cred| cred.uid());
+                let served = match admit(peer_uid, owner) {
+                    Ok(()) => serve_client(node, inbox, extension, stream).await,
+                    Err(refusal) => {
+                        tracing::warn!(?peer_uid, "control client of another user refused");
+                        refuse(&mut stream, &refusal).await
+                    }
+                };
+                if let Err(e) = served {
                     tracing::debug!(%e, "control client ended");
                 }
                 drop(permit);
             });
         }
     }))
+}
+
+/// Binds the socket at `path` so that it never exists with a wider mode
+/// than 0600: bound inside a fresh 0700 folder beside `path`, narrowed
+/// there, then linked into place, which fails rather than replace anything
+/// that appeared at `path` meanwhile. Returns the listener and the uid that
+/// owns the socket, the only user it serves.
+async fn bind_private(path: &Path) -> Result<(UnixListener, u32), ControlError> {
+    let display = path.display().to_string();
+    let io = |source| ControlError::Io {
+        path: display.clone(),
+        source,
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if !meta.file_type().is_socket() => {
+            return Err(ControlError::NotASocket(display));
+        }
+        Ok(_) => {
+            if UnixStream::connect(path).await.is_ok() {
+                return Err(ControlError::InUse(display));
+            }
+            // A stale socket of a daemon that crashed.
+            std::fs::remove_file(path).map_err(io)?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    // Short names: a socket path has at most 107 bytes.
+    let staging = parent.join(format!(".ctl-{:08x}", rand::random::<u32>()));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&staging)
+        .map_err(io)?;
+    let staged = staging.join("s");
+    let bound = (|| {
+        let listener = UnixListener::bind(&staged)?;
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))?;
+        let owner = std::fs::symlink_metadata(&staged)?.uid();
+        std::fs::hard_link(&staged, path)?;
+        Ok((listener, owner))
+    })();
+    let _ = std::fs::remove_file(&staged);
+    let _ = std::fs::remove_dir(&staging);
+    bound.map_err(io)
+}
+
+/// Whether a client whose credentials say `peer_uid` may use a socket
+/// owned by `owner`: only the same user, so that a socket made reachable
+/// by mistake (a wider mode, a shared folder) still serves nobody else.
+fn admit(peer_uid: Option<u32>, owner: u32) -> Result<(), String> {
+    match peer_uid {
+        Some(uid) if uid == owner => Ok(()),
+        Some(uid) => Err(format!(
+            "refused: this control socket serves only uid {owner} and you are uid {uid}; \
+             run conclavectl as the user that runs conclaved"
+        )),
+        None => Err(format!(
+            "refused: the connecting user is unknown and this control socket serves only uid \
+             {owner}; run conclavectl as the user that runs conclaved"
+        )),
+    }
+}
+
+/// Tells a refused client why, then hangs up.
+async fn refuse(stream: &mut UnixStream, refusal: &str) -> std::io::Result<()> {
+    let message = Message::error(Value::Null, rpc::NOT_PERMITTED, refusal);
+    let mut line = serde_json::to_vec(&message).expect("messages serialise");
+    line.push(b'\n');
+    stream.write_all(&line).await?;
+    stream.shutdown().await
 }
 
 async fn write(out: &mut OwnedWriteHalf, message: &Message) -> std::io::Result<()> {
@@ -135,9 +208,12 @@ async fn serve_client(
 ) -> std::io::Result<()> {
     let (read, mut out) = stream.into_split();
     let mut lines = BufReader::new(read);
-    let mut line = Vec::new();
+    // Requests may carry a secret (`wallet.import`): the line is wiped
+    // after each one, and starts large enough not to reallocate (which
+    // would leave a copy) for any request but a big one.
+    let mut line = Zeroizing::new(Vec::with_capacity(LINE_CAPACITY));
     loop {
-        line.clear();
+        line.zeroize();
         let n = (&mut lines)
             .take(rpc::MAX_LINE as u64 + 1)
             .read_until(b'\n', &mut line)
@@ -170,9 +246,11 @@ async fn serve_client(
             write(&mut out, &msg).await?;
             continue;
         }
+        line.zeroize();
         let id = request.id.clone();
+        let mut params = ZeroizingValue(request.params);
         let response = match request.method.as_str() {
-            "subscribe" => subscribe(&node, request.params, &mut out).await,
+            "subscribe" => subscribe(&node, std::mem::take(&mut params.0), &mut out).await,
             "inbox" => match &inbox {
                 Some(inbox) => to_json(inbox.recent()),
                 None => Err(RpcError::new(
@@ -182,12 +260,13 @@ async fn serve_client(
             },
             method => match extension
                 .as_ref()
-                .and_then(|x| x.call(method, request.params.clone()))
+                .and_then(|x| x.call(method, params.0.clone()))
             {
                 Some(call) => call.await,
-                None => dispatch(&node, method, request.params).await,
+                None => dispatch(&node, method, std::mem::take(&mut params.0)).await,
             },
         };
+        drop(params);
         let message = match response {
             Ok(result) => Message::result(id, result),
             Err(e) => Message::error(id, e.code, e.message),
