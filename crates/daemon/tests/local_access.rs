@@ -1,5 +1,5 @@
-//! What other users of the machine can reach: the control socket, with
-//! real `conclaved` and `conclavectl` processes.
+//! What other users of the machine can reach: the control socket and the
+//! profile's files, with real `conclaved` and `conclavectl` processes.
 
 mod common;
 
@@ -14,6 +14,14 @@ use common::{Daemon, CTL, DAEMON};
 
 /// The unprivileged user the cross-user test connects as.
 const NOBODY: u32 = 65_534;
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
 
 fn chmod(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
@@ -105,4 +113,43 @@ fn effective_uid() -> u32 {
     use std::os::unix::fs::MetadataExt as _;
     let probe = tempfile::tempfile().unwrap();
     probe.metadata().unwrap().uid()
+}
+
+#[test]
+fn the_profile_folders_and_files_are_owner_only() {
+    let dir = tempfile::tempdir().unwrap();
+    // A folder made beforehand with the usual umask.
+    chmod(dir.path(), 0o755);
+    let daemon = Daemon::start_with(dir.path(), &["--signing-keys", "none"]);
+    let stranger = conclave_node::PeerId::random().to_string();
+    daemon.json(&["deny", &stranger]);
+
+    assert_eq!(mode(dir.path()), 0o700, "the --data-dir");
+    assert_eq!(mode(&dir.path().join("logs")), 0o700, "the log folder");
+    assert_eq!(mode(&dir.path().join("policy.json")), 0o600, "policy.json");
+    assert_eq!(mode(&dir.path().join("control.sock")), 0o600);
+    let logs: Vec<_> = std::fs::read_dir(dir.path().join("logs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(!logs.is_empty(), "conclaved writes a log file");
+    for log in logs {
+        assert_eq!(mode(&log), 0o600, "{}", log.display());
+    }
+}
+
+#[test]
+fn a_damaged_policy_file_stops_the_daemon_naming_the_file_and_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.json");
+    // What a save without fsync can leave after a power loss.
+    std::fs::write(&policy, b"").unwrap();
+    let out = daemon_that_fails(dir.path(), &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("policy file {} is damaged", policy.display()))
+            && stderr.contains("Restore the file from a backup, or delete it"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(&policy).unwrap(), b"", "left for the user");
 }
