@@ -18,7 +18,9 @@ pub enum ControlError {
         reason: String,
     },
     /// Another process already serves the socket.
-    #[error("control socket {0} is in use by another daemon")]
+    #[error(
+        "control socket {0} is in use by another daemon: stop it, or pass another --control path"
+    )]
     InUse(String),
     /// Something other than a socket is at the socket's path.
     #[error(

@@ -11,7 +11,7 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::{
-    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    io::{AsyncRead, AsyncReadExt, AsyncWriteExt},
     net::{unix::OwnedWriteHalf, UnixListener, UnixStream},
     sync::Semaphore,
     task::JoinHandle,
@@ -30,7 +30,7 @@ use crate::{
 
 /// Clients served at once; more wait for a slot.
 const MAX_CLIENTS: usize = 32;
-/// Starting size of a client's line buffer, in bytes.
+/// Starting size of a client's receive buffer, in bytes.
 const LINE_CAPACITY: usize = 64 * 1024;
 /// Longest `subscribe --timeout` and `publish --timeout`, in seconds.
 const MAX_WAIT_SECS: u64 = 24 * 3600;
@@ -206,30 +206,25 @@ async fn serve_client(
     extension: Option<Arc<dyn ControlExtension>>,
     stream: UnixStream,
 ) -> std::io::Result<()> {
-    let (read, mut out) = stream.into_split();
-    let mut lines = BufReader::new(read);
-    // Requests may carry a secret (`wallet.import`): the line is wiped
-    // after each one, and starts large enough not to reallocate (which
+    let (mut read, mut out) = stream.into_split();
+    // Requests may carry a secret (`wallet.import`), so what is received
+    // lives in this one buffer (no reader's buffer beside it), wiped as it
+    // is consumed, and large enough from the start not to reallocate (which
     // would leave a copy) for any request but a big one.
-    let mut line = Zeroizing::new(Vec::with_capacity(LINE_CAPACITY));
+    let mut received = Zeroizing::new(Vec::with_capacity(LINE_CAPACITY));
     loop {
-        line.zeroize();
-        let n = (&mut lines)
-            .take(rpc::MAX_LINE as u64 + 1)
-            .read_until(b'\n', &mut line)
-            .await?;
-        if n == 0 {
-            return Ok(());
-        }
-        if line.len() > rpc::MAX_LINE {
-            write(
-                &mut out,
-                &Message::error(Value::Null, rpc::INVALID_REQUEST, "request too large"),
-            )
-            .await?;
-            return Ok(());
-        }
-        let request: Request = match serde_json::from_slice(&line) {
+        let len = match next_line(&mut read, &mut received).await? {
+            NextLine::End => return Ok(()),
+            NextLine::TooLarge => {
+                let msg = Message::error(Value::Null, rpc::INVALID_REQUEST, "request too large");
+                write(&mut out, &msg).await?;
+                return Ok(());
+            }
+            NextLine::Line(len) => len,
+        };
+        let parsed = serde_json::from_slice::<Request>(&received[..len]);
+        consume(&mut received, len);
+        let request = match parsed {
             Ok(r) => r,
             Err(e) => {
                 let msg = Message::error(
@@ -246,7 +241,6 @@ async fn serve_client(
             write(&mut out, &msg).await?;
             continue;
         }
-        line.zeroize();
         let id = request.id.clone();
         let mut params = ZeroizingValue(request.params);
         let response = match request.method.as_str() {
@@ -273,6 +267,53 @@ async fn serve_client(
         };
         write(&mut out, &message).await?;
     }
+}
+
+/// What [`next_line`] found.
+#[derive(Debug, PartialEq, Eq)]
+enum NextLine {
+    /// The first this many bytes of the buffer are a line (with its
+    /// newline, unless the client hung up after it).
+    Line(usize),
+    /// The client hung up.
+    End,
+    /// More than [`rpc::MAX_LINE`] bytes without a newline.
+    TooLarge,
+}
+
+/// Reads from `read` until `received` starts with a whole line.
+async fn next_line(
+    read: &mut (impl AsyncRead + Unpin),
+    received: &mut Vec<u8>,
+) -> std::io::Result<NextLine> {
+    let mut searched = 0;
+    loop {
+        if let Some(at) = received[searched..].iter().position(|&b| b == b'\n') {
+            return Ok(NextLine::Line(searched + at + 1));
+        }
+        searched = received.len();
+        if received.len() > rpc::MAX_LINE {
+            return Ok(NextLine::TooLarge);
+        }
+        if received.len() == received.capacity() {
+            received.reserve(LINE_CAPACITY);
+        }
+        if read.read_buf(received).await? == 0 {
+            return Ok(if received.is_empty() {
+                NextLine::End
+            } else {
+                NextLine::Line(received.len())
+            });
+        }
+    }
+}
+
+/// Drops the first `len` bytes of `received` and wipes where they were.
+fn consume(received: &mut Vec<u8>, len: usize) {
+    received[..len].zeroize();
+    received.drain(..len);
+    // The bytes after the line moved forward; their old places are spare.
+    received.spare_capacity_mut().zeroize();
 }
 
 type CallResult = Result<Value, RpcError>;
@@ -506,4 +547,47 @@ async fn subscribe(node: &NodeHandle, raw: Value, out: &mut OwnedWriteHalf) -> C
         }
     }
     Ok(json!({ "topic": p.topic, "received": received, "lagged_events": lagged }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn lines_are_split_in_one_buffer_that_never_grows_for_small_requests() {
+        let mut client: &[u8] = b"{\"a\":1}\n{\"secret\":\"00ff\"}\ntail";
+        let mut received = Vec::with_capacity(LINE_CAPACITY);
+        let mut lines = Vec::new();
+        loop {
+            match next_line(&mut client, &mut received).await.unwrap() {
+                NextLine::Line(len) => {
+                    lines.push(String::from_utf8(received[..len].to_vec()).unwrap());
+                    consume(&mut received, len);
+                    assert_eq!(received.capacity(), LINE_CAPACITY, "never reallocated");
+                }
+                NextLine::End => break,
+                NextLine::TooLarge => panic!("too large"),
+            }
+        }
+        assert_eq!(lines, ["{\"a\":1}\n", "{\"secret\":\"00ff\"}\n", "tail"]);
+    }
+
+    #[tokio::test]
+    async fn a_line_longer_than_the_limit_is_too_large() {
+        let long = vec![b'x'; rpc::MAX_LINE + 2];
+        let mut client: &[u8] = &long;
+        let mut received = Vec::new();
+        assert_eq!(
+            next_line(&mut client, &mut received).await.unwrap(),
+            NextLine::TooLarge
+        );
+    }
+
+    #[test]
+    fn only_the_owners_uid_is_admitted() {
+        assert!(admit(Some(1000), 1000).is_ok());
+        let refusal = admit(Some(1001), 1000).unwrap_err();
+        assert!(refusal.contains("serves only uid 1000 and you are uid 1001"));
+        assert!(admit(None, 1000).is_err());
+    }
 }
