@@ -72,6 +72,31 @@ fn a_regular_file_given_as_the_control_socket_is_refused_and_left_alone() {
 }
 
 #[test]
+fn a_file_put_at_the_socket_path_while_the_daemon_runs_survives_its_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::start_with(dir.path(), &["--signing-keys", "none"]);
+    let socket = dir.path().join("control.sock");
+    // Another name for the socket, to reach the daemon once its path holds
+    // a file.
+    let other_name = dir.path().join("other.sock");
+    std::fs::hard_link(&socket, &other_name).unwrap();
+    std::fs::remove_file(&socket).unwrap();
+    std::fs::write(&socket, b"not a socket\n").unwrap();
+    let out = daemon
+        .ctl()
+        .args(["--control", other_name.to_str().unwrap(), "shutdown"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(daemon.wait_exit(Duration::from_secs(30)).success());
+    assert_eq!(std::fs::read(&socket).unwrap(), b"not a socket\n");
+}
+
+#[test]
 fn another_user_is_refused_even_when_the_socket_lets_them_connect() {
     if effective_uid() != 0 {
         eprintln!("skipped: only root can connect as another user here");
