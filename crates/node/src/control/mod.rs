@@ -1,6 +1,6 @@
 //! The daemon's control socket: JSON-RPC 2.0, one JSON object per line, over
-//! a Unix socket created 0600 that serves only its owner's uid. [`server`] serves a node; [`client`] is what
-//! `conclavectl` uses.
+//! a Unix socket created 0600 that serves only its owner's uid and root.
+//! [`server`] serves a node; [`client`] is what `conclavectl` uses.
 
 pub mod client;
 pub mod rpc;

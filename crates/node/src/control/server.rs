@@ -30,13 +30,15 @@ use crate::{
 
 /// Clients served at once; more wait for a slot.
 const MAX_CLIENTS: usize = 32;
+/// The superuser's uid.
+const ROOT: u32 = 0;
 /// Starting size of a client's receive buffer, in bytes.
 const LINE_CAPACITY: usize = 64 * 1024;
 /// Longest `subscribe --timeout` and `publish --timeout`, in seconds.
 const MAX_WAIT_SECS: u64 = 24 * 3600;
 
 /// Binds `path` (mode 0600 from the start) and serves `node` on it, to its
-/// owner's uid only, until the returned task is aborted. A stale socket
+/// owner's uid (and root) only, until the returned task is aborted. A stale socket
 /// file from a crashed daemon is replaced; a live one is an error, and so
 /// is anything at `path` that is not a socket (it is left as it is).
 pub async fn serve(node: NodeHandle, path: &Path) -> Result<JoinHandle<()>, ControlError> {
@@ -169,18 +171,20 @@ async fn bind_private(path: &Path) -> Result<(UnixListener, u32), ControlError> 
 }
 
 /// Whether a client whose credentials say `peer_uid` may use a socket
-/// owned by `owner`: only the same user, so that a socket made reachable
-/// by mistake (a wider mode, a shared folder) still serves nobody else.
+/// owned by `owner`: the same user, so that a socket made reachable by
+/// mistake (a wider mode, a shared folder) still serves nobody else, and
+/// root, who can read the daemon's memory anyway and is how a system
+/// service's daemon (its own dynamic user) is administered.
 fn admit(peer_uid: Option<u32>, owner: u32) -> Result<(), String> {
     match peer_uid {
-        Some(uid) if uid == owner => Ok(()),
+        Some(uid) if uid == owner || uid == ROOT => Ok(()),
         Some(uid) => Err(format!(
-            "refused: this control socket serves only uid {owner} and you are uid {uid}; \
-             run conclavectl as the user that runs conclaved"
+            "refused: this control socket serves only uid {owner} (and root) and you are uid \
+             {uid}; run conclavectl as the user that runs conclaved"
         )),
         None => Err(format!(
             "refused: the connecting user is unknown and this control socket serves only uid \
-             {owner}; run conclavectl as the user that runs conclaved"
+             {owner} (and root); run conclavectl as the user that runs conclaved"
         )),
     }
 }
@@ -584,10 +588,12 @@ mod tests {
     }
 
     #[test]
-    fn only_the_owners_uid_is_admitted() {
+    fn only_the_owners_uid_and_root_are_admitted() {
         assert!(admit(Some(1000), 1000).is_ok());
+        assert!(admit(Some(0), 1000).is_ok(), "root administers services");
         let refusal = admit(Some(1001), 1000).unwrap_err();
-        assert!(refusal.contains("serves only uid 1000 and you are uid 1001"));
+        assert!(refusal.contains("serves only uid 1000 (and root) and you are uid 1001"));
         assert!(admit(None, 1000).is_err());
+        assert!(admit(Some(65_534), 0).is_err());
     }
 }
