@@ -11,7 +11,7 @@
 use std::{sync::Arc, time::Duration};
 
 use conclave_node::control::{
-    rpc::{self, params, to_value, RpcError},
+    rpc::{self, params, to_value, RpcError, ZeroizingValue},
     server::ControlExtension,
 };
 use conclave_signing::{
@@ -73,12 +73,14 @@ impl ControlExtension for SigningControl {
         }
         let service = self.service.clone();
         let method = method.to_string();
+        // `wallet.import` carries a secret key: wiped whichever way this ends.
+        let mut params = ZeroizingValue(params);
         Some(
             async move {
                 let handle = service_of(service).await.map_err(|reason| {
                     RpcError::node(format!("signing is unavailable on this daemon: {reason}"))
                 })?;
-                dispatch(&handle, &method, params).await
+                dispatch(&handle, &method, std::mem::take(&mut params.0)).await
             }
             .boxed(),
         )
@@ -88,6 +90,12 @@ impl ControlExtension for SigningControl {
 #[derive(Deserialize)]
 struct ImportParams {
     secret: String,
+}
+
+impl Drop for ImportParams {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.secret);
+    }
 }
 
 #[derive(Deserialize)]

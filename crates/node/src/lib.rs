@@ -32,6 +32,7 @@ pub mod profile_node;
 pub mod protocol;
 pub mod records;
 pub mod resources;
+pub mod state_file;
 mod stats;
 pub mod store;
 pub mod transport;

@@ -19,8 +19,11 @@ pub enum ProfileError {
     /// The platform gave no home directory.
     #[error("no home directory found: pass --data-dir")]
     NoHome,
-    /// A folder could not be created.
-    #[error("cannot create {path}: {source}")]
+    /// A folder could not be created or made owner-only.
+    #[error(
+        "cannot make {path} a folder only its owner can open ({source}): \
+         check who owns it, or pass a --data-dir you own"
+    )]
     Create {
         /// Folder that failed.
         path: String,
@@ -72,7 +75,8 @@ impl Profile {
         })
     }
 
-    /// Creates the profile's folders (owner-only where they hold secrets).
+    /// Creates the profile's folders owner-only (0700), narrowing ones that
+    /// exist already.
     pub fn create_dirs(&self) -> Result<(), ProfileError> {
         for dir in [&self.config_dir, &self.data_dir, &self.log_dir] {
             create_private_dir(dir)?;
@@ -121,15 +125,10 @@ impl Profile {
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), ProfileError> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|source| ProfileError::Create {
-            path: dir.display().to_string(),
-            source,
-        })
+    crate::state_file::create_private_dir(dir).map_err(|source| ProfileError::Create {
+        path: dir.display().to_string(),
+        source,
+    })
 }
 
 #[cfg(test)]

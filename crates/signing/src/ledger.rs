@@ -1,7 +1,7 @@
 //! The session ledger: every session id this node took part in, whether it
 //! is in progress, done, failed or aborted, kept in the service's data
-//! directory with atomic writes (write a temporary file, sync it, rename
-//! it over the old one).
+//! directory, owner-only, with atomic durable writes
+//! ([`state_file::write_atomic`]).
 //!
 //! It is what keeps nonces safe across restarts: a session id in the
 //! ledger never gets a second signing round, and a session still marked in
@@ -12,11 +12,10 @@
 use std::{
     collections::BTreeMap,
     fs,
-    io::Write,
     path::{Path, PathBuf},
 };
 
-use conclave_node::clock::unix_ms;
+use conclave_node::{clock::unix_ms, state_file};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -112,7 +111,7 @@ impl Ledger {
             path: path.display().to_string(),
             source,
         };
-        fs::create_dir_all(data_dir).map_err(io)?;
+        state_file::create_private_dir(data_dir).map_err(io)?;
         let entries = match fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| LedgerError::Corrupt {
                 path: path.display().to_string(),
@@ -233,20 +232,7 @@ impl Ledger {
             source,
         };
         let bytes = serde_json::to_vec_pretty(&self.entries).expect("ledger serialises");
-        let tmp = self.path.with_extension("json.tmp");
-        {
-            let mut file = fs::File::create(&tmp).map_err(io)?;
-            file.write_all(&bytes).map_err(io)?;
-            file.sync_all().map_err(io)?;
-        }
-        fs::rename(&tmp, &self.path).map_err(io)?;
-        // Make the rename itself durable.
-        if let Some(dir) = self.path.parent() {
-            if let Ok(dir) = fs::File::open(dir) {
-                let _ = dir.sync_all();
-            }
-        }
-        Ok(())
+        state_file::write_atomic(&self.path, &bytes).map_err(io)
     }
 }
 
@@ -312,6 +298,18 @@ mod tests {
             );
         }
         assert!(!dir.path().join("musig2-ledger.json.tmp").exists());
+    }
+
+    #[test]
+    fn the_ledger_and_its_folder_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("data");
+        let (mut ledger, _) = Ledger::open(&dir).unwrap();
+        ledger.begin(SessionId::random(), Role::Signer).unwrap();
+        assert_eq!(mode(ledger.path()), 0o600);
+        assert_eq!(mode(&dir), 0o700);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use conclave_daemon::coinjoin_cli::CoinjoinAction;
 use conclave_daemon::rooms_cli::{self, RoomsAction};
 use conclave_node::{
-    control::client::ControlClient,
+    control::{client::ControlClient, rpc::ZeroizingValue},
     identity::{backup_file, keysource::KEY_FILE_ENV, KeySource},
     profile::{Profile, DEFAULT_PROFILE},
     NodeError,
@@ -708,19 +708,21 @@ async fn run(args: Args) -> Result<()> {
         return Ok(());
     }
     let (method, params) = request(&args.command)?;
+    // `wallet import` puts a secret key in the parameters.
+    let params = ZeroizingValue(params);
     let path = socket_path(&args)?;
     let mut client = ControlClient::connect(&path).await?;
     let result = if let Command::Subscribe { .. } = args.command {
         // Each message is one JSON line, whatever --json says: scripts read them.
         let result = client
-            .call_streaming(method, params, |m| println!("{m}"))
+            .call_streaming(method, &params.0, |m| println!("{m}"))
             .await?;
         if !args.json {
             eprintln!("received {} message(s)", result["received"]);
         }
         return Ok(());
     } else {
-        client.call(method, params).await?
+        client.call(method, &params.0).await?
     };
     if let Command::Rooms { action } = &args.command {
         let result = rooms_cli::finish(action, result)?;

@@ -194,6 +194,11 @@ async fn main() -> Result<()> {
         signing.shutdown().await;
     }
     runner.stop().await;
-    let _ = std::fs::remove_file(&control_path);
+    // Only a socket is ours to remove: whatever replaced it is left alone.
+    let still_a_socket = std::fs::symlink_metadata(&control_path)
+        .is_ok_and(|meta| std::os::unix::fs::FileTypeExt::is_socket(&meta.file_type()));
+    if still_a_socket {
+        let _ = std::fs::remove_file(&control_path);
+    }
     Ok(())
 }

@@ -38,7 +38,9 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The config file is not valid TOML for this schema.
-    #[error("invalid config file {path}: {source}")]
+    #[error(
+        "invalid config file {path}: {source}\nfix it, or move it aside to start with the defaults"
+    )]
     Parse {
         /// File that failed.
         path: String,
@@ -346,7 +348,8 @@ impl NodeConfig {
         }
     }
 
-    /// Writes the config as TOML, atomically (temporary file, then rename).
+    /// Writes the config as TOML, atomically and durably, readable by its
+    /// owner only.
     pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
         let write_err = |source| ConfigError::Write {
             path: path.display().to_string(),
@@ -354,12 +357,13 @@ impl NodeConfig {
         };
         let text = toml::to_string_pretty(self)
             .map_err(|e| ConfigError::Invalid(format!("cannot serialise configuration: {e}")))?;
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(write_err)?;
+        match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() && !parent.exists() => {
+                crate::state_file::create_private_dir(parent).map_err(write_err)?;
+            }
+            _ => {}
         }
-        let tmp = path.with_extension("toml.tmp");
-        std::fs::write(&tmp, text).map_err(write_err)?;
-        std::fs::rename(&tmp, path).map_err(write_err)
+        crate::state_file::write_atomic(path, text.as_bytes()).map_err(write_err)
     }
 
     /// Applies `P2P_*` environment variables over the current values.
@@ -537,6 +541,13 @@ mod tests {
         std::fs::write(&path, "max_conections = 3\n").unwrap();
         let err = NodeConfig::from_file(&path).unwrap_err();
         assert!(err.to_string().contains("max_conections"), "{err}");
+        assert!(
+            err.to_string().contains(&path.display().to_string())
+                && err
+                    .to_string()
+                    .ends_with("move it aside to start with the defaults"),
+            "{err}"
+        );
 
         let cfg = NodeConfig {
             min_connections: 60,
@@ -609,5 +620,22 @@ mod tests {
         let back = NodeConfig::from_file(&path).unwrap();
         assert_eq!(back.bootstrap, cfg.bootstrap);
         assert!(back.relay_server);
+    }
+
+    #[test]
+    fn a_saved_config_and_the_folder_made_for_it_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("profile/config.toml");
+        NodeConfig::default().save(&path).unwrap();
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+        // Saving again replaces the file whole, still owner-only.
+        NodeConfig::loopback().save(&path).unwrap();
+        assert_eq!(mode(&path), 0o600);
+        assert!(NodeConfig::from_file(&path).unwrap().listen[0]
+            .to_string()
+            .starts_with("/ip4/127.0.0.1"));
     }
 }

@@ -1,6 +1,6 @@
 //! The daemon's control socket: JSON-RPC 2.0, one JSON object per line, over
-//! a Unix socket created 0600. [`server`] serves a node; [`client`] is what
-//! `conclavectl` uses.
+//! a Unix socket created 0600 that serves only its owner's uid and root.
+//! [`server`] serves a node; [`client`] is what `conclavectl` uses.
 
 pub mod client;
 pub mod rpc;
@@ -18,8 +18,16 @@ pub enum ControlError {
         reason: String,
     },
     /// Another process already serves the socket.
-    #[error("control socket {0} is in use by another daemon")]
+    #[error(
+        "control socket {0} is in use by another daemon: stop it, or pass another --control path"
+    )]
     InUse(String),
+    /// Something other than a socket is at the socket's path.
+    #[error(
+        "{0} exists and is not a socket: refusing to replace it; \
+         move it away or pass another --control path"
+    )]
+    NotASocket(String),
     /// Socket I/O failed.
     #[error("control socket {path}: {source}")]
     Io {

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use zeroize::Zeroize as _;
 
 /// Longest accepted line (one message), in bytes.
 pub const MAX_LINE: usize = 4 * 1024 * 1024;
@@ -16,6 +17,8 @@ pub const METHOD_NOT_FOUND: i64 = -32601;
 pub const INVALID_PARAMS: i64 = -32602;
 /// The node refused or failed the operation.
 pub const NODE_ERROR: i64 = -32000;
+/// The connecting user may not use this socket.
+pub const NOT_PERMITTED: i64 = -32001;
 
 /// A request from a client.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -84,6 +87,28 @@ pub fn params<T: for<'de> Deserialize<'de>>(value: Value) -> Result<T, RpcError>
         .map_err(|e| RpcError::new(INVALID_PARAMS, format!("invalid parameters: {e}")))
 }
 
+/// Wipes every string in `value` from memory (the values; object keys are
+/// names, never secrets).
+pub fn zeroize_strings(value: &mut Value) {
+    match value {
+        Value::String(text) => text.zeroize(),
+        Value::Array(items) => items.iter_mut().for_each(zeroize_strings),
+        Value::Object(fields) => fields.values_mut().for_each(zeroize_strings),
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+}
+
+/// JSON whose strings are wiped when it is dropped: the parameters of a
+/// request that may carry a secret (`wallet.import`).
+#[derive(Debug, Default)]
+pub struct ZeroizingValue(pub Value);
+
+impl Drop for ZeroizingValue {
+    fn drop(&mut self) {
+        zeroize_strings(&mut self.0);
+    }
+}
+
 /// A method's result as JSON.
 pub fn to_value<T: Serialize>(value: T) -> Result<Value, RpcError> {
     serde_json::to_value(value).map_err(|e| RpcError::new(NODE_ERROR, e.to_string()))
@@ -146,5 +171,27 @@ impl Message {
             result: None,
             error: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn every_string_of_a_value_is_wiped() {
+        // zeroize wipes a String's bytes before emptying it; what is seen
+        // here is that nothing was skipped.
+        let mut value = json!({
+            "secret": "00ff".repeat(16),
+            "nested": [{ "key": "abcd" }, 7, null, true],
+        });
+        zeroize_strings(&mut value);
+        assert_eq!(
+            value,
+            json!({ "secret": "", "nested": [{ "key": "" }, 7, null, true] })
+        );
     }
 }

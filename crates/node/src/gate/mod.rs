@@ -30,12 +30,25 @@ const MAX_RATE_KEYS: usize = 4096;
 /// Errors saving or loading the policy.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
-    /// The policy file is unreadable or malformed.
+    /// The policy file could not be read or written.
     #[error("policy file {path}: {reason}")]
     File {
         /// File.
         path: String,
         /// Why.
+        reason: String,
+    },
+    /// The policy file is not a policy. The node does not start: guessing
+    /// would open a private node to everyone.
+    #[error(
+        "policy file {path} is damaged ({reason}), so the node does not start: its allow list, \
+         deny list and private mode are unknown. Restore the file from a backup, or delete it \
+         to start with no lists and private mode off (every peer admitted)"
+    )]
+    Corrupt {
+        /// File.
+        path: String,
+        /// The parser's complaint.
         reason: String,
     },
 }
@@ -53,10 +66,12 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// Loads a policy file; a missing file is the empty policy.
+    /// Loads a policy file; a missing file is the empty policy. A file that
+    /// exists but does not parse (an empty one, say) is an error, never the
+    /// empty policy: that would admit everyone the file keeps out.
     pub fn load(path: &Path) -> Result<Self, PolicyError> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => serde_json::from_str(&text).map_err(|e| PolicyError::File {
+        match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| PolicyError::Corrupt {
                 path: path.display().to_string(),
                 reason: e.to_string(),
             }),
@@ -68,19 +83,13 @@ impl Policy {
         }
     }
 
-    /// Saves atomically (temporary file, then rename).
+    /// Saves atomically and durably, readable by its owner only.
     pub fn save(&self, path: &Path) -> Result<(), PolicyError> {
-        let err = |e: std::io::Error| PolicyError::File {
+        let bytes = serde_json::to_vec_pretty(self).expect("policies serialise");
+        crate::state_file::write_atomic(path, &bytes).map_err(|e| PolicyError::File {
             path: path.display().to_string(),
             reason: e.to_string(),
-        };
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(
-            &tmp,
-            serde_json::to_vec_pretty(self).expect("policies serialise"),
-        )
-        .map_err(err)?;
-        std::fs::rename(&tmp, path).map_err(err)
+        })
     }
 
     /// Why `peer` is refused, if it is.
@@ -279,6 +288,31 @@ mod tests {
         assert!(Policy::load(&dir.path().join("none.json")).unwrap() == Policy::default());
         std::fs::write(&file, "{ not json").unwrap();
         assert!(Policy::load(&file).is_err());
+    }
+
+    #[test]
+    fn a_saved_policy_is_owner_only_and_a_damaged_one_is_never_the_open_policy() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("policy.json");
+        let private = Policy {
+            private: true,
+            ..Policy::default()
+        };
+        private.save(&file).unwrap();
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        for damaged in [&b""[..], b"{\"private\": tru", b"\0\0\0\0"] {
+            std::fs::write(&file, damaged).unwrap();
+            let e = Policy::load(&file).unwrap_err();
+            assert!(matches!(e, PolicyError::Corrupt { .. }), "{e}");
+            let text = e.to_string();
+            assert!(text.starts_with(&format!("policy file {} is damaged", file.display())));
+            assert!(
+                text.contains("Restore the file from a backup, or delete it"),
+                "{text}"
+            );
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Logging: `tracing` to stderr and to daily rolling files in the profile's
-//! log folder.
+//! Logging: `tracing` to stderr and to daily rolling files (0600, see
+//! [`daily_file`]) in the profile's log folder.
 //!
 //! Programs that want the log lines elsewhere too (the desktop app keeps the
 //! recent ones for its Logs view) pass an extra layer to [`init_with_layer`],
@@ -7,6 +7,7 @@
 //! [`buffer`] is that layer for recent lines kept in memory.
 
 pub mod buffer;
+pub mod daily_file;
 
 use std::path::Path;
 
@@ -15,8 +16,13 @@ use tracing_subscriber::{
     fmt, layer::SubscriberExt, util::SubscriberInitExt, EnvFilter, Layer, Registry,
 };
 
+use self::daily_file::DailyFile;
+
 /// A caller-supplied layer that sees every event the filter lets through.
 pub type ExtraLayer = Box<dyn Layer<Registry> + Send + Sync + 'static>;
+
+/// Daily log files kept per program.
+const KEPT_LOG_FILES: usize = 14;
 
 /// Default filter when `RUST_LOG` is unset.
 pub const DEFAULT_FILTER: &str = "info,libp2p_kad=error,libp2p_gossipsub=warn,libp2p_mdns=warn";
@@ -58,16 +64,12 @@ fn install(
     file_prefix: &str,
     extra: Option<ExtraLayer>,
 ) -> Result<WorkerGuard, LoggingError> {
-    let appender = tracing_appender::rolling::Builder::new()
-        .rotation(tracing_appender::rolling::Rotation::DAILY)
-        .filename_prefix(file_prefix)
-        .filename_suffix("log")
-        .max_log_files(14)
-        .build(log_dir)
-        .map_err(|e| LoggingError::Folder {
+    let appender = DailyFile::open(log_dir, file_prefix, KEPT_LOG_FILES).map_err(|e| {
+        LoggingError::Folder {
             path: log_dir.display().to_string(),
             reason: e.to_string(),
-        })?;
+        }
+    })?;
     let (file_writer, guard) = tracing_appender::non_blocking(appender);
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
