@@ -90,7 +90,7 @@ describe("the timeline", () => {
 describe("what the tab says", () => {
   it("passes the reason through when CoinJoin is off, and nothing when it runs", () => {
     const reason = "CoinJoin has no chain source: add a [coinjoin] section … to /p/config.toml";
-    expect(unavailable({ state: "off", reason })).toEqual({ title: "CoinJoin needs a chain source", detail: reason });
+    expect(unavailable({ state: "off", reason })).toEqual({ title: "CoinJoin is off", detail: reason });
     expect(unavailable({ state: "running", network: "regtest" })).toBeNull();
     expect(unavailable({ state: "failed", network: "regtest", reason: "refused" })?.detail).toContain("refused");
   });

@@ -114,7 +114,7 @@ export function unavailable(a: Availability | null): { title: string; detail: st
     case "failed":
       return { title: `CoinJoin could not start on ${a.network}`, detail: `${a.reason} (it is tried again).` };
     case "off":
-      return { title: "CoinJoin needs a chain source", detail: a.reason };
+      return { title: "CoinJoin is off", detail: a.reason };
   }
 }
 
