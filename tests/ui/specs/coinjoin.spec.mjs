@@ -63,7 +63,7 @@ describe("CoinJoin", () => {
   }
 
   /** Funds a new address of the app's wallet (shown in the tab) and quotes a join of that coin. */
-  async function appCoinQuoted(sats) {
+  async function appCoinQuoted(sats, denomination = DENOMINATION) {
     await openCoinJoin();
     const shown = byTestId("coinjoin-address");
     const before = (await shown.isExisting()) ? await shown.getText() : "";
@@ -74,7 +74,7 @@ describe("CoinJoin", () => {
     });
     const coin = await chain.fund(await shown.getText(), sats);
     await byTestId("coinjoin-coins").setValue(coin);
-    await byTestId("coinjoin-denomination").setValue(String(DENOMINATION));
+    await byTestId("coinjoin-denomination").setValue(String(denomination));
     await byTestId("coinjoin-fee-rate").selectByAttribute("value", "2");
     await byTestId("coinjoin-quote-button").click();
     await byTestId("coinjoin-quote").waitForDisplayed({ timeout: 20000 });
@@ -201,6 +201,24 @@ describe("CoinJoin", () => {
     expect(hex).toContain(Buffer.from(coin.split(":")[0], "hex").reverse().toString("hex"));
     await reveal(shown);
     await screenshot("32-coinjoin-mixed");
+  });
+
+  it("keeps a request without enough peers waiting for the next round until it is cancelled", async () => {
+    // A denomination nobody else mixes: peers keep a cancelled request until
+    // it expires (nothing withdraws it), and one in the next test's pairing
+    // would be in its sessions.
+    await appCoinQuoted(120000, 50000);
+    const id = await appJoin();
+    const shown = request(id);
+    await expect(shown).toHaveAttribute("data-phase", "waiting");
+    await expect(shown.$('[data-testid="coinjoin-retry"]')).toHaveText(/^Waiting for the next round/);
+    await shown.$('[data-testid="coinjoin-cancel"]').click();
+    await browser.waitUntil(async () => (await shown.getAttribute("data-phase")) === "cancelled", {
+      timeout: 20000,
+      timeoutMsg: "the request was not cancelled",
+    });
+    await expect(shown.$('[data-testid="coinjoin-phase"]')).toHaveText("Cancelled");
+    await expect(shown.$('[data-testid="coinjoin-cancel"]')).not.toExist();
   });
 
   it("shows a disruptor daemon's coin excluded, why and until when, and mixes without it", async () => {
