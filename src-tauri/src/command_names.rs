@@ -31,4 +31,10 @@
     "signing_decline",
     "signing_sessions",
     "signing_export",
+    "coinjoin_availability",
+    "coinjoin_address",
+    "coinjoin_quote",
+    "coinjoin_join",
+    "coinjoin_requests",
+    "coinjoin_cancel",
 ]

@@ -1,6 +1,7 @@
 //! Errors the UI receives from commands: a stable code for logic, a message
 //! for people, and what to do next where we know it.
 
+use conclave_coinjoin::service::CoinJoinError;
 use conclave_node::{
     config::ConfigError,
     error::{ConnectionError, GossipError, InputError},
@@ -200,6 +201,20 @@ impl From<SigningError> for CommandError {
             SigningError::Unreachable { .. } => Self::new(ErrorCode::Network, message),
             SigningError::Stopped => CommandError::node_unavailable(),
             _ => Self::internal(message),
+        }
+    }
+}
+
+impl From<CoinJoinError> for CommandError {
+    fn from(e: CoinJoinError) -> Self {
+        let message = e.to_string();
+        match e {
+            CoinJoinError::Node(e) => e.into(),
+            CoinJoinError::Wallet(_) => Self::new(ErrorCode::Keychain, message),
+            CoinJoinError::Chain(_) => Self::new(ErrorCode::Network, message),
+            CoinJoinError::Store(_) => Self::new(ErrorCode::Storage, message),
+            CoinJoinError::Stopped => Self::node_unavailable(),
+            _ => Self::new(ErrorCode::InvalidInput, message),
         }
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod backup;
 pub mod cli;
+pub mod coinjoin;
 pub mod commands;
 pub mod error;
 pub mod events;
@@ -26,11 +27,13 @@ use tauri::{Manager, RunEvent};
 use tauri_specta::{collect_commands, collect_events, Builder};
 
 use crate::{
+    coinjoin::CoinJoinChanged,
     events::{NodeStatus, PeerChanged, StatsSampled},
     service::NodeService,
     sessions::SigningChanged,
     sink::TauriSink,
 };
+use conclave_coinjoin::service::supervisor::CoinJoinSupervisor;
 use conclave_signing::supervisor::SigningSupervisor;
 use tauri_specta::Event as _;
 
@@ -40,7 +43,7 @@ pub const BINDINGS_PATH: &str = "ui/src/lib/bindings.ts";
 /// Every command the UI may call (`command_names.rs`, which `build.rs` also
 /// includes). The window's capability lists the same names (a test checks
 /// it).
-pub const COMMANDS: [&str; 30] = include!("command_names.rs");
+pub const COMMANDS: [&str; 36] = include!("command_names.rs");
 
 /// The commands and events, as tauri-specta sees them.
 pub fn specta_builder() -> Builder<tauri::Wry> {
@@ -79,12 +82,19 @@ pub fn specta_builder() -> Builder<tauri::Wry> {
             sessions::signing_decline,
             sessions::signing_sessions,
             sessions::signing_export,
+            coinjoin::coinjoin_availability,
+            coinjoin::coinjoin_address,
+            coinjoin::coinjoin_quote,
+            coinjoin::coinjoin_join,
+            coinjoin::coinjoin_requests,
+            coinjoin::coinjoin_cancel,
         ])
         .events(collect_events![
             NodeStatus,
             PeerChanged,
             StatsSampled,
-            sessions::SigningChanged
+            sessions::SigningChanged,
+            coinjoin::CoinJoinChanged
         ])
 }
 
@@ -132,11 +142,23 @@ pub fn run(launched: Instant) -> anyhow::Result<()> {
                     }
                 }),
             ));
+            let events = app.handle().clone();
+            let coinjoin = coinjoin::supervisor(
+                node.clone(),
+                Arc::new(move |change: CoinJoinChanged| {
+                    if let Err(e) = change.emit(&events) {
+                        tracing::debug!(%e, "cannot emit coinjoin change");
+                    }
+                }),
+            );
             let service = Arc::new(NodeService::new(node, sink, launched));
             app.manage(service.clone());
             app.manage(signing.clone());
-            // Signing runs on the node and follows it through restarts.
+            app.manage(coinjoin.clone());
+            // Signing and CoinJoin run on the node and follow it through
+            // restarts.
             tauri::async_runtime::spawn(signing.run());
+            tauri::async_runtime::spawn(coinjoin.run());
             tauri::async_runtime::spawn(async move {
                 // A failure is shown in the UI through the node's status.
                 let _ = service.start().await;
@@ -151,6 +173,10 @@ pub fn run(launched: Instant) -> anyhow::Result<()> {
             if let Some(signing) = handle.try_state::<Arc<SigningSupervisor>>() {
                 let signing = signing.inner().clone();
                 tauri::async_runtime::block_on(signing.shutdown());
+            }
+            if let Some(coinjoin) = handle.try_state::<Arc<CoinJoinSupervisor>>() {
+                let coinjoin = coinjoin.inner().clone();
+                tauri::async_runtime::block_on(coinjoin.shutdown());
             }
             if let Some(service) = handle.try_state::<Arc<NodeService>>() {
                 let service = service.inner().clone();

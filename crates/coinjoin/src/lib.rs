@@ -21,6 +21,7 @@
 //!   sessions between in-memory peers.
 //! - [`service`]: the actor that runs sessions over the node (gossip on
 //!   each pairing's topic, signed envelopes), and its handle.
+//! - [`settings`]: the `[coinjoin]` section of a profile's config.
 //! - [`wallet`]: P2TR key-path keys derived from a seed in the OS
 //!   keychain; fresh output and change keys per request and run.
 #![deny(missing_docs)]
@@ -37,6 +38,7 @@ pub mod memnet;
 pub mod pairing;
 pub mod proto;
 pub mod service;
+pub mod settings;
 pub mod solver;
 pub mod tx;
 pub mod wallet;

@@ -9,11 +9,12 @@ import { daemonBin, ctlBin } from "../wdio.conf.mjs";
 
 const run = promisify(execFile);
 
-export async function startDaemon() {
+/** Starts a conclaved; `args` are more flags (its CoinJoin chain source, say). */
+export async function startDaemon(args = []) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "conclaved-"));
   const child = spawn(
     daemonBin,
-    ["--data-dir", dir, "--listen", "/ip4/127.0.0.1/udp/0/quic-v1", "--no-mdns"],
+    ["--data-dir", dir, "--listen", "/ip4/127.0.0.1/udp/0/quic-v1", "--no-mdns", ...args],
     { env: { ...process.env, P2P_MIN_CONNECTIONS: "0", P2P_MDNS: "0" }, stdio: ["ignore", "pipe", "pipe"] },
   );
   const stderr = [];

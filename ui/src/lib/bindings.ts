@@ -88,10 +88,26 @@ export const commands = {
 	 *  at `path` (never overwriting one); returns the path.
 	 */
 	signingExport: (sessionId: string, kind: ExportKind, path: string) => typedError<string, CommandError>(__TAURI_INVOKE("signing_export", { sessionId, kind, path })),
+	/**  Whether CoinJoin can be used, and if not, why and what to configure. */
+	coinjoinAvailability: () => typedError<Availability, CommandError>(__TAURI_INVOKE("coinjoin_availability")),
+	/**  A new receive address of this profile's wallet, to fund coins to mix. */
+	coinjoinAddress: () => typedError<string, CommandError>(__TAURI_INVOKE("coinjoin_address")),
+	/**  What joining with `inputs` (`TXID:VOUT`) would cost: amounts, fee, change. */
+	coinjoinQuote: (inputs: string[], denomination: number, feeRate: number) => typedError<JoinQuote, CommandError>(__TAURI_INVOKE("coinjoin_quote", { inputs, denomination, feeRate })),
+	/**
+	 *  Joins CoinJoin rounds mixing `inputs` into one `denomination` output;
+	 *  it retries each epoch until done or cancelled. Returns the request id.
+	 */
+	coinjoinJoin: (inputs: string[], denomination: number, feeRate: number, maxFee: number | null) => typedError<string, CommandError>(__TAURI_INVOKE("coinjoin_join", { inputs, denomination, feeRate, maxFee })),
+	/**  Every request of ours, newest first, with its timeline. */
+	coinjoinRequests: () => typedError<RequestStatus[], CommandError>(__TAURI_INVOKE("coinjoin_requests")),
+	/**  Cancels a request: it joins no further session. */
+	coinjoinCancel: (requestId: string) => typedError<RequestStatus, CommandError>(__TAURI_INVOKE("coinjoin_cancel", { requestId })),
 };
 
 /** Events */
 export const events = {
+	coinJoinChanged: makeEvent<CoinJoinChanged, CoinJoinChanged>("coin-join-changed"),
 	nodeStatus: makeEvent<NodeStatus, NodeStatus>("node-status"),
 	peerChanged: makeEvent<PeerChanged, PeerChanged>("peer-changed"),
 	signingChanged: makeEvent<SigningChanged, SigningChanged>("signing-changed"),
@@ -113,6 +129,27 @@ export type AppInfo = {
 	log_dir: string,
 };
 
+/**  Whether CoinJoin can be used now, and if not, why. */
+export type Availability = 
+/**  Not configured, or configured wrongly: the reason says what to set. */
+{ state: "off"; 
+/**  Why, ending with what to do. */
+reason: string } | 
+/**  Starting (or waiting for the node to run). */
+{ state: "starting"; 
+/**  The network it mixes on. */
+network: string } | 
+/**  Running: joins are taken. */
+{ state: "running"; 
+/**  The network it mixes on. */
+network: string } | 
+/**  The last start failed; it is tried again. */
+{ state: "failed"; 
+/**  The network it mixes on. */
+network: string; 
+/**  Why, ending with what to do. */
+reason: string };
+
 /**  What a backup file holds, shown before the user confirms a restore. */
 export type BackupPreview = {
 	/**  The file read. */
@@ -132,6 +169,19 @@ export type BackupWritten = {
 	/**  The PeerId the backup restores. */
 	peer_id: string,
 };
+
+/**  Something changed in CoinJoin: the tab updates. */
+export type CoinJoinChanged = 
+/**  A request of ours moved (phase, peers, holdouts, result). */
+{ kind: "request"; 
+/**  Its whole status. */
+status: RequestStatus } | 
+/**  The service started, failed or stopped. */
+{ kind: "availability"; 
+/**  Where it is now. */
+availability: Availability } | 
+/**  Events were missed or the service restarted: fetch everything again. */
+{ kind: "resync" };
 
 /**  The error every command returns. */
 export type CommandError = {
@@ -185,6 +235,16 @@ export type ErrorCode =
 "keychain" | 
 /**  Anything else. */
 "internal";
+
+/**  An outpoint kept out of our sessions. */
+export type ExcludedOutpoint = {
+	/**  `TXID:VOUT`. */
+	outpoint: string,
+	/**  Why, for people. */
+	reason: string,
+	/**  Unix ms until which requests spending it are left out. */
+	until_ms: number,
+};
 
 /**  What [`signing_export`] writes. */
 export type ExportKind = 
@@ -260,6 +320,38 @@ export type InvitationInfo = {
 	received_at_ms: number | null,
 	/**  When it expires (Unix milliseconds). */
 	expires_at_ms: number | null,
+};
+
+/**  The cost of mixing some coins into one output of a denomination. */
+export type JoinQuote = {
+	/**  The coins and their amounts. */
+	coins: QuotedCoin[],
+	/**  Sats per mixed output. */
+	denomination: number,
+	/**
+	 *  The fee-rate step joined, sat/vB (the rate asked for, rounded up to
+	 *  the ladder).
+	 */
+	fee_rate: number,
+	/**
+	 *  The fee paid in any session, at most: these inputs, the mixed
+	 *  output and the change output, plus the whole transaction overhead
+	 *  (a session shares it out, so with more peers it is a little less);
+	 *  without change, everything above the denomination.
+	 */
+	fee_sats: number,
+	/**  Sats of all the coins. */
+	total_sats: number,
+	/**
+	 *  Unmixed change back to this wallet, at least (0: any remainder is
+	 *  below the dust limit and goes to the fee).
+	 */
+	change_sats: number,
+	/**
+	 *  Whether the coins cover the denomination and the fee; if not, what
+	 *  is missing, for people.
+	 */
+	shortfall: string | null,
 };
 
 /**  A key as `conclavectl wallet list --json` shows it. */
@@ -342,6 +434,16 @@ export type OutputSummary = {
 	value_sat: number | null,
 	/**  The output script, hex. */
 	script_pubkey: string,
+};
+
+/**  One of our outputs of the transaction. */
+export type OwnOutput = {
+	/**  Its address. */
+	address: string,
+	/**  Sats. */
+	amount_sats: number,
+	/**  Whether it is mixed (a denomination output) or our unmixed change. */
+	mixed: boolean,
 };
 
 /**  Whether a connection goes straight to the peer or through a relay. */
@@ -464,6 +566,14 @@ export type PsbtSummary = {
 	fee_sat: number | null,
 };
 
+/**  One coin of a quote. */
+export type QuotedCoin = {
+	/**  `TXID:VOUT`. */
+	outpoint: string,
+	/**  Its amount on the chain, sats. */
+	amount_sats: number,
+};
+
 /**  One point of the live charts: rates over the last sampling interval. */
 export type RateSample = {
 	/**  Unix time in milliseconds. */
@@ -484,6 +594,74 @@ export type Reachability =
 "private" | 
 /**  Not tested yet (no AutoNAT server, or no candidate address). */
 "unknown";
+
+/**  Where a request is. */
+export type RequestPhase = 
+/**  Announced; waiting for an epoch tick with enough peers. */
+"waiting" | 
+/**  In a session: public keys and commitments. */
+"key_exchange" | 
+/**  In a session: ML-KEM ciphertexts. */
+"ciphertexts" | 
+/**  In a session: the slot reservation. */
+"slot_reservation" | 
+/**  In a session: the DC-net. */
+"dc_net" | 
+/**  In a session: every peer confirms its outputs. */
+"acceptance" | 
+/**  In a session: signatures. */
+"signatures" | 
+/**  In a session: seeds revealed, runs replayed. */
+"blame" | 
+/**  The transaction is complete and being sent to the chain. */
+"broadcasting" | 
+/**  The chain took the transaction. */
+"done" | 
+/**  The request ended without a transaction (see `last_error`). */
+"failed" | 
+/**  The user cancelled it. */
+"cancelled";
+
+/**  The state of one of our requests. */
+export type RequestStatus = {
+	/**  The request's id (hex). */
+	request_id: string,
+	/**  Sats per mixed output. */
+	denomination: number,
+	/**  Sat/vB. */
+	fee_rate: number,
+	/**  Our inputs (`TXID:VOUT`). */
+	inputs: string[],
+	/**  Where it is. */
+	phase: RequestPhase,
+	/**
+	 *  Participants of the current run, or requests seen for the pairing
+	 *  while waiting.
+	 */
+	peers: number,
+	/**  The current run of the session (0 while waiting). */
+	run: number,
+	/**  Sessions this request took part in. */
+	sessions: number,
+	/**  Outpoints excluded from our sessions, and why. */
+	excluded: ExcludedOutpoint[],
+	/**  The transaction's id, once complete. */
+	txid: string | null,
+	/**  The signed transaction, hex. */
+	tx_hex: string | null,
+	/**  What we paid in fee, sats. */
+	fee_sats: number | null,
+	/**  Our mixed outputs and change. */
+	our_outputs: OwnOutput[],
+	/**  Every phase change. */
+	timeline: TimelineEntry[],
+	/**  Why the last session or check failed, if one did. */
+	last_error: string | null,
+	/**  Unix ms of the join. */
+	created_ms: number,
+	/**  Unix ms of the last change. */
+	updated_ms: number,
+};
 
 /**  The profile's identity was replaced. */
 export type RestoreDone = {
@@ -668,6 +846,20 @@ export type StatsView = {
 	hole_punch_successes: number | null,
 	/**  Seconds since the node started. */
 	uptime_secs: number | null,
+};
+
+/**  One step of the timeline. */
+export type TimelineEntry = {
+	/**  The phase entered. */
+	phase: RequestPhase,
+	/**  The run (0 before the first session). */
+	run: number,
+	/**  Unix ms. */
+	at_ms: number,
+	/**  Participants in the run. */
+	peers: number,
+	/**  Requests still owing a message in the phase (hex ids). */
+	holdouts: string[],
 };
 
 /**  Gossip figures for one subscribed topic. */

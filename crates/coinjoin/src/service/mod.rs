@@ -10,8 +10,10 @@
 //! threads and report back.
 
 mod actor;
+pub mod quote;
 pub mod status;
 pub mod store;
+pub mod supervisor;
 pub mod wire;
 
 use std::{sync::Arc, time::Duration};
@@ -143,6 +145,10 @@ pub enum CoinJoinError {
     /// The service stopped.
     #[error("the CoinJoin service has stopped")]
     Stopped,
+    /// The service is not running here (not configured, or it failed to
+    /// start): why, ending with what to do.
+    #[error("CoinJoin is unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// A join, ready for the actor.
@@ -465,6 +471,27 @@ impl CoinJoinHandle {
             reply,
         })
         .await?
+    }
+
+    /// What joining with `inputs` at `denomination` and `fee_rate` would
+    /// cost: their amounts as the chain has them, the fee and the change.
+    pub async fn quote(
+        &self,
+        inputs: Vec<Outpoint>,
+        denomination: u64,
+        fee_rate: u64,
+    ) -> Result<quote::JoinQuote, CoinJoinError> {
+        let lookup = inputs.clone();
+        let utxos = self.chain(move |c| c.unspent_outputs(&lookup)).await?;
+        let mut coins = Vec::with_capacity(utxos.len());
+        for (outpoint, utxo) in inputs.iter().zip(utxos) {
+            let utxo = utxo.ok_or(CoinJoinError::UnknownInput(*outpoint))?;
+            coins.push(quote::QuotedCoin {
+                outpoint: outpoint.to_string(),
+                amount_sats: utxo.txout.value.to_sat(),
+            });
+        }
+        Ok(quote::quote(coins, denomination, fee_rate)?)
     }
 
     /// The status of request `id` (hex).

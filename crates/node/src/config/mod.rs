@@ -186,6 +186,10 @@ pub struct NodeConfig {
     /// `[[shell]]` entries: shell commands an agent peer shares (as `mcp`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub shell: Vec<toml::Table>,
+    /// `[coinjoin]`: the chain source and timing of CoinJoin rounds. Read
+    /// by conclave-coinjoin (which checks it); the node only keeps it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coinjoin: Option<toml::Table>,
 }
 
 /// Command-line flags over a profile's config: each one given replaces what
@@ -276,6 +280,7 @@ impl Default for NodeConfig {
             relay_circuit_bytes: 16 * 1024 * 1024,
             mcp: Vec::new(),
             shell: Vec::new(),
+            coinjoin: None,
         }
     }
 }
