@@ -27,6 +27,12 @@ pub fn create_private_dir(dir: &Path) -> io::Result<()> {
     std::fs::set_permissions(dir, Permissions::from_mode(DIR_MODE))
 }
 
+/// Creates the missing folders of `dir` owner-only, leaving folders that
+/// exist as they are (for paths the user chose, such as a key file's).
+pub fn create_missing_dirs(dir: &Path) -> io::Result<()> {
+    DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir)
+}
+
 /// Replaces `path` with `bytes`: written to a 0600 temporary file beside
 /// it, synced, renamed over `path`, and the folder synced so the rename
 /// survives a power loss. The folder must exist.
@@ -71,7 +77,9 @@ fn staging_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-fn sync_dir(dir: &Path) -> io::Result<()> {
+/// Syncs the folder `dir` itself, so a file created or renamed in it
+/// survives a power loss.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
     let dir = if dir.as_os_str().is_empty() {
         Path::new(".")
     } else {

@@ -57,18 +57,22 @@ pub fn write_key_file(path: &Path, identity: &NodeIdentity) -> Result<(), KeyFil
     };
     let mut encoded = Zeroizing::new(MAGIC.to_vec());
     encoded.extend_from_slice(&postcard::to_stdvec(&identity.seeds()).expect("seeds serialise"));
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(io)?;
-    }
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    crate::state_file::create_missing_dirs(parent).map_err(io)?;
     // create_new: never overwrite keys another process just wrote.
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0o600)
+        .mode(crate::state_file::FILE_MODE)
         .open(path)
         .map_err(io)?;
     file.write_all(&encoded).map_err(io)?;
-    file.sync_all().map_err(io)
+    file.sync_all().map_err(io)?;
+    // The new name, too, must survive a power loss.
+    crate::state_file::sync_dir(parent).map_err(io)
 }
 
 /// Loads the keys of an existing key file (permissions checked).
@@ -127,6 +131,12 @@ mod tests {
         let first = load_or_create_key_file(&path).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+        let folder = std::fs::metadata(dir.path().join("k")).unwrap();
+        assert_eq!(
+            folder.permissions().mode() & 0o777,
+            0o700,
+            "the folder made for it"
+        );
         let again = load_or_create_key_file(&path).unwrap();
         assert_eq!(first.peer_id(), again.peer_id());
         assert_eq!(first.record().fingerprint(), again.record().fingerprint());

@@ -134,13 +134,15 @@ fn replace_key_file(path: &Path, identity: &NodeIdentity) -> Result<(), KeyFileE
     let staged = path.with_extension("restoring");
     let _ = std::fs::remove_file(&staged);
     keyfile::write_key_file(&staged, identity)?;
+    let io = |source| KeyFileError::Io {
+        path: path.display().to_string(),
+        source,
+    };
     std::fs::rename(&staged, path).map_err(|source| {
         let _ = std::fs::remove_file(&staged);
-        KeyFileError::Io {
-            path: path.display().to_string(),
-            source,
-        }
-    })
+        io(source)
+    })?;
+    crate::state_file::sync_dir(path.parent().unwrap_or(Path::new("."))).map_err(io)
 }
 
 async fn blocking<T: Send + 'static>(
