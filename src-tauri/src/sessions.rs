@@ -3,7 +3,10 @@
 //! the events that keep it live (invitations, phases, results). The shapes
 //! are the signing crate's own (`conclave_signing::api`).
 
-use std::{path::PathBuf, sync::Arc};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use conclave_node::ProfileNode;
 use conclave_signing::{
@@ -124,14 +127,16 @@ pub async fn signing_create(
             )
         })?),
         (None, Some(path)) => {
-            let contents = tokio::fs::read(&path).await.map_err(|e| {
-                CommandError::new(ErrorCode::Storage, format!("reading {path}: {e}"))
-            })?;
-            Payload::Psbt(
-                psbt_file::decode(&contents).map_err(|e| {
-                    CommandError::new(ErrorCode::InvalidInput, format!("{path}: {e}"))
-                })?,
-            )
+            let read = tokio::task::spawn_blocking(move || psbt_file::read(Path::new(&path)))
+                .await
+                .map_err(|e| CommandError::new(ErrorCode::Storage, e.to_string()))?;
+            Payload::Psbt(read.map_err(|e| {
+                let code = match e {
+                    psbt_file::PsbtFileError::Unreadable { .. } => ErrorCode::Storage,
+                    _ => ErrorCode::InvalidInput,
+                };
+                CommandError::new(code, e.to_string())
+            })?)
         }
         _ => {
             return Err(CommandError::new(

@@ -514,10 +514,7 @@ fn request(command: &Command) -> Result<(&'static str, Value)> {
                     params["message"] = json!(message);
                 }
                 if let Some(path) = psbt {
-                    let contents = std::fs::read(path)
-                        .with_context(|| format!("reading {}", path.display()))?;
-                    let binary = psbt_file::decode(&contents)
-                        .with_context(|| format!("{}", path.display()))?;
+                    let binary = psbt_file::read(path)?;
                     params["psbt"] = json!(psbt_file::to_base64(&binary));
                 }
                 ("musig2.create", params)
