@@ -48,6 +48,11 @@ pub fn read(path: &std::path::Path) -> Result<Vec<u8>, PsbtFileError> {
         path: shown.clone(),
         reason: e.to_string(),
     };
+    // Looked at before opening too: opening a named pipe would wait for a
+    // writer.
+    if !std::fs::metadata(path).map_err(unreadable)?.is_file() {
+        return Err(PsbtFileError::NotAFile(shown));
+    }
     let file = std::fs::File::open(path).map_err(unreadable)?;
     let meta = file.metadata().map_err(unreadable)?;
     if !meta.is_file() {
@@ -138,6 +143,11 @@ mod tests {
             Err(PsbtFileError::NotAFile(_))
         ));
         assert!(matches!(read(dir.path()), Err(PsbtFileError::NotAFile(_))));
+        let fifo = dir.path().join("pipe");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if made.is_ok_and(|s| s.success()) {
+            assert!(matches!(read(&fifo), Err(PsbtFileError::NotAFile(_))));
+        }
         let big = dir.path().join("big.psbt");
         let file = std::fs::File::create(&big).unwrap();
         file.set_len(MAX_FILE_BYTES + 1).unwrap();
