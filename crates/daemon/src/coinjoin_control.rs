@@ -7,17 +7,14 @@
 //! calls wait for it, and if it cannot run they fail with the reason,
 //! while the node itself keeps serving.
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 use bitcoin::Network;
 use conclave_coinjoin::{
-    chain::{
-        bitcoind::{BitcoinCore, BitcoindConfig},
-        ChainSource,
-    },
+    chain::bitcoind::BitcoindConfig,
     coin::Outpoint,
-    service::{CoinJoinConfig, CoinJoinHandle, CoinJoinService, JoinParams},
-    wallet::Wallet,
+    service::{supervisor::start_on_chain, CoinJoinConfig, CoinJoinHandle, JoinParams},
+    settings::ChainSettings,
 };
 use conclave_node::{
     control::{
@@ -153,16 +150,12 @@ pub async fn start(
     flags: &CoinJoinFlags,
 ) -> Result<CoinJoinHandle, String> {
     let network = flags.network()?;
-    let bitcoind = flags.bitcoind(network)?;
-    let core = tokio::task::spawn_blocking(move || BitcoinCore::connect(bitcoind))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
-    let chain: Arc<dyn ChainSource> = Arc::new(core);
-    let wallet = Wallet::open_keychain(namespace, network)
-        .await
-        .map_err(|e| e.to_string())?;
-    CoinJoinService::start_with_store(node, wallet, chain, flags.config(), db)
+    let chain = ChainSettings {
+        network,
+        bitcoind: flags.bitcoind(network)?,
+        service: flags.config(),
+    };
+    start_on_chain(node, namespace, db, &chain)
         .await
         .map_err(|e| e.to_string())
 }
