@@ -103,6 +103,18 @@ pub struct ChainSettings {
     pub service: CoinJoinConfig,
 }
 
+/// The network a setting or flag names: regtest, signet, testnet or
+/// mainnet.
+pub fn parse_network(name: &str) -> Option<Network> {
+    match name {
+        "regtest" => Some(Network::Regtest),
+        "signet" => Some(Network::Signet),
+        "testnet" => Some(Network::Testnet),
+        "mainnet" => Some(Network::Bitcoin),
+        _ => None,
+    }
+}
+
 impl CoinJoinSettings {
     /// Reads the `[coinjoin]` table of `config_file` (`None`: there is none).
     pub fn from_table(
@@ -131,18 +143,10 @@ impl CoinJoinSettings {
             key: "network",
             example: "\"regtest\" (or signet, testnet, mainnet)",
         })?;
-        let network = match name {
-            "regtest" => Network::Regtest,
-            "signet" => Network::Signet,
-            "testnet" => Network::Testnet,
-            "mainnet" => Network::Bitcoin,
-            other => {
-                return Err(SettingsError::UnknownNetwork {
-                    config_file: file(),
-                    name: other.to_string(),
-                })
-            }
-        };
+        let network = parse_network(name).ok_or_else(|| SettingsError::UnknownNetwork {
+            config_file: file(),
+            name: name.to_string(),
+        })?;
         if network == Network::Bitcoin && !self.allow_mainnet {
             return Err(SettingsError::MainnetNotAllowed {
                 config_file: file(),

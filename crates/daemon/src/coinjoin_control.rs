@@ -14,7 +14,7 @@ use conclave_coinjoin::{
     chain::bitcoind::BitcoindConfig,
     coin::Outpoint,
     service::{supervisor::start_on_chain, CoinJoinConfig, CoinJoinHandle, JoinParams},
-    settings::ChainSettings,
+    settings::{parse_network, ChainSettings},
 };
 use conclave_node::{
     control::{
@@ -72,17 +72,9 @@ impl CoinJoinFlags {
                 "no --network was given: pass --network regtest|signet|testnet|mainnet".into(),
             );
         };
-        let network = match name {
-            "regtest" => Network::Regtest,
-            "signet" => Network::Signet,
-            "testnet" => Network::Testnet,
-            "mainnet" => Network::Bitcoin,
-            other => {
-                return Err(format!(
-                    "unknown --network {other:?}: pass regtest, signet, testnet or mainnet"
-                ))
-            }
-        };
+        let network = parse_network(name).ok_or_else(|| {
+            format!("unknown --network {name:?}: pass regtest, signet, testnet or mainnet")
+        })?;
         if network == Network::Bitcoin && !self.allow_mainnet {
             return Err("--network mainnet mixes real bitcoin: add --allow-mainnet to mean it, or pick regtest, signet or testnet".into());
         }
