@@ -42,7 +42,7 @@ use crate::{
 };
 
 /// The phases of a run in order (blame aside).
-const PHASES: [Phase; 6] = [
+pub(super) const PHASES: [Phase; 6] = [
     Phase::KeyExchange,
     Phase::Ciphertexts,
     Phase::SlotReservation,
@@ -1227,17 +1227,20 @@ impl Session {
         if !culprits.is_empty() {
             return Step::Exclude(culprits);
         }
-        if !self.run.holdouts(Phase::Blame).is_empty() {
-            return Step::Wait;
-        }
         // Gossip keeps no order: a claimant's reveal can overtake messages
         // of the phase it claims, which arrive here after we entered blame.
+        // One that is invalid on its face is proof at once: its author is
+        // out without waiting for reveals (whose authors may have moved on
+        // to the next run on that very proof).
         let latest_claim = self.latest_claim();
         let replayed = PHASES.iter().copied().filter(|p| Some(*p) <= latest_claim);
         for phase in replayed.clone() {
             if let step @ Step::Exclude(_) = self.check_phase(phase) {
                 return step;
             }
+        }
+        if !self.run.holdouts(Phase::Blame).is_empty() {
+            return Step::Wait;
         }
         let missing = |phase| (0..n).any(|i| self.run.slot(phase, i).is_none());
         if !at_deadline && replayed.clone().any(missing) {

@@ -283,26 +283,26 @@ fn a_bad_dc_net_vector_is_found_by_replay() {
     net.assert_exactly_excluded(&[5], |r| *r == Reason::Deviated(Phase::DcNet));
 }
 
+/// Peer 0 gets peer 1's message of `phase` only after peer 1's next one:
+/// peer 1's reveal (claiming `phase` failed, since peer 2 disrupts it)
+/// reaches it first. Peer 0 must wait for that message and replay it, not
+/// conclude that nothing failed and blame the honest claimants.
+fn overtaken_by_the_accusation(phase: Phase, disruption: Disruption) {
+    let mut net = net(Setup::disrupted(5, disruption));
+    net.late = Some((1, [0].into_iter().collect()));
+    net.late_phases = Some([phase].into_iter().collect());
+    net.run();
+    net.assert_exactly_excluded(&[2], |r| *r == Reason::Deviated(phase));
+}
+
 #[test]
 fn a_slot_reservation_that_arrives_after_the_accusation_is_still_replayed() {
-    let mut net = net(Setup::disrupted(5, Disruption::SlotGarbage));
-    net.late = Some((1, [0].into_iter().collect()));
-    net.late_phases = Some([Phase::SlotReservation].into_iter().collect());
-    net.run();
-    net.assert_exactly_excluded(&[2], |r| *r == Reason::Deviated(Phase::SlotReservation));
+    overtaken_by_the_accusation(Phase::SlotReservation, Disruption::SlotGarbage);
 }
 
 #[test]
 fn a_dc_net_vector_that_arrives_after_the_accusation_is_still_replayed() {
-    // Peer 0 gets each of peer 1's messages only after peer 1's next one:
-    // peer 1's reveal (claiming the DC-net failed) reaches it before peer
-    // 1's DC-net vector. Peer 0 must wait for that vector and replay it,
-    // not conclude that nothing failed and blame the honest claimants.
-    let mut net = net(Setup::disrupted(5, Disruption::DcGarbage));
-    net.late = Some((1, [0].into_iter().collect()));
-    net.late_phases = Some([Phase::DcNet].into_iter().collect());
-    net.run();
-    net.assert_exactly_excluded(&[2], |r| *r == Reason::Deviated(Phase::DcNet));
+    overtaken_by_the_accusation(Phase::DcNet, Disruption::DcGarbage);
 }
 
 #[test]
@@ -520,15 +520,7 @@ proptest! {
         n in 5usize..9,
         schedule in prop::collection::vec((0usize..9, disruption_strategy()), 0..4),
         late in prop::option::of((0usize..9, 0usize..9, prop::sample::subsequence(
-            vec![
-                Phase::KeyExchange,
-                Phase::Ciphertexts,
-                Phase::SlotReservation,
-                Phase::DcNet,
-                Phase::Acceptance,
-                Phase::Signatures,
-                Phase::Blame,
-            ],
+            super::session::PHASES.iter().copied().chain([Phase::Blame]).collect::<Vec<_>>(),
             1..=7,
         ))),
     ) {
@@ -562,4 +554,21 @@ proptest! {
             prop_assert!(txids.iter().all(Option::is_some), "enough honest peers remain: they complete ({:?})", disruptors);
         }
     }
+}
+
+#[test]
+fn an_invalid_message_that_arrives_after_a_reveal_excludes_its_author_at_once() {
+    // Peer 0 sends a DC-net vector of the wrong length; peer 1 gets it only
+    // after peer 0's reveal. The others excluded peer 0 on sight and moved
+    // to the next run: peer 1 must do the same, not wait for their reveals.
+    let mut net = net(Setup {
+        disruptors: vec![(0, Disruption::ShortDcNet)],
+        ..Setup::clean(5)
+    });
+    net.late = Some((0, [1].into_iter().collect()));
+    net.late_phases = Some([Phase::DcNet].into_iter().collect());
+    net.run();
+    net.assert_exactly_excluded(&[0], |r| {
+        matches!(r, Reason::InvalidMessage(Phase::DcNet, _))
+    });
 }
