@@ -194,25 +194,8 @@ impl Actor {
             .tx_hex
             .as_deref()
             .and_then(|h| bitcoin::consensus::encode::deserialize_hex::<Transaction>(h).ok());
-        self.own.insert(
-            id,
-            Own {
-                request: join.request,
-                pairing,
-                coin_secrets: join.coin_secrets,
-                output_seed: join.output_seed,
-                max_fee: join.max_fee,
-                change_script: join.change_script,
-                announced_ms: now_ms,
-                next_announce: Instant::now(),
-                session: None,
-                validating: false,
-                next_tick_ms: self.first_tick_ms(now_ms),
-                reforms: 0,
-                signed: None,
-                status,
-            },
-        );
+        let own = self.fresh_own(join, status, now_ms);
+        self.own.insert(id, own);
         self.order.push(id);
         if let (true, Some(tx)) = (broadcast_again, tx) {
             self.broadcast(id, tx);
@@ -395,22 +378,7 @@ impl Actor {
             created_ms: now_ms,
             updated_ms: now_ms,
         };
-        let own = Own {
-            request: join.request,
-            pairing,
-            coin_secrets: join.coin_secrets,
-            output_seed: join.output_seed,
-            max_fee: join.max_fee,
-            change_script: join.change_script,
-            announced_ms: now_ms,
-            next_announce: Instant::now(),
-            session: None,
-            validating: false,
-            next_tick_ms: self.first_tick_ms(now_ms),
-            reforms: 0,
-            signed: None,
-            status,
-        };
+        let own = self.fresh_own(join, status, now_ms);
         self.own.insert(id, own);
         self.order.push(id);
         self.announce(&id);
@@ -424,6 +392,26 @@ impl Actor {
 
     /// The first tick a request announced at `announced_ms` takes part in:
     /// the first epoch boundary at least `settle` later.
+    /// Our request `join` as (re)announced at `now_ms`, in no session yet.
+    fn fresh_own(&self, join: PreparedJoin, status: RequestStatus, now_ms: u64) -> Own {
+        Own {
+            pairing: join.request.pairing,
+            request: join.request,
+            coin_secrets: join.coin_secrets,
+            output_seed: join.output_seed,
+            max_fee: join.max_fee,
+            change_script: join.change_script,
+            announced_ms: now_ms,
+            next_announce: Instant::now(),
+            session: None,
+            validating: false,
+            next_tick_ms: self.first_tick_ms(now_ms),
+            reforms: 0,
+            signed: None,
+            status,
+        }
+    }
+
     fn first_tick_ms(&self, announced_ms: u64) -> u64 {
         let epoch = self.epoch_ms();
         let earliest = announced_ms + self.shared.config.settle.as_millis() as u64;
