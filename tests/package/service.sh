@@ -74,6 +74,13 @@ for word in "${argv[@]}"; do
 done
 check "conclaved --help lists every flag of ExecStart${unknown:+ (not: ${unknown[*]})}" test "${#unknown[@]}" = 0
 
+check "conclaved --check-config accepts the sample config" "$bin" --check-config "$config"
+printf 'relay_server = true\nmax_conections = 5\n' >"$WORK/typo.toml"
+typo_status=0
+"$bin" --check-config "$WORK/typo.toml" >/dev/null 2>"$WORK/typo.err" || typo_status=$?
+check "conclaved --check-config exits 1 on a misspelt key" test "$typo_status" = 1
+check "conclaved --check-config names the misspelt key" grep -q max_conections "$WORK/typo.err"
+
 mkdir -m 700 "$WORK/state" "$WORK/run"
 mkdir "$WORK/etc"
 cp "$config" "$WORK/etc/config.toml"

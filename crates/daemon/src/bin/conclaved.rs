@@ -5,6 +5,7 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 use anyhow::{Context, Result};
 use clap::Parser;
 use conclave_daemon::{
+    check_config,
     coinjoin_control::{self, CoinJoinControl, CoinJoinFlags},
     rooms_control::RoomsControl,
     signing_control::SigningControl,
@@ -70,6 +71,11 @@ struct Args {
     signing_keys: String,
     #[command(flatten)]
     coinjoin: CoinJoinFlags,
+    /// Check FILE as a config.toml (every section, and the policy file it
+    /// names), print what it sets or each problem, and exit: 0 when it can
+    /// run, 1 when not. Opens no keys, sockets or folders.
+    #[arg(long, value_name = "FILE", conflicts_with = "config")]
+    check_config: Option<PathBuf>,
 }
 
 impl Args {
@@ -90,6 +96,20 @@ impl Args {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    if let Some(file) = &args.check_config {
+        let checked = check_config::check_config_file(file);
+        if checked.is_valid() {
+            println!("{} can run:", file.display());
+            for line in &checked.summary {
+                println!("  {line}");
+            }
+            return Ok(());
+        }
+        for problem in &checked.problems {
+            eprintln!("{problem}");
+        }
+        std::process::exit(1);
+    }
     let profile = Profile::resolve(&args.profile, args.data_dir.as_deref())?;
     profile.create_dirs()?;
     let _log_guard = logging::init(profile.log_dir(), "conclaved")?;
