@@ -273,6 +273,9 @@ transports_to() { ctl "$1" peers | jq -r --arg p "$2" '.[] | select(.peer_id == 
 is_connected() { ctl "$1" peers | jq -e --arg p "$2" 'any(.[]; .peer_id == $p)' >/dev/null; }
 not_connected() { ! is_connected "$@"; }
 has_path() { paths_to "$1" "$2" | grep -qx "$3"; }
+# How NAME shows PEER: its top-level path and "+N" other connections, which
+# must match the connections it lists (e.g. "direct +1").
+shown_path() { ctl "$1" peers | jq -r --arg p "$2" '.[] | select(.peer_id == $p) | "\(.path) +\(.other_connections)" + (if (.connections | length) == .other_connections + 1 then "" else " (but \(.connections | length) listed)" end)'; }
 nat_field() { ctl "$1" nat | jq -r "$2"; }
 reachability_is() { [ "$(nat_field "$1" .reachability)" = "$2" ]; }
 has_reservation() { ctl "$1" nat | jq -e --arg r "${PEER[relay]}" '(.relays // []) | index($r) != null' >/dev/null; }
@@ -431,6 +434,10 @@ test_holepunch() {
   message_flows A B "$topic" "gossip A to B after the upgrade" || problems+=" gossip A->B failed;"
   message_flows B A "$topic.r" "gossip B to A after the upgrade" || problems+=" gossip B->A failed;"
   has_path A "${PEER[B]}" direct || problems+=" direct connection gone after the messages;"
+  local shown_a shown_b
+  shown_a=$(shown_path A "${PEER[B]}") shown_b=$(shown_path B "${PEER[A]}")
+  [[ $shown_a == "direct +"[0-9]* && $shown_a != *listed* ]] || problems+=" A shows B as '$shown_a' (want direct, other connections counted);"
+  [[ $shown_b == "direct +"[0-9]* && $shown_b != *listed* ]] || problems+=" B shows A as '$shown_b' (want direct, other connections counted);"
   [ "$after" -gt "$before" ] || problems+=" no hole-punch success counted (nat.hole_punch);"
   local dm="direct messages not checked: conclavectl has no send command"
   if has_send_command; then
@@ -443,7 +450,7 @@ test_holepunch() {
   fi
   figure "hole-punch upgrade (relayed to direct)" "$((t2 - t1)) ms"
   if [ -z "$problems" ]; then
-    pass $t "relayed in $((t1 - t0)) ms, direct after $((t2 - t1)) ms more (relayed seen by polling: $seen_relayed); gossip both ways over the upgraded connection; $dm"
+    pass $t "relayed in $((t1 - t0)) ms, direct after $((t2 - t1)) ms more (relayed seen by polling: $seen_relayed); shown as '$shown_a' by A, '$shown_b' by B; gossip both ways over the upgraded connection; $dm"
   else
     fail $t "direct after $((t2 - t1)) ms, but:$problems"
   fi

@@ -108,6 +108,24 @@ pub struct ConnectionInfo {
 }
 
 impl ConnectionInfo {
+    /// How much a connection is preferred, lower first: direct before
+    /// relayed (a hole punch's result is the path that matters), then QUIC
+    /// before TCP before WebSocket, the way the transports are dialled.
+    pub fn rank(&self) -> (u8, u8) {
+        let path = match self.path {
+            PathKind::Direct => 0,
+            PathKind::Relayed => 1,
+        };
+        let transport = match self.transport {
+            TransportKind::Quic => 0,
+            TransportKind::Tcp => 1,
+            TransportKind::Websocket => 2,
+            TransportKind::Memory => 3,
+            TransportKind::Relay | TransportKind::Other => 4,
+        };
+        (path, transport)
+    }
+
     /// Describes a newly established connection.
     pub fn new(endpoint: &ConnectedPoint) -> Self {
         let (mut remote_addr, direction) = match endpoint {
@@ -155,19 +173,23 @@ pub struct PeerInfo {
     /// Addresses of its open connections, then the addresses it listens on.
     #[cfg_attr(feature = "specta", specta(type = Vec<String>))]
     pub addrs: Vec<Multiaddr>,
-    /// Transport of the primary (first) connection.
+    /// Transport of the preferred connection (see [`ConnectionInfo::rank`]).
     pub transport: TransportKind,
-    /// Direction of the primary connection.
+    /// Direction of the preferred connection.
     pub direction: Direction,
-    /// Path of the primary connection.
+    /// Path of the preferred connection: `direct` as soon as one direct
+    /// connection is open, even while an older relayed one lingers.
     pub path: PathKind,
+    /// Open connections besides the preferred one.
+    #[cfg_attr(feature = "specta", specta(type = u32))]
+    pub other_connections: usize,
     /// Last ping round trip, in milliseconds.
     pub rtt_ms: Option<f64>,
     /// Agent version from identify.
     pub agent_version: Option<String>,
     /// Protocols the peer supports, from identify.
     pub protocols: Vec<String>,
-    /// Security of the primary connection (see [`ConnectionInfo::security`]).
+    /// Security of the preferred connection (see [`ConnectionInfo::security`]).
     pub security: &'static str,
     /// Whether the peer's PQ identity record was received and verified.
     pub pq_identity: bool,
@@ -230,7 +252,8 @@ impl PeerState {
         score: Option<f64>,
         messages: MessageCounters,
     ) -> Option<PeerInfo> {
-        let primary = &self.connections.first()?.1;
+        // Among equally preferred connections the oldest (first) stays.
+        let preferred = &self.connections.iter().min_by_key(|(_, c)| c.rank())?.1;
         let mut addrs: Vec<Multiaddr> = self
             .connections
             .iter()
@@ -244,10 +267,11 @@ impl PeerState {
         Some(PeerInfo {
             peer_id,
             addrs,
-            transport: primary.transport,
-            direction: primary.direction,
-            path: primary.path,
-            security: primary.security,
+            transport: preferred.transport,
+            direction: preferred.direction,
+            path: preferred.path,
+            other_connections: self.connections.len() - 1,
+            security: preferred.security,
             pq_identity: self.pq_verified,
             messages,
             rtt_ms: self.rtt.map(|d| d.as_secs_f64() * 1000.0),
@@ -277,5 +301,66 @@ mod tests {
             of("/ip4/1.2.3.4/udp/1/quic-v1/p2p/12D3KooWGBfK8wqydXUoqdmdB5vUuVuj6hsuFFDcW1jfsZqTmF3k/p2p-circuit"),
             TransportKind::Quic
         );
+    }
+
+    fn connection(addr: &str, relayed: bool) -> ConnectionInfo {
+        let address: Multiaddr = addr.parse().unwrap();
+        let endpoint = ConnectedPoint::Dialer {
+            address,
+            role_override: libp2p::core::Endpoint::Dialer,
+            port_use: libp2p::core::transport::PortUse::Reuse,
+        };
+        let mut info = ConnectionInfo::new(&endpoint);
+        if relayed {
+            info.path = PathKind::Relayed;
+        }
+        info
+    }
+
+    fn peer_with(connections: Vec<ConnectionInfo>) -> PeerInfo {
+        let state = PeerState {
+            connections: connections
+                .into_iter()
+                .enumerate()
+                .map(|(i, c)| (ConnectionId::new_unchecked(i), c))
+                .collect(),
+            ..PeerState::default()
+        };
+        state
+            .info(PeerId::random(), None, MessageCounters::default())
+            .expect("a peer with connections")
+    }
+
+    #[test]
+    fn a_direct_connection_is_shown_over_an_older_relayed_one() {
+        let relayed = "/ip4/10.0.0.1/udp/1/quic-v1/p2p/12D3KooWGBfK8wqydXUoqdmdB5vUuVuj6hsuFFDcW1jfsZqTmF3k/p2p-circuit";
+        let peer = peer_with(vec![
+            connection(relayed, true),
+            connection("/ip4/192.0.2.7/tcp/4001", false),
+        ]);
+        assert_eq!(peer.path, PathKind::Direct);
+        assert_eq!(peer.transport, TransportKind::Tcp);
+        assert_eq!(peer.security, "noise");
+        assert_eq!(peer.other_connections, 1);
+        assert_eq!(
+            peer.connections.len(),
+            2,
+            "every connection is still listed"
+        );
+    }
+
+    #[test]
+    fn quic_is_shown_over_tcp_and_the_oldest_among_equals() {
+        let peer = peer_with(vec![
+            connection("/ip4/192.0.2.7/tcp/4001", false),
+            connection("/ip4/192.0.2.7/udp/4001/quic-v1", false),
+            connection("/ip4/192.0.2.8/udp/4001/quic-v1", false),
+        ]);
+        assert_eq!(peer.transport, TransportKind::Quic);
+        assert_eq!(peer.security, "tls13+X25519MLKEM768");
+        assert_eq!(peer.addrs[1].to_string(), "/ip4/192.0.2.7/udp/4001/quic-v1");
+        assert_eq!(peer.other_connections, 2);
+        let only = peer_with(vec![connection("/ip4/192.0.2.7/tcp/4001", false)]);
+        assert_eq!(only.other_connections, 0);
     }
 }

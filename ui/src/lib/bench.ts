@@ -41,6 +41,7 @@ export function syntheticPeers(n: number): PeerInfo[] {
       transport,
       direction: i % 3 === 0 ? "inbound" : "outbound",
       path: i % 11 === 0 ? "relayed" : "direct",
+      other_connections: 0,
       rtt_ms: 1 + ((i * 37) % 180),
       agent_version: `conclave/0.1.${i % 4}`,
       protocols: ["/ipfs/id/1.0.0", "/ipfs/ping/1.0.0", "/meshsub/1.1.0", "/conclave/kad/1.0.0"],

@@ -476,19 +476,24 @@ export type PeerInfo = {
 	peer_id: string,
 	/**  Addresses of its open connections, then the addresses it listens on. */
 	addrs: string[],
-	/**  Transport of the primary (first) connection. */
+	/**  Transport of the preferred connection (see [`ConnectionInfo::rank`]). */
 	transport: TransportKind,
-	/**  Direction of the primary connection. */
+	/**  Direction of the preferred connection. */
 	direction: Direction,
-	/**  Path of the primary connection. */
+	/**
+	 *  Path of the preferred connection: `direct` as soon as one direct
+	 *  connection is open, even while an older relayed one lingers.
+	 */
 	path: PathKind,
+	/**  Open connections besides the preferred one. */
+	other_connections: number,
 	/**  Last ping round trip, in milliseconds. */
 	rtt_ms: number | null,
 	/**  Agent version from identify. */
 	agent_version: string | null,
 	/**  Protocols the peer supports, from identify. */
 	protocols: string[],
-	/**  Security of the primary connection (see [`ConnectionInfo::security`]). */
+	/**  Security of the preferred connection (see [`ConnectionInfo::security`]). */
 	security: string,
 	/**  Whether the peer's PQ identity record was received and verified. */
 	pq_identity: boolean,
