@@ -4,7 +4,7 @@
 use conclave_coinjoin::service::CoinJoinError;
 use conclave_node::{
     config::ConfigError,
-    error::{ConnectionError, GossipError, InputError},
+    error::{describe, ConnectionError, GossipError, InputError},
     identity::{backup::BackupError, backup_file::BackupFileError, KeySourceError},
     NodeError,
 };
@@ -76,14 +76,11 @@ impl CommandError {
 
 impl From<NodeError> for CommandError {
     fn from(e: NodeError) -> Self {
-        let message = e.to_string();
+        // Each cause once; the node's messages end with what to do, so a
+        // hint is added only where they cannot know it (the app's views).
+        let message = describe(&e);
         match e {
-            NodeError::Input(InputError::Multiaddr { .. }) => {
-                Self::new(ErrorCode::InvalidInput, message).with_hint(
-                    "a multiaddr looks like /ip4/127.0.0.1/udp/4001/quic-v1/p2p/12D3KooW…",
-                )
-            }
-            NodeError::Input(InputError::PeerId { .. }) => {
+            NodeError::Input(InputError::Multiaddr { .. } | InputError::PeerId { .. }) => {
                 Self::new(ErrorCode::InvalidInput, message)
             }
             NodeError::Config(_) => Self::new(ErrorCode::InvalidInput, message),
@@ -97,10 +94,14 @@ impl From<NodeError> for CommandError {
                     "allow the peer under Peers › Who may connect, or turn private mode off",
                 )
             }
-            NodeError::Connection(
-                ConnectionError::Dial { .. } | ConnectionError::DialTimeout { .. },
-            ) => Self::new(ErrorCode::Network, message)
-                .with_hint("check that the peer is running and the address is reachable from here"),
+            NodeError::Connection(ConnectionError::Dial { .. }) => {
+                Self::new(ErrorCode::Network, message)
+            }
+            NodeError::Connection(ConnectionError::DialTimeout { .. }) => {
+                Self::new(ErrorCode::Network, message).with_hint(
+                    "check that the peer is running and the address is reachable from here",
+                )
+            }
             NodeError::Connection(ConnectionError::NotConnected(_))
             | NodeError::Gossip(GossipError::TopicPeersTimeout { .. }) => {
                 Self::new(ErrorCode::Network, message)
@@ -224,7 +225,118 @@ pub type CommandResult<T> = Result<T, CommandError>;
 
 #[cfg(test)]
 mod tests {
+    use conclave_node::{error::repeated_clause, identity::keystore::KeystoreError};
+
     use super::*;
+
+    /// Panics unless the error reads well in the app: a one-line message,
+    /// no cause said twice across message and hint, and `advice` (what to
+    /// do) in the hint or at the end of the message.
+    fn assert_reads_well(case: &str, e: &CommandError, advice: &str) {
+        let whole = match &e.hint {
+            Some(hint) => format!("{}; {hint}", e.message),
+            None => e.message.clone(),
+        };
+        assert!(!whole.contains('\n'), "{case}: one line: {whole}");
+        if let Some(part) = repeated_clause(&whole) {
+            panic!("{case}: {part:?} is said twice in: {whole}");
+        }
+        let last = whole.rsplit([':', ';']).next().unwrap_or_default();
+        assert!(
+            last.contains(advice) || e.hint.as_deref().is_some_and(|h| h.contains(advice)),
+            "{case}: ends with what to do ({advice:?}): {whole}"
+        );
+    }
+
+    /// The failures the app meets first, from the node library as the app's
+    /// commands get them (real sockets on 127.0.0.1); the keychain's error
+    /// is the keyring crate's own type with the nesting Secret Service gives
+    /// it, since a process cannot lose its keychain halfway through a test.
+    #[tokio::test]
+    async fn common_failures_read_well_in_the_app() {
+        let bad = NodeError::parse_multiaddr("/ip4/127.0.0.1/tcpx/1").unwrap_err();
+        assert_reads_well("bad multiaddr", &bad.into(), "write it like /ip4/");
+        let bad = NodeError::parse_peer_id("12D3Koo").unwrap_err();
+        assert_reads_well("bad peer id", &bad.into(), "copy it whole");
+
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut config = conclave_node::NodeConfig::loopback();
+        config.listen = vec![
+            format!("/ip4/127.0.0.1/tcp/{}", held.local_addr().unwrap().port())
+                .parse()
+                .unwrap(),
+        ];
+        let keys = conclave_node::Keypair::generate_ed25519();
+        let Err(in_use) = conclave_node::Node::start(config, keys).await else {
+            panic!("a node started on a port another socket holds");
+        };
+        assert_reads_well("port in use", &in_use.into(), "or stop what holds it");
+
+        let node = conclave_node::Node::start(
+            conclave_node::NodeConfig::loopback(),
+            conclave_node::Keypair::generate_ed25519(),
+        )
+        .await
+        .unwrap();
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let stranger = conclave_node::Keypair::generate_ed25519()
+            .public()
+            .to_peer_id();
+        let addr = format!("/ip4/127.0.0.1/tcp/{closed}/p2p/{stranger}");
+        let unreachable = node.connect(addr.parse().unwrap()).await.unwrap_err();
+        let unreachable = CommandError::from(unreachable);
+        assert_eq!(unreachable.code, ErrorCode::Network);
+        assert_eq!(
+            unreachable.message.matches(&addr).count(),
+            1,
+            "{}",
+            unreachable.message
+        );
+        assert_reads_well(
+            "unreachable peer",
+            &unreachable,
+            "check that the peer is running",
+        );
+        node.stop().await.unwrap();
+
+        let unknown = SigningError::UnknownSession("ab".repeat(16)).into();
+        assert_reads_well("unknown session", &unknown, "from the sessions list");
+
+        #[derive(Debug)]
+        struct Said(&'static str, Option<Box<Said>>);
+        impl std::fmt::Display for Said {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl std::error::Error for Said {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                self.1.as_deref().map(|e| e as _)
+            }
+        }
+        let zbus = Said(
+            "zbus error: Failed to connect: No such file or directory (os error 2)",
+            Some(Box::new(Said(
+                "No such file or directory (os error 2)",
+                None,
+            ))),
+        );
+        let keyring = keyring_core::Error::PlatformFailure(Box::new(zbus));
+        let missing = KeySourceError::Keychain(KeystoreError::Unavailable(
+            conclave_node::identity::keystore::describe(&keyring),
+        ));
+        assert_reads_well("no keychain", &missing.into(), "or pass --key-file");
+        let refused =
+            keyring_core::Error::NoStorageAccess(Box::new(Said("prompt dismissed", None)));
+        let locked = KeySourceError::Keychain(KeystoreError::Locked(
+            conclave_node::identity::keystore::describe(&refused),
+        ));
+        assert_reads_well("locked keychain", &locked.into(), "nothing was changed");
+    }
 
     #[test]
     fn signing_errors_tell_bad_input_from_unreachable_signers() {

@@ -186,7 +186,8 @@ fn conclavectl_errors_are_clear_and_non_zero() {
         .unwrap();
     assert!(!out.status.success());
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("is conclaved running"),
+        String::from_utf8_lossy(&out.stderr)
+            .contains("start conclaved, or point --control at its socket"),
         "{out:?}"
     );
 

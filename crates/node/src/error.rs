@@ -79,7 +79,7 @@ pub enum NodeError {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// A part of the transport stack could not be built.
-    #[error("cannot set up the {layer}: {source}")]
+    #[error("cannot set up the {layer}: {}", describe(source.as_ref()))]
     Transport {
         /// Which part, such as "tcp transport".
         layer: &'static str,
@@ -87,7 +87,10 @@ pub enum StartError {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A listen address could not be bound.
-    #[error("cannot listen on {addr}: {source}; check the listen addresses in the configuration")]
+    #[error(
+        "cannot listen on {addr}: {}; pick another address or port in the listen addresses, or stop what holds it",
+        describe(source.as_ref())
+    )]
     Listen {
         /// Address that failed.
         addr: Multiaddr,
@@ -101,7 +104,10 @@ pub enum StartError {
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
     /// The text is not a multiaddr.
-    #[error("invalid multiaddr {input:?}: {source}")]
+    #[error(
+        "invalid multiaddr {input:?}{}: write it like /ip4/192.0.2.7/udp/4001/quic-v1/p2p/12D3KooW…",
+        detail(source)
+    )]
     Multiaddr {
         /// What was given.
         input: String,
@@ -109,7 +115,10 @@ pub enum InputError {
         source: libp2p::multiaddr::Error,
     },
     /// The text is not a peer id.
-    #[error("invalid peer id {input:?}: {source}")]
+    #[error(
+        "invalid peer id {input:?} ({}): copy it whole, it starts with 12D3KooW",
+        describe(source)
+    )]
     PeerId {
         /// What was given.
         input: String,
@@ -277,6 +286,73 @@ pub enum DhtError {
     NotFound,
 }
 
+/// An error and its causes, each named once and in order: a cause whose
+/// text the message already holds is not repeated (many libraries print
+/// their source inside their own text, and error printers then print it
+/// again), and empty texts are skipped. For everything a person reads:
+/// command-line errors, the app's messages and logs.
+pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = String::new();
+    let mut next = Some(error);
+    while let Some(e) = next {
+        let part = one_line(&e.to_string());
+        let part = part.trim().trim_end_matches(':').trim_end();
+        if !part.is_empty() && !text.contains(part) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(part);
+        }
+        next = e.source();
+    }
+    text
+}
+
+/// The first clause `message` says twice, if any: the parts between `:`,
+/// `;`, `(` and `)` of eight characters or more, compared without case, a
+/// later part counting as a repeat when it holds an earlier one. For tests
+/// of the messages people read (see [`describe`]).
+pub fn repeated_clause(message: &str) -> Option<String> {
+    let parts: Vec<String> = message
+        .split([':', ';', '(', ')'])
+        .map(|c| c.trim().to_lowercase())
+        .filter(|c| c.len() >= 8)
+        .collect();
+    parts.iter().enumerate().find_map(|(i, part)| {
+        parts[i + 1..]
+            .iter()
+            .any(|later| later.contains(part.as_str()))
+            .then(|| part.clone())
+    })
+}
+
+/// A message on one line: a list under a heading ("Multiple dial errors
+/// occurred:\n - a\n - b", as libp2p writes them) becomes "…: a; b".
+fn one_line(text: &str) -> String {
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let Some(first) = lines.next() else {
+        return String::new();
+    };
+    let items: Vec<&str> = lines.map(|l| l.trim_start_matches("- ")).collect();
+    if items.is_empty() {
+        first.to_string()
+    } else if first.ends_with(':') {
+        format!("{first} {}", items.join("; "))
+    } else {
+        format!("{first} {}", items.join(" "))
+    }
+}
+
+/// The parser's words in parentheses, when they add to "invalid multiaddr".
+fn detail(source: &libp2p::multiaddr::Error) -> String {
+    let said = describe(source);
+    if said.eq_ignore_ascii_case("invalid multiaddr") {
+        String::new()
+    } else {
+        format!(" ({said})")
+    }
+}
+
 impl NodeError {
     /// Parses a multiaddr, naming the input on failure.
     pub fn parse_multiaddr(input: &str) -> Result<Multiaddr, NodeError> {
@@ -353,6 +429,69 @@ mod tests {
             "the connection policy is unchanged: policy file /p.json: Permission denied; check that its folder can be written"
         );
         assert!(e.source().is_some());
+    }
+
+    /// An error whose text holds its source's, as many libraries write them.
+    #[derive(Debug)]
+    struct Wraps(&'static str, Option<Box<Wraps>>);
+    impl std::fmt::Display for Wraps {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    impl std::error::Error for Wraps {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn describe_names_each_cause_once_in_order() {
+        let chain = Wraps(
+            "no keychain (Platform failure: zbus error: cannot connect: No such file)",
+            Some(Box::new(Wraps(
+                "zbus error: cannot connect: No such file",
+                Some(Box::new(Wraps(
+                    "",
+                    Some(Box::new(Wraps(
+                        "No such file",
+                        Some(Box::new(Wraps("os error 2", None))),
+                    ))),
+                ))),
+            ))),
+        );
+        assert_eq!(
+            describe(&chain),
+            "no keychain (Platform failure: zbus error: cannot connect: No such file): os error 2"
+        );
+        let listed = Wraps(
+            "cannot connect",
+            Some(Box::new(Wraps(
+                "Multiple dial errors occurred:\n - Connection refused\n - Timed out",
+                Some(Box::new(Wraps("Connection refused", None))),
+            ))),
+        );
+        assert_eq!(
+            describe(&listed),
+            "cannot connect: Multiple dial errors occurred: Connection refused; Timed out"
+        );
+    }
+
+    #[test]
+    fn a_listen_failure_names_the_os_error_once_and_says_what_to_do() {
+        // As libp2p reports it: a transport error with an empty text around
+        // the I/O error.
+        let inner = std::io::Error::from(std::io::ErrorKind::AddrInUse);
+        let e = NodeError::Start(StartError::Listen {
+            addr: "/ip4/127.0.0.1/tcp/4001".parse().unwrap(),
+            source: Arc::new(std::io::Error::other(libp2p::TransportError::<
+                std::io::Error,
+            >::Other(inner))),
+        });
+        let text = describe(&e);
+        assert_eq!(text.matches("address in use").count(), 1, "{text}");
+        assert!(!text.contains(": ;"), "{text}");
+        assert!(text.ends_with("or stop what holds it"), "{text}");
     }
 
     #[test]

@@ -756,7 +756,7 @@ async fn main() -> ExitCode {
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", conclave_node::error::describe(e.as_ref()));
             ExitCode::FAILURE
         }
     }

@@ -94,8 +94,18 @@ impl Args {
 }
 
 #[tokio::main]
-async fn main() -> Result<()> {
-    let args = Args::parse();
+async fn main() -> std::process::ExitCode {
+    match run(Args::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // Each cause once, on one line, ending with what to do.
+            eprintln!("conclaved: {}", conclave_node::error::describe(e.as_ref()));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<()> {
     if let Some(file) = &args.check_config {
         let checked = check_config::check_config_file(file);
         if checked.is_valid() {

@@ -10,7 +10,7 @@ pub mod server;
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
     /// Nobody listens on the socket.
-    #[error("cannot reach the daemon at {path}: {reason} (is conclaved running? see --control)")]
+    #[error("cannot reach the daemon at {path}: {reason}; start conclaved, or point --control at its socket")]
     Connect {
         /// Socket path.
         path: String,

@@ -53,7 +53,7 @@ impl EventLoop {
         if peer == Some(*self.swarm.local_peer_id()) {
             let _ = reply.send(Err(ConnectionError::Dial {
                 addr,
-                reason: "that is this node's own address".into(),
+                reason: "that is this node's own address; dial another peer's".into(),
             }
             .into()));
             return;
@@ -249,24 +249,28 @@ fn dial_error_text(error: &DialError) -> String {
         DialError::Transport(attempts) => {
             let parts: Vec<String> = attempts
                 .iter()
-                .map(|(addr, e)| {
-                    let mut msg = e.to_string();
-                    let mut source = std::error::Error::source(e);
-                    while let Some(s) = source {
-                        msg = format!("{msg}: {s}");
-                        source = s.source();
-                    }
-                    format!("{addr}: {msg}")
+                .map(|(addr, e)| match attempts.len() {
+                    // The one address is the one the message names already.
+                    1 => crate::error::describe(e),
+                    _ => format!("{addr}: {}", crate::error::describe(e)),
                 })
                 .collect();
             if parts.is_empty() {
-                "no usable address".to_string()
+                "no address of a transport this node speaks; give its QUIC or TCP address"
+                    .to_string()
             } else {
-                parts.join("; ")
+                format!(
+                    "{}; check that the peer is running and listens there",
+                    parts.join("; ")
+                )
             }
         }
-        DialError::NoAddresses => "no address known for the peer".to_string(),
-        DialError::LocalPeerId { .. } => "that is this node's own address".to_string(),
+        DialError::NoAddresses => {
+            "no address known for the peer; connect with its full multiaddr".to_string()
+        }
+        DialError::LocalPeerId { .. } => {
+            "that is this node's own address; dial another peer's".to_string()
+        }
         // `ConnectionDenied` only says "connection denied"; the reason (such
         // as the connection limit) is its source.
         DialError::Denied { cause } => match std::error::Error::source(cause) {
@@ -274,7 +278,7 @@ fn dial_error_text(error: &DialError) -> String {
             None => format!("refused locally: {cause}"),
         },
         DialError::WrongPeerId { obtained, .. } => {
-            format!("the peer at that address is {obtained}, not the one in the address")
+            format!("the peer at that address is {obtained}, not the one in the address; check the peer id at its end")
         }
         other => other.to_string(),
     }

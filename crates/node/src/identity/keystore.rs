@@ -70,15 +70,10 @@ pub fn platform_store() -> Result<Arc<CredentialStore>, KeystoreError> {
     Ok(store)
 }
 
-/// A keyring error with its whole chain of causes, for messages to people.
+/// A keyring error with its whole chain of causes, each once, for messages
+/// to people.
 pub fn describe(e: &KeyringError) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text = format!("{text}: {s}");
-        source = s.source();
-    }
-    text
+    crate::error::describe(e)
 }
 
 fn map_error(e: KeyringError) -> KeystoreError {

@@ -83,7 +83,9 @@ impl fmt::Debug for SessionId {
 
 /// A session id that is not 32 hex characters.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid session id {0:?}: expected 32 hex characters")]
+#[error(
+    "invalid session id {0:?}: expected 32 hex characters; copy it whole from the sessions list"
+)]
 pub struct InvalidSessionId(pub String);
 
 impl FromStr for SessionId {

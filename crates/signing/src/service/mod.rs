@@ -114,7 +114,7 @@ pub enum SigningError {
     #[error(transparent)]
     SessionId(#[from] InvalidSessionId),
     /// No such session here.
-    #[error("no session {0} here")]
+    #[error("no session {0} here; pick one this node knows from the sessions list (musig2 list)")]
     UnknownSession(String),
     /// Nobody advertises a key.
     #[error("no peer advertises signing key {0}: is the signer's node running, reachable and advertising?")]
