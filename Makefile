@@ -4,8 +4,10 @@ SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/conclave/target
 export CARGO_TERM_COLOR ?= never
 PROFILE ?= default
+# Where setup installs cargo tools (tauri-driver, cargo-deny).
+TOOLS ?= $(or $(CONCLAVE_TOOLS),$(HOME)/.cache/conclave/cargo-bin)
 
-.PHONY: run test setup build ui lint unit ui-test bench daemon nat-test chain-test package package-test service-test metrics-test
+.PHONY: run test setup build ui lint unit ui-test bench daemon nat-test chain-test package package-test service-test metrics-test screenshots
 
 setup:
 	@scripts/setup.sh
@@ -36,6 +38,7 @@ daemon: setup
 lint: setup ui
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	$(TOOLS)/bin/cargo-deny --log-level error check bans licenses sources
 	cd ui && npm run --silent check
 
 ## Rust tests run inside a private D-Bus session with a fresh gnome-keyring,
@@ -47,6 +50,10 @@ unit: setup ui
 ## The desktop UI tests, headless (screenshots in tests/ui/screenshots/).
 ui-test: build
 	tests/ui/run.sh test
+
+## The README's pictures (assets/*.png), rewritten from a UI test run.
+screenshots: build
+	scripts/screenshots.sh
 
 ## Launch-to-first-render and Peers-view frame-time figures.
 bench: build
