@@ -13,6 +13,9 @@ const targetDir = process.env.CARGO_TARGET_DIR ?? path.join(os.homedir(), ".cach
 const driverBin =
   process.env.TAURI_DRIVER ?? path.join(os.homedir(), ".cache/conclave/cargo-bin/bin/tauri-driver");
 
+// TAURI_DRIVER_PORT moves tauri-driver (and, one port up, the WebKit driver
+// behind it) off 4444, so two checkouts can run their UI tests at once.
+const driverPort = Number(process.env.TAURI_DRIVER_PORT ?? 4444);
 export const appBin = process.env.CONCLAVE_APP ?? path.join(targetDir, "debug/conclave");
 export const daemonBin = path.join(targetDir, "debug/conclaved");
 export const ctlBin = path.join(targetDir, "debug/conclavectl");
@@ -58,7 +61,7 @@ export const config = {
   specs: ["./specs/*.spec.mjs"],
   maxInstances: 1,
   hostname: "127.0.0.1",
-  port: 4444,
+  port: driverPort,
   capabilities: [
     {
       maxInstances: 1,
@@ -94,11 +97,11 @@ export const config = {
         "",
       ].join("\n"),
     );
-    driver = spawn(driverBin, ["--port", "4444"], { stdio: ["ignore", "inherit", "inherit"] });
+    driver = spawn(driverBin, ["--port", String(driverPort), "--native-port", String(driverPort + 1)], { stdio: ["ignore", "inherit", "inherit"] });
     driver.once("exit", (code) => {
       if (code) console.error(`tauri-driver exited with ${code}`);
     });
-    return waitForPort(4444, 20000);
+    return waitForPort(driverPort, 20000);
   },
 
   onComplete() {
