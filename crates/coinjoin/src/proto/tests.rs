@@ -481,36 +481,46 @@ fn bytes_received_per_peer_stay_small() {
     assert!(most < 150_000, "{most} bytes received by one peer");
 }
 
-fn disruption_strategy() -> impl Strategy<Value = Disruption> {
-    prop_oneof![
-        prop::sample::select(vec![
-            Phase::KeyExchange,
-            Phase::Ciphertexts,
-            Phase::SlotReservation,
-            Phase::DcNet,
-            Phase::Acceptance,
-            Phase::Signatures,
-            Phase::Blame
-        ])
-        .prop_map(Disruption::Withhold),
-        prop::sample::select(vec![
-            Phase::KeyExchange,
-            Phase::Ciphertexts,
-            Phase::SlotReservation,
-            Phase::DcNet
-        ])
-        .prop_map(Disruption::Equivocate),
-        Just(Disruption::SlotGarbage),
-        Just(Disruption::DcGarbage),
-        Just(Disruption::BadCiphertext),
-        Just(Disruption::BadSignature),
-        Just(Disruption::OffCurveOutputKey),
-        Just(Disruption::SmallOrderKey),
-        Just(Disruption::FalseAccusation),
-        Just(Disruption::AcceptThenAccuse),
-        Just(Disruption::BadReveal),
-        Just(Disruption::ShortDcNet),
+/// Every way a peer can disrupt a run: withholding in each phase,
+/// equivocating in each phase with messages to compare, and each bad message.
+fn every_disruption() -> Vec<Disruption> {
+    let withheld = [
+        Phase::KeyExchange,
+        Phase::Ciphertexts,
+        Phase::SlotReservation,
+        Phase::DcNet,
+        Phase::Acceptance,
+        Phase::Signatures,
+        Phase::Blame,
     ]
+    .map(Disruption::Withhold);
+    let equivocated = [
+        Phase::KeyExchange,
+        Phase::Ciphertexts,
+        Phase::SlotReservation,
+        Phase::DcNet,
+    ]
+    .map(Disruption::Equivocate);
+    withheld
+        .into_iter()
+        .chain(equivocated)
+        .chain([
+            Disruption::SlotGarbage,
+            Disruption::DcGarbage,
+            Disruption::BadCiphertext,
+            Disruption::BadSignature,
+            Disruption::OffCurveOutputKey,
+            Disruption::SmallOrderKey,
+            Disruption::FalseAccusation,
+            Disruption::AcceptThenAccuse,
+            Disruption::BadReveal,
+            Disruption::ShortDcNet,
+        ])
+        .collect()
+}
+
+fn disruption_strategy() -> impl Strategy<Value = Disruption> {
+    prop::sample::select(every_disruption())
 }
 
 proptest! {
@@ -571,4 +581,88 @@ fn an_invalid_message_that_arrives_after_a_reveal_excludes_its_author_at_once() 
     net.assert_exactly_excluded(&[0], |r| {
         matches!(r, Reason::InvalidMessage(Phase::DcNet, _))
     });
+}
+
+/// The issue's target, counted rather than sampled: 100 sessions of 5 to 7
+/// peers, each with one disruptor of a random kind at a random place and,
+/// in half of them, one author's messages of one phase reaching one peer
+/// late. A session succeeds when every honest peer completed the same
+/// transaction holding every honest input (whether the disruptor's inputs
+/// are in it depends on the kind: withholding a blame reveal where no blame
+/// happens is honest behaviour; the one-test-per-disruption tests check
+/// exactly who is excluded).
+/// Seeded, so a failure repeats; the figures print with --nocapture.
+#[test]
+fn one_disruptor_in_each_of_100_sessions_fails_at_most_one_and_blames_no_honest_peer() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0xC01D_5EED);
+    let kinds = every_disruption();
+    let phases: Vec<Phase> = super::session::PHASES
+        .iter()
+        .copied()
+        .chain([Phase::Blame])
+        .collect();
+    let (mut succeeded, mut honest_blamed, mut failures) = (0, 0, Vec::new());
+    for session in 0..100 {
+        let n = rng.gen_range(5..8);
+        let disruptor = rng.gen_range(0..n);
+        let disruption = kinds[rng.gen_range(0..kinds.len())];
+        let mut net = net(Setup {
+            disruptors: vec![(disruptor, disruption)],
+            ..Setup::clean(n)
+        });
+        if rng.gen_bool(0.5) {
+            let (author, recipient) = (rng.gen_range(0..n), rng.gen_range(0..n));
+            net.late = Some((author, [recipient].into_iter().collect()));
+            net.late_phases = Some([phases[rng.gen_range(0..phases.len())]].into());
+        }
+        net.run();
+        let honest = net.honest_outpoints();
+        let blamed = net
+            .honest()
+            .flat_map(|p| p.excluded.iter().chain(&p.pairing_excluded))
+            .filter(|e| e.outpoints.iter().any(|o| honest.contains(o)))
+            .count();
+        honest_blamed += blamed;
+        let txids: BTreeSet<Option<bitcoin::Txid>> = net
+            .honest()
+            .map(|p| match &p.outcome {
+                Some(Outcome::Completed { tx, .. }) => Some(tx.compute_txid()),
+                _ => None,
+            })
+            .collect();
+        let spent: BTreeSet<_> = net
+            .honest()
+            .find_map(|p| match &p.outcome {
+                Some(Outcome::Completed { tx, .. }) => Some(
+                    tx.input
+                        .iter()
+                        .map(|i| crate::coin::Outpoint::from(i.previous_output))
+                        .collect(),
+                ),
+                _ => None,
+            })
+            .unwrap_or_default();
+        let ok = txids.len() == 1
+            && txids.iter().all(Option::is_some)
+            && honest.iter().all(|o| spent.contains(o))
+            && blamed == 0;
+        if ok {
+            succeeded += 1;
+        } else {
+            failures.push((session, n, disruptor, disruption));
+        }
+    }
+    println!(
+        "CoinJoin, one disruptor per session: {succeeded} of 100 sessions succeeded, \
+         {honest_blamed} honest peers blamed; failed: {failures:?}"
+    );
+    assert_eq!(
+        honest_blamed, 0,
+        "honest peers blamed; failed sessions {failures:?}"
+    );
+    assert!(
+        succeeded >= 99,
+        "{succeeded} of 100 succeeded: {failures:?}"
+    );
 }
