@@ -3,7 +3,8 @@
 //! scripts/with-keyring.sh), its coin on the kernel-backed regtest node
 //! (tests/chain), requests and run messages travel as signed gossip
 //! envelopes, and the transaction every node reports must be the one the
-//! regtest node confirmed in a block its libbitcoinkernel connected.
+//! regtest node confirmed in a block its libbitcoinkernel connected. A
+//! request cancelled before its epoch is withdrawn from the others' views.
 
 mod support;
 
@@ -188,6 +189,119 @@ async fn five_nodes_complete_a_round_the_regtest_node_confirms() {
         "figure: 5 nodes on loopback, session start to transaction confirmed = {} ms (slowest node)",
         took.iter().max().unwrap()
     );
+    for peer in &peers {
+        peer.coinjoin.stop().await;
+        peer.node.stop().await.expect("stop");
+    }
+}
+
+/// Waits until our request `id` counts `peers` requests to mix with (its
+/// own included), as the node's status events say.
+async fn wait_for_peer_count(coinjoin: &CoinJoinHandle, id: &str, peers: usize) {
+    let mut events = coinjoin.subscribe();
+    let reached = async {
+        loop {
+            let now = coinjoin.status(id).await.expect("status");
+            if now.peers == peers {
+                return;
+            }
+            // The next change of any request; a lagging reader looks again.
+            let _ = events.recv().await;
+        }
+    };
+    tokio::time::timeout(LIMIT, reached)
+        .await
+        .unwrap_or_else(|_| panic!("request {id} never counted {peers} peers"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_cancelled_before_the_epoch_is_left_out_and_nobody_is_excluded() {
+    let test = "a_request_cancelled_before_the_epoch_is_left_out_and_nobody_is_excluded";
+    if !keychain_available(test) {
+        return;
+    }
+    let Some(chain) = Regtest::start(test) else {
+        return;
+    };
+    let core: Arc<dyn ChainSource> = Arc::new(chain.core());
+    let mut nodes = Vec::new();
+    for _ in 0..4 {
+        nodes.push(start_node().await);
+    }
+    connect_all(&nodes).await;
+    // A long epoch: the cancel comes after everyone saw the request and
+    // before the tick that would form a session with it.
+    let config = CoinJoinConfig::quick(Duration::from_secs(8), Duration::from_secs(5));
+    let mut peers = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        let profile = format!("coinjoin-cancel-{}-{i}", std::process::id());
+        let wallet = Wallet::open_keychain(&profile, Network::Regtest)
+            .await
+            .expect("the keychain opens");
+        let coinjoin = CoinJoinService::start(node.clone(), wallet, core.clone(), config.clone());
+        let address = coinjoin.new_address().await.expect("an address");
+        let outpoint = chain.fund(&address.script_pubkey(), 150_000 + 1_000 * i as u64);
+        peers.push(Peer {
+            node: node.clone(),
+            coinjoin,
+            outpoint,
+        });
+    }
+    let mut ids = Vec::new();
+    for peer in &peers {
+        let id = peer
+            .coinjoin
+            .join(JoinParams {
+                denomination: DENOMINATION,
+                inputs: vec![peer.outpoint],
+                fee_rate: 2,
+                max_fee: Some(5_000),
+            })
+            .await
+            .expect("join");
+        ids.push(id.to_string());
+    }
+    for (peer, id) in peers.iter().zip(&ids) {
+        wait_for_peer_count(&peer.coinjoin, id, 4).await;
+    }
+    let (leaving, staying) = peers.split_last().expect("four peers");
+    let cancelled = leaving
+        .coinjoin
+        .cancel(ids.last().expect("an id"))
+        .await
+        .expect("cancel");
+    assert_eq!(cancelled.phase, RequestPhase::Cancelled);
+    // The withdrawal reaches the others: they count three again.
+    for (peer, id) in staying.iter().zip(&ids) {
+        wait_for_peer_count(&peer.coinjoin, id, 3).await;
+    }
+    let mut txids = BTreeSet::new();
+    for (peer, id) in staying.iter().zip(&ids) {
+        let status = peer.coinjoin.wait(id, LIMIT).await.expect("status");
+        assert_eq!(
+            status.phase,
+            RequestPhase::Done,
+            "{:?}: {:?}",
+            status.phase,
+            status.last_error
+        );
+        assert!(
+            status.excluded.is_empty(),
+            "nobody is excluded for a request its author withdrew: {:?}",
+            status.excluded
+        );
+        txids.insert(status.txid.expect("a txid"));
+    }
+    assert_eq!(txids.len(), 1, "one transaction");
+    let txid = txids.pop_first().expect("a txid");
+    let (_, hex) = chain.tx(&txid.parse().expect("a txid"));
+    let tx: Transaction = deserialize_hex(&hex).expect("a transaction");
+    let spent: BTreeSet<Outpoint> = tx.input.iter().map(|i| i.previous_output.into()).collect();
+    assert!(
+        !spent.contains(&leaving.outpoint),
+        "the withdrawn coin stays where it was"
+    );
+    assert_eq!(spent.len(), 3);
     for peer in &peers {
         peer.coinjoin.stop().await;
         peer.node.stop().await.expect("stop");

@@ -431,6 +431,15 @@ impl Actor {
             remember_finished(&mut self.finished, session_id);
         }
         own.coin_secrets.clear();
+        // Tell the peers, so no session forms with a request nobody runs.
+        let bytes = TopicMessage::Withdraw(id).encode();
+        if self
+            .publisher
+            .try_send((own.pairing.topic(), bytes))
+            .is_err()
+        {
+            tracing::warn!("coinjoin: the publish queue is full; withdrawal dropped");
+        }
         self.set_phase(&id, RequestPhase::Cancelled, 0, Vec::new());
         Ok(self.own[&id].status.clone())
     }
@@ -1050,7 +1059,41 @@ impl Actor {
         match decoded {
             TopicMessage::Request(bytes) => self.on_request(pairing, from, &bytes),
             TopicMessage::Run { author, message } => self.on_run(pairing, from, author, message),
+            TopicMessage::Withdraw(id) => self.on_withdraw(pairing, from, id),
         }
+    }
+
+    /// Shows our waiting requests of `pairing` how many requests they would
+    /// form a session with now (theirs included).
+    fn show_peer_counts(&mut self, pairing: Pairing) {
+        let count = self.seen.get(&pairing).map_or(0, BTreeMap::len);
+        let waiting: Vec<RequestId> = self
+            .own
+            .iter()
+            .filter(|(_, o)| o.pairing == pairing && o.is_waiting())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in waiting {
+            if let Some(own) = self.own.get_mut(&id) {
+                own.status.peers = count + 1;
+            }
+            self.emit(&id);
+        }
+    }
+
+    /// Forgets a request its author withdrew; anyone else's withdrawal of
+    /// it changes nothing. A session that formed with it already runs on,
+    /// and excludes it if its author stops taking part.
+    fn on_withdraw(&mut self, pairing: Pairing, from: PeerId, id: RequestId) {
+        let Some(seen) = self.seen.get_mut(&pairing) else {
+            return;
+        };
+        if seen.get(&id).is_none_or(|s| s.author != from) {
+            tracing::debug!(%from, %id, "coinjoin: a withdrawal not by its request's author");
+            return;
+        }
+        seen.remove(&id);
+        self.show_peer_counts(pairing);
     }
 
     fn on_request(&mut self, pairing: Pairing, from: PeerId, bytes: &[u8]) {
@@ -1091,19 +1134,7 @@ impl Actor {
                 author: from,
             },
         );
-        let count = seen.len();
-        let waiting: Vec<RequestId> = self
-            .own
-            .iter()
-            .filter(|(_, o)| o.pairing == pairing && o.is_waiting())
-            .map(|(id, _)| *id)
-            .collect();
-        for id in waiting {
-            if let Some(own) = self.own.get_mut(&id) {
-                own.status.peers = count + 1;
-            }
-            self.emit(&id);
-        }
+        self.show_peer_counts(pairing);
     }
 
     fn on_run(&mut self, pairing: Pairing, from: PeerId, author: RequestId, message: Vec<u8>) {

@@ -1,6 +1,6 @@
 //! What travels on a pairing's gossip topic, inside the node's signed
-//! envelopes: pair requests, and the run messages of the sessions formed
-//! from them, each with the request its author speaks for.
+//! envelopes: pair requests, their withdrawals, and the run messages of the
+//! sessions formed from them, each with the request its author speaks for.
 //!
 //! A session's messages share the pairing's topic rather than a topic of
 //! their own: every participant has been subscribed to it since it
@@ -32,6 +32,11 @@ pub enum TopicMessage {
         #[serde(with = "serde_bytes_vec")]
         message: Vec<u8>,
     },
+    /// The author cancelled this request (the envelope's signer must be
+    /// its author): peers drop it from the requests they form sessions
+    /// from, instead of waiting for it in the next session and excluding
+    /// it as a holdout.
+    Withdraw(RequestId),
 }
 
 /// Not a topic message.
@@ -77,6 +82,8 @@ mod tests {
             message: vec![1, 2, 3],
         };
         assert_eq!(TopicMessage::decode(&run.encode()).unwrap(), run);
+        let withdraw = TopicMessage::Withdraw(RequestId([9; 32]));
+        assert_eq!(TopicMessage::decode(&withdraw.encode()).unwrap(), withdraw);
         let big = TopicMessage::Request(vec![0; MAX_REQUEST_BYTES + 1]).encode();
         assert!(TopicMessage::decode(&big).is_err());
         assert!(TopicMessage::decode(&vec![0; MAX_TOPIC_MESSAGE_BYTES + 1]).is_err());
