@@ -62,41 +62,43 @@ struct Peer {
     outpoint: Outpoint,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn five_nodes_complete_a_round_the_regtest_node_confirms() {
-    if !keychain_available("five_nodes_complete_a_round_the_regtest_node_confirms") {
-        return;
-    }
-    let Some(chain) = Regtest::start("five_nodes_complete_a_round_the_regtest_node_confirms")
-    else {
-        return;
-    };
+/// `n` nodes on loopback, all connected, each with a CoinJoin service whose
+/// wallet is in the keychain (profile `{prefix}-{pid}-{i}`) and one coin of
+/// 150,000 sats and a little more per node on the regtest chain.
+async fn start_peers(
+    n: usize,
+    prefix: &str,
+    chain: &Regtest,
+    config: &CoinJoinConfig,
+) -> Vec<Peer> {
     let core: Arc<dyn ChainSource> = Arc::new(chain.core());
     let mut nodes = Vec::new();
-    for _ in 0..5 {
+    for _ in 0..n {
         nodes.push(start_node().await);
     }
     connect_all(&nodes).await;
-    let config = CoinJoinConfig::quick(Duration::from_secs(2), Duration::from_secs(5));
     let mut peers = Vec::new();
-    for (i, node) in nodes.iter().enumerate() {
-        let profile = format!("coinjoin-round-{}-{i}", std::process::id());
+    for (i, node) in nodes.into_iter().enumerate() {
+        let profile = format!("{prefix}-{}-{i}", std::process::id());
         let wallet = Wallet::open_keychain(&profile, Network::Regtest)
             .await
             .expect("the keychain opens");
         let coinjoin = CoinJoinService::start(node.clone(), wallet, core.clone(), config.clone());
         let address = coinjoin.new_address().await.expect("an address");
-        let again = coinjoin.new_address().await.expect("another address");
-        assert_ne!(address, again, "every address is fresh");
         let outpoint = chain.fund(&address.script_pubkey(), 150_000 + 1_000 * i as u64);
         peers.push(Peer {
-            node: node.clone(),
+            node,
             coinjoin,
             outpoint,
         });
     }
+    peers
+}
+
+/// Every peer asks to mix its coin into one 100,000-sat output; the ids.
+async fn join_all(peers: &[Peer]) -> Vec<String> {
     let mut ids = Vec::new();
-    for peer in &peers {
+    for peer in peers {
         let id = peer
             .coinjoin
             .join(JoinParams {
@@ -109,6 +111,28 @@ async fn five_nodes_complete_a_round_the_regtest_node_confirms() {
             .expect("join");
         ids.push(id.to_string());
     }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_nodes_complete_a_round_the_regtest_node_confirms() {
+    if !keychain_available("five_nodes_complete_a_round_the_regtest_node_confirms") {
+        return;
+    }
+    let Some(chain) = Regtest::start("five_nodes_complete_a_round_the_regtest_node_confirms")
+    else {
+        return;
+    };
+    let config = CoinJoinConfig::quick(Duration::from_secs(2), Duration::from_secs(5));
+    let peers = start_peers(5, "coinjoin-round", &chain, &config).await;
+    let again = peers[0].coinjoin.new_address().await.expect("an address");
+    let another = peers[0]
+        .coinjoin
+        .new_address()
+        .await
+        .expect("another address");
+    assert_ne!(again, another, "every address is fresh");
+    let ids = join_all(&peers).await;
     let mut statuses = Vec::new();
     for (peer, id) in peers.iter().zip(&ids) {
         let status = peer.coinjoin.wait(id, LIMIT).await.expect("status");
@@ -223,44 +247,11 @@ async fn a_request_cancelled_before_the_epoch_is_left_out_and_nobody_is_excluded
     let Some(chain) = Regtest::start(test) else {
         return;
     };
-    let core: Arc<dyn ChainSource> = Arc::new(chain.core());
-    let mut nodes = Vec::new();
-    for _ in 0..4 {
-        nodes.push(start_node().await);
-    }
-    connect_all(&nodes).await;
     // A long epoch: the cancel comes after everyone saw the request and
     // before the tick that would form a session with it.
     let config = CoinJoinConfig::quick(Duration::from_secs(8), Duration::from_secs(5));
-    let mut peers = Vec::new();
-    for (i, node) in nodes.iter().enumerate() {
-        let profile = format!("coinjoin-cancel-{}-{i}", std::process::id());
-        let wallet = Wallet::open_keychain(&profile, Network::Regtest)
-            .await
-            .expect("the keychain opens");
-        let coinjoin = CoinJoinService::start(node.clone(), wallet, core.clone(), config.clone());
-        let address = coinjoin.new_address().await.expect("an address");
-        let outpoint = chain.fund(&address.script_pubkey(), 150_000 + 1_000 * i as u64);
-        peers.push(Peer {
-            node: node.clone(),
-            coinjoin,
-            outpoint,
-        });
-    }
-    let mut ids = Vec::new();
-    for peer in &peers {
-        let id = peer
-            .coinjoin
-            .join(JoinParams {
-                denomination: DENOMINATION,
-                inputs: vec![peer.outpoint],
-                fee_rate: 2,
-                max_fee: Some(5_000),
-            })
-            .await
-            .expect("join");
-        ids.push(id.to_string());
-    }
+    let peers = start_peers(4, "coinjoin-cancel", &chain, &config).await;
+    let ids = join_all(&peers).await;
     for (peer, id) in peers.iter().zip(&ids) {
         wait_for_peer_count(&peer.coinjoin, id, 4).await;
     }

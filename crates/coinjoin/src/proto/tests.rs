@@ -484,25 +484,13 @@ fn bytes_received_per_peer_stay_small() {
 /// Every way a peer can disrupt a run: withholding in each phase,
 /// equivocating in each phase with messages to compare, and each bad message.
 fn every_disruption() -> Vec<Disruption> {
-    let withheld = [
-        Phase::KeyExchange,
-        Phase::Ciphertexts,
-        Phase::SlotReservation,
-        Phase::DcNet,
-        Phase::Acceptance,
-        Phase::Signatures,
-        Phase::Blame,
-    ]
-    .map(Disruption::Withhold);
-    let equivocated = [
-        Phase::KeyExchange,
-        Phase::Ciphertexts,
-        Phase::SlotReservation,
-        Phase::DcNet,
-    ]
-    .map(Disruption::Equivocate);
+    let phases = || super::session::PHASES.into_iter().chain([Phase::Blame]);
+    let withheld = phases().map(Disruption::Withhold);
+    // Equivocation shows in the phases whose messages peers compare.
+    let equivocated = phases()
+        .take_while(|p| *p != Phase::Acceptance)
+        .map(Disruption::Equivocate);
     withheld
-        .into_iter()
         .chain(equivocated)
         .chain([
             Disruption::SlotGarbage,
@@ -516,6 +504,17 @@ fn every_disruption() -> Vec<Disruption> {
             Disruption::BadReveal,
             Disruption::ShortDcNet,
         ])
+        .collect()
+}
+
+/// The transaction each honest peer completed (None: it did not), as a
+/// set: one element when they agree.
+fn honest_txids(net: &MemNet) -> BTreeSet<Option<bitcoin::Txid>> {
+    net.honest()
+        .map(|p| match &p.outcome {
+            Some(Outcome::Completed { tx, .. }) => Some(tx.compute_txid()),
+            _ => None,
+        })
         .collect()
 }
 
@@ -552,13 +551,7 @@ proptest! {
         net.assert_no_honest_blamed();
         // Honest peers agree: the same transaction, or all failed together
         // (when too few participants remain).
-        let txids: BTreeSet<Option<bitcoin::Txid>> = net
-            .honest()
-            .map(|p| match &p.outcome {
-                Some(Outcome::Completed { tx, .. }) => Some(tx.compute_txid()),
-                _ => None,
-            })
-            .collect();
+        let txids = honest_txids(&net);
         prop_assert_eq!(txids.len(), 1, "honest peers disagree: {:?} {:?}", disruptors, late);
         if n - disruptors.len() >= 3 {
             prop_assert!(txids.iter().all(Option::is_some), "enough honest peers remain: they complete ({:?})", disruptors);
@@ -598,8 +591,7 @@ fn one_disruptor_in_each_of_100_sessions_fails_at_most_one_and_blames_no_honest_
     let mut rng = rand::rngs::StdRng::seed_from_u64(0xC01D_5EED);
     let kinds = every_disruption();
     let phases: Vec<Phase> = super::session::PHASES
-        .iter()
-        .copied()
+        .into_iter()
         .chain([Phase::Blame])
         .collect();
     let (mut succeeded, mut honest_blamed, mut failures) = (0, 0, Vec::new());
@@ -624,13 +616,7 @@ fn one_disruptor_in_each_of_100_sessions_fails_at_most_one_and_blames_no_honest_
             .filter(|e| e.outpoints.iter().any(|o| honest.contains(o)))
             .count();
         honest_blamed += blamed;
-        let txids: BTreeSet<Option<bitcoin::Txid>> = net
-            .honest()
-            .map(|p| match &p.outcome {
-                Some(Outcome::Completed { tx, .. }) => Some(tx.compute_txid()),
-                _ => None,
-            })
-            .collect();
+        let txids = honest_txids(&net);
         let spent: BTreeSet<_> = net
             .honest()
             .find_map(|p| match &p.outcome {
