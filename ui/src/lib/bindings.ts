@@ -66,6 +66,16 @@ export const commands = {
 	 *  milliseconds since launch (the benchmark reads it).
 	 */
 	markFirstRender: () => __TAURI_INVOKE<number | null>("mark_first_render"),
+	/**
+	 *  The window became visible or hidden (minimised, or hidden to the tray):
+	 *  while hidden, the app stops sending it stats samples.
+	 */
+	windowVisibility: (visible: boolean) => __TAURI_INVOKE<void>("window_visibility", { visible }),
+	/**
+	 *  Hides the window to the tray (its menu shows it again); false when there
+	 *  is no tray, and the window stays.
+	 */
+	hideWindow: () => typedError<boolean, CommandError>(__TAURI_INVOKE("hide_window")),
 	/**  This profile's signing keys. */
 	signingKeys: () => typedError<KeyInfo[], CommandError>(__TAURI_INVOKE("signing_keys")),
 	/**  Generates a signing key (kept in the keychain) and advertises it. */

@@ -1,0 +1,69 @@
+//! Whether a person can see the window. While nobody can (hidden to the
+//! tray, minimised), the app stops pushing stats samples to it and the tray
+//! says the window's updates are paused; the window fetches a fresh snapshot
+//! when it is shown again.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tauri::{AppHandle, Manager, Runtime};
+
+/// The window's visibility, as the tray and the window itself report it.
+#[derive(Debug)]
+pub struct WindowPresence {
+    visible: AtomicBool,
+}
+
+impl Default for WindowPresence {
+    /// The window starts visible (`tauri.conf.json`).
+    fn default() -> Self {
+        Self {
+            visible: AtomicBool::new(true),
+        }
+    }
+}
+
+impl WindowPresence {
+    /// True while the window can be seen.
+    pub fn is_visible(&self) -> bool {
+        self.visible.load(Ordering::Relaxed)
+    }
+
+    /// Records the window's visibility; true if it changed.
+    pub fn set_visible(&self, visible: bool) -> bool {
+        self.visible.swap(visible, Ordering::Relaxed) != visible
+    }
+}
+
+/// True unless the app knows the window is hidden (an app without the state
+/// behaves as before: always visible).
+pub fn window_visible<R: Runtime>(app: &AppHandle<R>) -> bool {
+    app.try_state::<WindowPresence>()
+        .is_none_or(|p| p.is_visible())
+}
+
+/// Records the window's visibility and shows it in the tray.
+pub fn set_window_visible<R: Runtime>(app: &AppHandle<R>, visible: bool) {
+    let changed = app
+        .try_state::<WindowPresence>()
+        .is_some_and(|p| p.set_visible(visible));
+    if changed {
+        tracing::debug!(visible, "window visibility changed");
+        crate::tray::show_paused(app, !visible);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_only_changes() {
+        let presence = WindowPresence::default();
+        assert!(presence.is_visible());
+        assert!(!presence.set_visible(true), "already visible");
+        assert!(presence.set_visible(false));
+        assert!(!presence.is_visible());
+        assert!(!presence.set_visible(false), "already hidden");
+        assert!(presence.set_visible(true));
+    }
+}
