@@ -11,6 +11,9 @@ use tauri::{AppHandle, Manager, Runtime};
 #[derive(Debug)]
 pub struct WindowPresence {
     visible: AtomicBool,
+    /// The window was shown (or loaded) and holds no recent sample: the
+    /// next one goes out even if nothing changed.
+    wants_sample: AtomicBool,
 }
 
 impl Default for WindowPresence {
@@ -18,6 +21,7 @@ impl Default for WindowPresence {
     fn default() -> Self {
         Self {
             visible: AtomicBool::new(true),
+            wants_sample: AtomicBool::new(false),
         }
     }
 }
@@ -28,9 +32,18 @@ impl WindowPresence {
         self.visible.load(Ordering::Relaxed)
     }
 
-    /// Records the window's visibility; true if it changed.
+    /// Records the window's visibility; true if it changed. A visible
+    /// window asks for the next sample.
     pub fn set_visible(&self, visible: bool) -> bool {
+        if visible {
+            self.wants_sample.store(true, Ordering::Relaxed);
+        }
         self.visible.swap(visible, Ordering::Relaxed) != visible
+    }
+
+    /// True once after the window asked for a sample.
+    pub fn take_sample_request(&self) -> bool {
+        self.wants_sample.swap(false, Ordering::Relaxed)
     }
 }
 
@@ -39,6 +52,13 @@ impl WindowPresence {
 pub fn window_visible<R: Runtime>(app: &AppHandle<R>) -> bool {
     app.try_state::<WindowPresence>()
         .is_none_or(|p| p.is_visible())
+}
+
+/// True once after the window was shown or loaded (see
+/// [`WindowPresence::take_sample_request`]).
+pub fn take_sample_request<R: Runtime>(app: &AppHandle<R>) -> bool {
+    app.try_state::<WindowPresence>()
+        .is_some_and(|p| p.take_sample_request())
 }
 
 /// Records the window's visibility and shows it in the tray.
@@ -65,5 +85,22 @@ mod tests {
         assert!(!presence.is_visible());
         assert!(!presence.set_visible(false), "already hidden");
         assert!(presence.set_visible(true));
+    }
+
+    #[test]
+    fn a_shown_window_asks_for_one_sample() {
+        let presence = WindowPresence::default();
+        assert!(!presence.take_sample_request(), "nothing asked yet");
+        presence.set_visible(false);
+        assert!(
+            !presence.take_sample_request(),
+            "a hidden window wants none"
+        );
+        presence.set_visible(true);
+        assert!(presence.take_sample_request());
+        assert!(!presence.take_sample_request(), "once");
+        // A window that reloads reports itself visible again.
+        presence.set_visible(true);
+        assert!(presence.take_sample_request());
     }
 }

@@ -37,4 +37,8 @@ impl<R: Runtime> EventSink for TauriSink<R> {
             tracing::debug!(%e, "cannot emit stats");
         }
     }
+
+    fn take_sample_request(&self) -> bool {
+        presence::take_sample_request(&self.0)
+    }
 }

@@ -808,7 +808,10 @@ session: SessionStatus } |
 /**  Events were missed or the service restarted: fetch everything again. */
 { kind: "resync" };
 
-/**  A new sample for the Network health view, once a second. */
+/**
+ *  A new sample for the Network health view: once a second while a figure
+ *  changes, otherwise once per [`crate::service::REST_HEARTBEAT`].
+ */
 export type StatsSampled = {
 	/**  The node's state now. */
 	stats: StatsView,
