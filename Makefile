@@ -48,7 +48,7 @@ unit: setup ui
 ui-test: build
 	tests/ui/run.sh test
 
-## Launch-to-first-render and Peers-view frame-time figures.
+## Launch-to-first-render, Peers-view frame time, and CPU and memory at rest.
 bench: build
 	tests/ui/run.sh bench
 
