@@ -82,4 +82,8 @@ pub trait EventSink: Send + Sync + 'static {
     fn take_sample_request(&self) -> bool {
         false
     }
+    /// False while no window can be seen: the node is sampled less often.
+    fn window_visible(&self) -> bool {
+        true
+    }
 }

@@ -29,10 +29,14 @@ use crate::{
 /// How often the node is sampled for the Network health view.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How often the node is sampled while the window is hidden: only the tray's
+/// summary uses the samples then.
+pub const HIDDEN_SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Longest the window goes without a sample while no figure changes (only
 /// the clock moves): the charts' time axis and the uptime move on at least
 /// this often, and an idle app redraws nothing in between.
-pub const REST_HEARTBEAT: Duration = Duration::from_secs(10);
+pub const REST_HEARTBEAT: Duration = Duration::from_secs(30);
 
 /// A decrypted backup waiting for the user to confirm the restore.
 struct PendingRestore {
@@ -415,8 +419,9 @@ fn same_but_the_clock(a: &StatsSampled, b: &StatsSampled) -> bool {
     *a == b
 }
 
-/// Samples the node every [`SAMPLE_INTERVAL`] until it stops, and sends the
-/// samples [`RestFilter`] admits.
+/// Samples the node every [`SAMPLE_INTERVAL`] (every
+/// [`HIDDEN_SAMPLE_INTERVAL`] while the window is hidden) until it stops, and
+/// sends the samples [`RestFilter`] admits.
 async fn sample_stats(handle: NodeHandle, sink: Arc<dyn EventSink>) {
     let mut ticker = tokio::time::interval(SAMPLE_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -424,6 +429,13 @@ async fn sample_stats(handle: NodeHandle, sink: Arc<dyn EventSink>) {
     let mut previous: Option<(Instant, StatsView)> = None;
     loop {
         ticker.tick().await;
+        let hidden_and_recent = !sink.window_visible()
+            && previous
+                .as_ref()
+                .is_some_and(|(at, _)| at.elapsed() < HIDDEN_SAMPLE_INTERVAL);
+        if hidden_and_recent {
+            continue;
+        }
         let Ok(stats) = snapshot(&handle).await else {
             return;
         };
@@ -514,40 +526,30 @@ mod tests {
     fn rest_filter_sends_changes_at_once_and_a_quiet_node_once_per_heartbeat() {
         let start = Instant::now();
         let at = |secs: u64| start + Duration::from_secs(secs);
+        let quiet = |secs: u64| sample(secs as f64, secs as f64 * 1000.0, 0.0);
+        let busy = |secs: u64| sample(secs as f64, secs as f64 * 1000.0, 512.0);
+        let beat = REST_HEARTBEAT.as_secs();
         let mut filter = RestFilter::default();
-        assert!(
-            filter.admit(at(0), &sample(0.0, 0.0, 0.0)),
-            "the first sample"
-        );
-        for secs in 1..10 {
-            let quiet = sample(secs as f64, secs as f64 * 1000.0, 0.0);
+        assert!(filter.admit(at(0), &quiet(0)), "the first sample");
+        for secs in 1..beat {
             assert!(
-                !filter.admit(at(secs), &quiet),
+                !filter.admit(at(secs), &quiet(secs)),
                 "only the clock moved at {secs}s"
             );
         }
+        assert!(filter.admit(at(beat), &quiet(beat)), "the heartbeat");
+        assert!(!filter.admit(at(beat + 1), &quiet(beat + 1)));
+        assert!(filter.admit(at(beat + 2), &busy(beat + 2)), "traffic");
         assert!(
-            filter.admit(at(10), &sample(10.0, 10_000.0, 0.0)),
-            "the heartbeat"
-        );
-        assert!(!filter.admit(at(11), &sample(11.0, 11_000.0, 0.0)));
-        assert!(
-            filter.admit(at(12), &sample(12.0, 12_000.0, 512.0)),
-            "traffic"
-        );
-        assert!(
-            !filter.admit(at(13), &sample(13.0, 13_000.0, 512.0)),
+            !filter.admit(at(beat + 3), &busy(beat + 3)),
             "steady traffic"
         );
         assert!(
-            filter.admit(at(14), &sample(14.0, 14_000.0, 0.0)),
+            filter.admit(at(beat + 4), &quiet(beat + 4)),
             "traffic stopped"
         );
         filter.forget();
-        assert!(
-            filter.admit(at(15), &sample(15.0, 15_000.0, 0.0)),
-            "asked for"
-        );
+        assert!(filter.admit(at(beat + 5), &quiet(beat + 5)), "asked for");
     }
 
     async fn peer_count(service: &NodeService, want: usize) -> bool {

@@ -41,4 +41,8 @@ impl<R: Runtime> EventSink for TauriSink<R> {
     fn take_sample_request(&self) -> bool {
         presence::take_sample_request(&self.0)
     }
+
+    fn window_visible(&self) -> bool {
+        presence::window_visible(&self.0)
+    }
 }

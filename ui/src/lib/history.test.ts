@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { StatsSampled } from "./bindings";
-import { appendSamples, HISTORY, type History } from "./history";
+import { appendSamples, HISTORY, SPAN_SECS, type History } from "./history";
 
 const empty: History = { t: [], bytesIn: [], bytesOut: [], messages: [] };
 
@@ -35,6 +35,15 @@ describe("appendSamples", () => {
     const h = appendSamples(appendSamples(empty, [sample(10, 5)], false), [sample(10, 6), sample(9, 7)], false);
     expect(h.t).toEqual([10]);
     expect(h.bytesIn).toEqual([5]);
+  });
+
+  it("keeps two minutes of a quiet node's samples, not two minutes' worth of points", () => {
+    // A heartbeat every 30 s: each adds a held point and itself.
+    const beats = Array.from({ length: 10 }, (_, i) => sample(i * 30, 0));
+    const h = appendSamples(empty, beats, false);
+    expect(h.t[h.t.length - 1]).toBe(270);
+    expect(h.t[0]).toBeGreaterThan(270 - SPAN_SECS);
+    expect(h.t).toEqual([179, 180, 209, 210, 239, 240, 269, 270]);
   });
 
   it(`keeps the last ${HISTORY} points`, () => {

@@ -4,6 +4,9 @@ import type { StatsSampled } from "./bindings";
 /** Samples kept for the charts: two minutes at one per second. */
 export const HISTORY = 120;
 
+/** Seconds the charts span: the newest point and the two minutes before. */
+export const SPAN_SECS = HISTORY;
+
 /** Seconds between the node's samples (`SAMPLE_INTERVAL` in src-tauri). */
 export const SAMPLE_SECS = 1;
 
@@ -47,9 +50,12 @@ export function appendSamples(h: History, samples: StatsSampled[], gapBefore: bo
     lastT = t;
   }
   if (!points.length) return h;
-  const keep = <T>(a: T[], add: T[]) => a.concat(add).slice(-HISTORY);
+  // Two minutes of time, however few samples a quiet node sent in them.
+  const t = h.t.concat(points.map((p) => p.t));
+  const from = Math.max(t.length - HISTORY, t.findIndex((v) => v > lastT! - SPAN_SECS));
+  const keep = <T>(a: T[], add: T[]) => a.concat(add).slice(from);
   return {
-    t: keep(h.t, points.map((p) => p.t)),
+    t: t.slice(from),
     bytesIn: keep(h.bytesIn, points.map((p) => p.bytesIn)),
     bytesOut: keep(h.bytesOut, points.map((p) => p.bytesOut)),
     messages: keep(h.messages, points.map((p) => p.messages)),
