@@ -77,9 +77,7 @@ describe("benchmarks", () => {
     await screenshot("bench-topology-500");
   });
 
-  it("at rest: CPU visible and hidden, memory", async function () {
-    // Two measured windows, the settling and a launch.
-    this.timeout((SETTLE_SECS + 2 * WINDOW_SECS + 5) * 1000 + 120000);
+  it("at rest: CPU visible and hidden, memory", async () => {
     // A fresh app on Network health, no peers.
     await browser.reloadSession();
     await byTestId("health-view").waitForDisplayed({ timeout: 30000 });
