@@ -55,7 +55,7 @@ ui-test: build
 screenshots: build
 	scripts/screenshots.sh
 
-## Launch-to-first-render and Peers-view frame-time figures.
+## Launch-to-first-render, Peers-view frame time, and CPU and memory at rest.
 bench: build
 	tests/ui/run.sh bench
 

@@ -23,6 +23,8 @@
     "start_sandbox",
     "stop_sandbox",
     "mark_first_render",
+    "window_visibility",
+    "hide_window",
     "signing_keys",
     "signing_new_key",
     "signing_create",

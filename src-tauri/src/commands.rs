@@ -221,3 +221,19 @@ pub fn mark_first_render(service: Service<'_>) -> f64 {
     tracing::info!(ms, "first Network health view rendered");
     ms
 }
+
+/// The window became visible or hidden (minimised, or hidden to the tray):
+/// while hidden, the app stops sending it stats samples.
+#[tauri::command]
+#[specta::specta]
+pub fn window_visibility(app: tauri::AppHandle, visible: bool) {
+    crate::presence::set_window_visible(&app, visible);
+}
+
+/// Hides the window to the tray (its menu shows it again); false when there
+/// is no tray, and the window stays.
+#[tauri::command]
+#[specta::specta]
+pub fn hide_window(app: tauri::AppHandle) -> CommandResult<bool> {
+    crate::tray::hide_to_tray(&app).map_err(crate::error::CommandError::internal)
+}

@@ -59,7 +59,8 @@ pub enum PeerChanged {
     Resync,
 }
 
-/// A new sample for the Network health view, once a second.
+/// A new sample for the Network health view: once a second while a figure
+/// changes, otherwise once per [`crate::service::REST_HEARTBEAT`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type, Event)]
 pub struct StatsSampled {
     /// The node's state now.
@@ -76,4 +77,13 @@ pub trait EventSink: Send + Sync + 'static {
     fn peer(&self, change: PeerChanged);
     /// A stats sample is ready.
     fn stats(&self, sample: StatsSampled);
+    /// True once after a window was shown or loaded: the next sample is
+    /// sent even if nothing changed, so its charts need not wait.
+    fn take_sample_request(&self) -> bool {
+        false
+    }
+    /// False while no window can be seen: the node is sampled less often.
+    fn window_visible(&self) -> bool {
+        true
+    }
 }

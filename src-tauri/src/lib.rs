@@ -12,6 +12,7 @@ pub mod coinjoin;
 pub mod commands;
 pub mod error;
 pub mod events;
+pub mod presence;
 pub mod service;
 pub mod sessions;
 pub mod sink;
@@ -43,7 +44,7 @@ pub const BINDINGS_PATH: &str = "ui/src/lib/bindings.ts";
 /// Every command the UI may call (`command_names.rs`, which `build.rs` also
 /// includes). The window's capability lists the same names (a test checks
 /// it).
-pub const COMMANDS: [&str; 36] = include!("command_names.rs");
+pub const COMMANDS: [&str; 38] = include!("command_names.rs");
 
 /// The commands and events, as tauri-specta sees them.
 pub fn specta_builder() -> Builder<tauri::Wry> {
@@ -74,6 +75,8 @@ pub fn specta_builder() -> Builder<tauri::Wry> {
             commands::start_sandbox,
             commands::stop_sandbox,
             commands::mark_first_render,
+            commands::window_visibility,
+            commands::hide_window,
             sessions::signing_keys,
             sessions::signing_new_key,
             sessions::signing_create,
@@ -130,6 +133,7 @@ pub fn run(launched: Instant) -> anyhow::Result<()> {
         .manage(log_buffer)
         .setup(move |app| {
             builder.mount_events(app);
+            app.manage(presence::WindowPresence::default());
             tray::install(app.handle());
             let sink = Arc::new(TauriSink(app.handle().clone()));
             let events = app.handle().clone();

@@ -26,8 +26,17 @@ use crate::{
     views::{PolicyView, PqFingerprints, RateSample, StatsView},
 };
 
-/// How often the Network health view gets a new sample.
+/// How often the node is sampled for the Network health view.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How often the node is sampled while the window is hidden: only the tray's
+/// summary uses the samples then.
+pub const HIDDEN_SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Longest the window goes without a sample while no figure changes (only
+/// the clock moves): the charts' time axis and the uptime move on at least
+/// this often, and an idle app redraws nothing in between.
+pub const REST_HEARTBEAT: Duration = Duration::from_secs(30);
 
 /// A decrypted backup waiting for the user to confirm the restore.
 struct PendingRestore {
@@ -374,13 +383,59 @@ async fn forward_events(handle: NodeHandle, sink: Arc<dyn EventSink>) {
     }
 }
 
-/// Sends a stats sample every [`SAMPLE_INTERVAL`] until the node stops.
+/// Which samples reach the sink: every one that changes a figure, and
+/// otherwise one per [`REST_HEARTBEAT`]. A skipped sample equals the last
+/// one sent but for its clock, so the window can fill it in.
+#[derive(Default)]
+struct RestFilter {
+    last_sent: Option<(Instant, StatsSampled)>,
+}
+
+impl RestFilter {
+    /// The next sample goes out whatever it holds.
+    fn forget(&mut self) {
+        self.last_sent = None;
+    }
+
+    fn admit(&mut self, now: Instant, sample: &StatsSampled) -> bool {
+        let send = match &self.last_sent {
+            None => true,
+            Some((at, last)) => {
+                now.duration_since(*at) >= REST_HEARTBEAT || !same_but_the_clock(last, sample)
+            }
+        };
+        if send {
+            self.last_sent = Some((now, sample.clone()));
+        }
+        send
+    }
+}
+
+/// True when two samples differ only in when they were taken.
+fn same_but_the_clock(a: &StatsSampled, b: &StatsSampled) -> bool {
+    let mut b = b.clone();
+    b.stats.uptime_secs = a.stats.uptime_secs;
+    b.rate.at_ms = a.rate.at_ms;
+    *a == b
+}
+
+/// Samples the node every [`SAMPLE_INTERVAL`] (every
+/// [`HIDDEN_SAMPLE_INTERVAL`] while the window is hidden) until it stops, and
+/// sends the samples [`RestFilter`] admits.
 async fn sample_stats(handle: NodeHandle, sink: Arc<dyn EventSink>) {
     let mut ticker = tokio::time::interval(SAMPLE_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut filter = RestFilter::default();
     let mut previous: Option<(Instant, StatsView)> = None;
     loop {
         ticker.tick().await;
+        let hidden_and_recent = !sink.window_visible()
+            && previous
+                .as_ref()
+                .is_some_and(|(at, _)| at.elapsed() < HIDDEN_SAMPLE_INTERVAL);
+        if hidden_and_recent {
+            continue;
+        }
         let Ok(stats) = snapshot(&handle).await else {
             return;
         };
@@ -392,10 +447,16 @@ async fn sample_stats(handle: NodeHandle, sink: Arc<dyn EventSink>) {
             }
             None => RateSample::between(&stats, &stats, 1.0, at_ms),
         };
-        sink.stats(StatsSampled {
+        let sample = StatsSampled {
             stats: stats.clone(),
             rate,
-        });
+        };
+        if sink.take_sample_request() {
+            filter.forget();
+        }
+        if filter.admit(now, &sample) {
+            sink.stats(sample);
+        }
         previous = Some((now, stats));
     }
 }
@@ -438,6 +499,57 @@ mod tests {
         }
         fn peer(&self, _change: PeerChanged) {}
         fn stats(&self, _sample: StatsSampled) {}
+    }
+
+    fn sample(uptime_secs: f64, at_ms: f64, bytes_in_per_sec: f64) -> StatsSampled {
+        let stats: StatsView = serde_json::from_value(serde_json::json!({
+            "peers": 0, "connections": 0, "connections_by_transport": [],
+            "connections_by_path": [], "topics": [], "routing_table_size": 0,
+            "bytes_in": 0.0, "bytes_out": 0.0, "messages": 0.0, "listen_addrs": [],
+            "external_addrs": [], "relays": [], "relay_addrs": [], "reachability": "unknown",
+            "autonat_confirmed": 0.0, "autonat_failed": 0.0, "hole_punch_attempts": 0.0,
+            "hole_punch_successes": 0.0, "uptime_secs": uptime_secs
+        }))
+        .unwrap();
+        StatsSampled {
+            stats,
+            rate: RateSample {
+                at_ms,
+                bytes_in_per_sec,
+                bytes_out_per_sec: 0.0,
+                messages_per_sec: 0.0,
+            },
+        }
+    }
+
+    #[test]
+    fn rest_filter_sends_changes_at_once_and_a_quiet_node_once_per_heartbeat() {
+        let start = Instant::now();
+        let at = |secs: u64| start + Duration::from_secs(secs);
+        let quiet = |secs: u64| sample(secs as f64, secs as f64 * 1000.0, 0.0);
+        let busy = |secs: u64| sample(secs as f64, secs as f64 * 1000.0, 512.0);
+        let beat = REST_HEARTBEAT.as_secs();
+        let mut filter = RestFilter::default();
+        assert!(filter.admit(at(0), &quiet(0)), "the first sample");
+        for secs in 1..beat {
+            assert!(
+                !filter.admit(at(secs), &quiet(secs)),
+                "only the clock moved at {secs}s"
+            );
+        }
+        assert!(filter.admit(at(beat), &quiet(beat)), "the heartbeat");
+        assert!(!filter.admit(at(beat + 1), &quiet(beat + 1)));
+        assert!(filter.admit(at(beat + 2), &busy(beat + 2)), "traffic");
+        assert!(
+            !filter.admit(at(beat + 3), &busy(beat + 3)),
+            "steady traffic"
+        );
+        assert!(
+            filter.admit(at(beat + 4), &quiet(beat + 4)),
+            "traffic stopped"
+        );
+        filter.forget();
+        assert!(filter.admit(at(beat + 5), &quiet(beat + 5)), "asked for");
     }
 
     async fn peer_count(service: &NodeService, want: usize) -> bool {

@@ -1,5 +1,6 @@
 //! The tray icon: show or hide the window, the node's connections and
-//! reachability at a glance, quit.
+//! reachability at a glance (and whether the window's updates are paused
+//! because it is hidden), quit.
 //!
 //! A desktop without a tray host (or without libayatana-appindicator3 on
 //! Linux) must not stop the app: [`install`] logs why there is no tray and
@@ -17,33 +18,54 @@ use conclave_node::nat::Reachability;
 
 use crate::{
     events::{NodeState, NodeStatus},
+    presence::set_window_visible,
     views::StatsView,
 };
 
 const MENU_TOGGLE: &str = "toggle-window";
 const MENU_QUIT: &str = "quit";
 
+/// What the tray says: the node's summary and whether the window is paused.
+#[derive(Default)]
+struct TrayText {
+    summary: String,
+    paused: bool,
+    /// The text shown now, so a tick that changes nothing costs nothing.
+    shown: String,
+}
+
 /// The tray and the menu line that shows the node's state.
 pub struct Tray<R: Runtime> {
     icon: TrayIcon<R>,
     summary: MenuItem<R>,
-    /// The text shown now, so a tick that changes nothing costs nothing.
-    shown: Mutex<String>,
+    text: Mutex<TrayText>,
 }
 
 impl<R: Runtime> Tray<R> {
-    fn show(&self, text: String) {
-        let mut shown = self.shown.lock().unwrap_or_else(|e| e.into_inner());
-        if *shown == text {
+    fn update(&self, change: impl FnOnce(&mut TrayText)) {
+        let mut text = self.text.lock().unwrap_or_else(|e| e.into_inner());
+        change(&mut text);
+        let line = tray_line(&text.summary, text.paused);
+        if text.shown == line {
             return;
         }
-        if let Err(e) = self.summary.set_text(&text) {
+        if let Err(e) = self.summary.set_text(&line) {
             tracing::debug!(%e, "cannot update the tray menu");
         }
-        if let Err(e) = self.icon.set_tooltip(Some(format!("Conclave: {text}"))) {
+        if let Err(e) = self.icon.set_tooltip(Some(format!("Conclave: {line}"))) {
             tracing::debug!(%e, "cannot update the tray tooltip");
         }
-        *shown = text;
+        text.shown = line;
+    }
+}
+
+/// The tray's line: the summary, and while the window is hidden, that its
+/// charts and figures are paused (the node itself runs on).
+fn tray_line(summary: &str, paused: bool) -> String {
+    if paused {
+        format!("{summary} · window paused")
+    } else {
+        summary.to_string()
     }
 }
 
@@ -76,22 +98,43 @@ fn status_summary(status: &NodeStatus) -> Option<&'static str> {
 /// Shows a new stats sample in the tray, if there is one.
 pub fn show_stats<R: Runtime>(app: &AppHandle<R>, stats: &StatsView) {
     if let Some(tray) = app.try_state::<Tray<R>>() {
-        tray.show(summary(stats));
+        let text = summary(stats);
+        tray.update(|t| t.summary = text);
     }
 }
 
 /// Shows the node's state in the tray while it is not running.
 pub fn show_status<R: Runtime>(app: &AppHandle<R>, status: &NodeStatus) {
     if let (Some(tray), Some(text)) = (app.try_state::<Tray<R>>(), status_summary(status)) {
-        tray.show(text.to_string());
+        tray.update(|t| t.summary = text.to_string());
     }
+}
+
+/// Says in the tray whether the window's updates are paused.
+pub fn show_paused<R: Runtime>(app: &AppHandle<R>, paused: bool) {
+    if let Some(tray) = app.try_state::<Tray<R>>() {
+        tray.update(|t| t.paused = paused);
+    }
+}
+
+/// Hides the window to the tray; false (and the window stays) when there is
+/// no tray to bring it back from.
+pub fn hide_to_tray<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<bool> {
+    let (Some(window), Some(_)) = (app.get_webview_window("main"), app.try_state::<Tray<R>>())
+    else {
+        return Ok(false);
+    };
+    window.hide()?;
+    set_window_visible(app, false);
+    Ok(true)
 }
 
 fn toggle_window<R: Runtime>(app: &AppHandle<R>) {
     let Some(window) = app.get_webview_window("main") else {
         return;
     };
-    let result = if window.is_visible().unwrap_or(false) {
+    let hide = window.is_visible().unwrap_or(false);
+    let result = if hide {
         window.hide()
     } else {
         window
@@ -99,8 +142,11 @@ fn toggle_window<R: Runtime>(app: &AppHandle<R>) {
             .and_then(|()| window.unminimize())
             .and_then(|()| window.set_focus())
     };
-    if let Err(e) = result {
-        tracing::warn!(%e, "cannot show or hide the window");
+    match result {
+        Ok(()) => set_window_visible(app, !hide),
+        Err(e) => {
+            tracing::warn!(%e, "cannot show or hide the window")
+        }
     }
 }
 
@@ -133,7 +179,7 @@ fn build<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<Tray<R>> {
     Ok(Tray {
         icon,
         summary,
-        shown: Mutex::new(String::new()),
+        text: Mutex::new(TrayText::default()),
     })
 }
 
@@ -158,6 +204,16 @@ pub fn install<R: Runtime>(app: &AppHandle<R>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tray_line_says_when_the_window_is_paused() {
+        let summary = "0 peers, 0 connections · reachable";
+        assert_eq!(tray_line(summary, false), summary);
+        assert_eq!(
+            tray_line(summary, true),
+            "0 peers, 0 connections · reachable · window paused"
+        );
+    }
 
     #[test]
     fn summary_names_peers_connections_and_reachability() {

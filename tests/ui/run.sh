@@ -16,7 +16,7 @@ mode="${1:-test}"
 case "$mode" in
   # UI_SPEC=specs/NAME.spec.mjs runs one spec file.
   test) spec_args=(${UI_SPEC:+--spec "$UI_SPEC"}) ;;
-  bench) spec_args=(--spec bench/bench.spec.mjs) ;;
+  bench) spec_args=(--spec bench/bench.spec.mjs); export UI_TEST_TIMEOUT_MS="${UI_TEST_TIMEOUT_MS:-600000}" ;;
   *) echo "usage: $0 [test|bench]" >&2; exit 2 ;;
 esac
 

@@ -1,13 +1,21 @@
 // Benchmarks (make bench): launch to the first rendered Network health view,
-// and the Peers view's frame time with 500 synthetic peers. Prints figures
-// and writes them to screenshots/bench-results.json.
+// the Peers view's frame time with 500 synthetic peers, and what the app
+// costs at rest (CPU of its processes with the window visible and hidden,
+// their memory). Prints figures and writes them to
+// screenshots/bench-results.json. CONCLAVE_APP=path measures another build
+// of the app (a release build, say).
 import fs from "node:fs";
 import path from "node:path";
 import { browser } from "@wdio/globals";
 import { byTestId, reveal, screenshot, waitOnline } from "../support/app.mjs";
-import { screenshotDir } from "../wdio.conf.mjs";
+import { appBin, profileDir, screenshotDir } from "../wdio.conf.mjs";
+import { appProcesses, cpuSeconds, cpuShare, memoryMb } from "./processes.mjs";
 
 const LAUNCHES = 3;
+// At rest: the app settles for SETTLE seconds after its first figures, then
+// each state is measured over WINDOW seconds.
+const SETTLE_SECS = Number(process.env.BENCH_SETTLE_SECS ?? 15);
+const WINDOW_SECS = Number(process.env.BENCH_WINDOW_SECS ?? 30);
 const results = {};
 
 async function firstRenderMs() {
@@ -16,6 +24,19 @@ async function firstRenderMs() {
     timeoutMsg: "the Network health view never rendered figures",
   });
   return Number(await browser.execute(() => document.body.dataset.firstRenderMs));
+}
+
+const pct = (share) => `${(share * 100).toFixed(2)}%`;
+const sum = (values) => values.reduce((a, b) => a + b, 0);
+
+async function restingCpu(label, procs) {
+  const [app, web, ...others] = await cpuShare([procs.app, procs.web, ...procs.others], WINDOW_SECS);
+  const figures = { app, web, others: sum(others), total: app + web + sum(others) };
+  results[`rest_${label}_cpu_share`] = figures;
+  console.log(
+    `BENCH rest_${label} window_s=${WINDOW_SECS} cpu_app=${pct(app)} cpu_web=${pct(web)} cpu_other_webkit=${pct(figures.others)} cpu_total=${pct(figures.total)}`,
+  );
+  return figures;
 }
 
 function median(values) {
@@ -54,6 +75,44 @@ describe("benchmarks", () => {
     await screenshot("bench-peers-500");
     await reveal(byTestId("topology"));
     await screenshot("bench-topology-500");
+  });
+
+  it("at rest: CPU visible and hidden, memory", async () => {
+    // A fresh app on Network health, no peers.
+    await browser.reloadSession();
+    await byTestId("health-view").waitForDisplayed({ timeout: 30000 });
+    await firstRenderMs();
+    await waitOnline();
+    const procs = appProcesses(appBin, profileDir);
+    await new Promise((r) => setTimeout(r, SETTLE_SECS * 1000));
+    const [appLaunch, webLaunch] = cpuSeconds([procs.app, procs.web]);
+    results.launch_cpu_secs = { app: appLaunch, web: webLaunch, settle_secs: SETTLE_SECS };
+    console.log(`BENCH launch_cpu until_settled_s=${SETTLE_SECS} app_s=${appLaunch.toFixed(2)} web_s=${webLaunch.toFixed(2)}`);
+
+    await restingCpu("visible", procs);
+
+    const mem = Object.fromEntries(
+      [["app", procs.app], ["web", procs.web], ...procs.others.map((pid, i) => [`webkit${i}`, pid])].map(([k, pid]) => [k, memoryMb(pid)]),
+    );
+    const total = { rss: sum(Object.values(mem).map((m) => m.rss)), pss: sum(Object.values(mem).map((m) => m.pss)) };
+    results.memory_mb = { ...mem, total };
+    const mb = (m) => `rss=${m.rss.toFixed(0)} pss=${m.pss.toFixed(0)}`;
+    console.log(
+      `BENCH memory_mb app=${path.basename(appBin)} app ${mb(mem.app)} web ${mb(mem.web)} total(all app processes) ${mb(total)}`,
+    );
+
+    // Hidden to the tray the way its menu does it; a desktop without a tray
+    // keeps the window, and there is nothing to measure.
+    const hidden = await browser.execute(() => window.__TAURI_INTERNALS__.invoke("hide_window"));
+    if (!hidden) {
+      console.log("BENCH rest_hidden skipped: no tray to hide the window to");
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 5000));
+    await restingCpu("hidden", procs);
+  });
+
+  after(() => {
     fs.writeFileSync(path.join(screenshotDir, "bench-results.json"), JSON.stringify(results, null, 2) + "\n");
   });
 });

@@ -37,6 +37,41 @@ describe("Conclave desktop app", () => {
     await screenshot("01-identity");
   });
 
+  it("lays out every Network health card at once, waiting for the node, at the size it keeps once figures come", async () => {
+    await open("health");
+    // A reload starts the window afresh: its first layout comes before any
+    // figures (the live state starts after the view mounts).
+    await browser.refresh();
+    const firstLayout = async () => browser.execute(() => document.body.dataset.healthFirstLayout ?? null);
+    await browser.waitUntil(async () => (await firstLayout()) !== null, { timeoutMsg: "Network health was never laid out" });
+    const cards = ["peers", "reachability", "dht", "traffic", "bandwidth", "messages", "connections", "addresses", "gossip"];
+    const first = JSON.parse(await firstLayout());
+    expect(first.map((c) => c.card)).toEqual(cards);
+    expect(first.filter((c) => !c.loading).map((c) => c.card)).toEqual([]);
+
+    // Every card shows figures once the first sample arrives.
+    const now = () =>
+      browser.execute(() =>
+        [...document.querySelectorAll("[data-health-card]")].map((el) => ({
+          card: el.dataset.healthCard,
+          loading: el.dataset.loading === "true",
+          height: el.getBoundingClientRect().height,
+        })),
+      );
+    await browser.waitUntil(async () => (await now()).every((c) => !c.loading), {
+      timeout: 30000,
+      timeoutMsg: "some Network health cards still wait for the node",
+    });
+    await expect(byTestId("health-peers")).toHaveText(/^\d+$/);
+    // The tiles and the charts keep the height they had while waiting, so
+    // nothing below them moves (the cards under them grow with their lists).
+    const after = await now();
+    for (const card of ["peers", "reachability", "dht", "traffic", "bandwidth", "messages"]) {
+      const [was, is] = [first, after].map((l) => l.find((c) => c.card === card).height);
+      expect({ card, moved: Math.abs(is - was) > 1 }).toEqual({ card, moved: false });
+    }
+  });
+
   it("connects to a conclaved by its multiaddr and shows it in the table and the graph", async () => {
     await open("peers");
     await expect(byTestId("empty-state")).toBeDisplayed();

@@ -66,6 +66,16 @@ export const commands = {
 	 *  milliseconds since launch (the benchmark reads it).
 	 */
 	markFirstRender: () => __TAURI_INVOKE<number | null>("mark_first_render"),
+	/**
+	 *  The window became visible or hidden (minimised, or hidden to the tray):
+	 *  while hidden, the app stops sending it stats samples.
+	 */
+	windowVisibility: (visible: boolean) => __TAURI_INVOKE<void>("window_visibility", { visible }),
+	/**
+	 *  Hides the window to the tray (its menu shows it again); false when there
+	 *  is no tray, and the window stays.
+	 */
+	hideWindow: () => typedError<boolean, CommandError>(__TAURI_INVOKE("hide_window")),
 	/**  This profile's signing keys. */
 	signingKeys: () => typedError<KeyInfo[], CommandError>(__TAURI_INVOKE("signing_keys")),
 	/**  Generates a signing key (kept in the keychain) and advertises it. */
@@ -803,7 +813,10 @@ session: SessionStatus } |
 /**  Events were missed or the service restarted: fetch everything again. */
 { kind: "resync" };
 
-/**  A new sample for the Network health view, once a second. */
+/**
+ *  A new sample for the Network health view: once a second while a figure
+ *  changes, otherwise once per [`crate::service::REST_HEARTBEAT`].
+ */
 export type StatsSampled = {
 	/**  The node's state now. */
 	stats: StatsView,

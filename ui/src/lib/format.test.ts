@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { bytes, duration, ms, plural, security, shortId } from "./format";
+import { bytes, duration, ms, plural, security, shortId, uptime } from "./format";
 
 describe("formatting", () => {
   it("shows bytes in binary units and null as a dash", () => {
@@ -7,6 +7,14 @@ describe("formatting", () => {
     expect(bytes(1536)).toBe("1.5 KiB");
     expect(bytes(5 * 1024 * 1024 * 1024)).toBe("5.0 GiB");
     expect(bytes(null)).toBe("–");
+  });
+
+  it("shows the uptime to the minute", () => {
+    expect(uptime(42)).toBe("<1m");
+    expect(uptime(60)).toBe("1m");
+    expect(uptime(119)).toBe("1m");
+    expect(uptime(3725)).toBe("1h 2m");
+    expect(uptime(null)).toBe("–");
   });
 
   it("keeps durations, RTTs and ids short", () => {

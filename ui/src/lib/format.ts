@@ -29,6 +29,16 @@ export function duration(secs: number | null): string {
   return `${Math.floor(h / 24)}d ${h % 24}h`;
 }
 
+/**
+ * How long the node has run, to the minute: a quiet node's figures come
+ * every 30 s, so seconds would lag behind.
+ */
+export function uptime(secs: number | null): string {
+  if (secs === null || !Number.isFinite(secs)) return "–";
+  if (secs < 60) return "<1m";
+  return duration(Math.floor(secs / 60) * 60).replace(/ 0s$/, "");
+}
+
 export function ms(v: number | null | undefined): string {
   if (v === null || v === undefined) return "–";
   return v < 10 ? `${v.toFixed(1)} ms` : `${Math.round(v)} ms`;

@@ -9,19 +9,13 @@ import {
   type NodeStatus,
   type PeerChanged,
   type PeerInfo,
+  type StatsSampled,
   type StatsView,
 } from "./bindings";
 import { unwrap } from "./api";
+import { appendSamples, type History } from "./history";
 
-/** Samples kept for the charts: two minutes at one per second. */
-export const HISTORY = 120;
-
-export interface History {
-  t: number[];
-  bytesIn: number[];
-  bytesOut: number[];
-  messages: number[];
-}
+export { HISTORY, type History } from "./history";
 
 export type View = "health" | "peers" | "sessions" | "identity" | "settings" | "logs";
 
@@ -122,18 +116,64 @@ export async function refreshSettingsSummary(): Promise<void> {
   }
 }
 
-function pushSample(atMs: number, bytesIn: number, bytesOut: number, messages: number): void {
-  const keep = (a: number[], v: number) => {
-    const next = a.length >= HISTORY ? a.slice(a.length - HISTORY + 1) : a.slice();
-    next.push(v);
-    return next;
+// Events are applied once per animation frame: a burst (many peers at once,
+// a resync) costs one redraw, and while the window is hidden (no frames)
+// they wait, one per peer, for it to be shown.
+let pendingPeers = new Map<string, PeerChanged>();
+let pendingResync = false;
+let pendingSamples: StatsSampled[] = [];
+let frameRequested = false;
+/** The window was hidden since the last sample: the charts show a gap. */
+let missedSamples = false;
+
+function applyPending(): void {
+  frameRequested = false;
+  const peers = pendingPeers;
+  const samples = pendingSamples;
+  const resync = pendingResync;
+  pendingPeers = new Map();
+  pendingSamples = [];
+  pendingResync = false;
+  for (const change of peers.values()) applyPeerChange(change);
+  if (resync) applyPeerChange({ kind: "resync" });
+  if (samples.length) {
+    app.stats = samples[samples.length - 1].stats;
+    app.statsError = null;
+    history = appendSamples(history, samples, missedSamples);
+    missedSamples = false;
+  }
+}
+
+function scheduleApply(): void {
+  if (frameRequested) return;
+  frameRequested = true;
+  requestAnimationFrame(applyPending);
+}
+
+function queuePeerChange(change: PeerChanged): void {
+  if (change.kind === "resync") pendingResync = true;
+  else pendingPeers.set(change.kind === "disconnected" ? change.peer_id : change.peer.peer_id, change);
+  scheduleApply();
+}
+
+/**
+ * Tells the app whether the window can be seen (it stops sending samples to
+ * a hidden one; a visible one gets the next sample at once) and, when it is
+ * shown again, fetches what it missed.
+ */
+function followVisibility(): void {
+  const report = () => {
+    const visible = document.visibilityState === "visible";
+    void commands.windowVisibility(visible);
+    if (!visible) {
+      missedSamples = true;
+    } else if (app.status?.state === "running") {
+      void refreshStats();
+    }
   };
-  history = {
-    t: keep(history.t, atMs / 1000),
-    bytesIn: keep(history.bytesIn, bytesIn),
-    bytesOut: keep(history.bytesOut, bytesOut),
-    messages: keep(history.messages, messages),
-  };
+  document.addEventListener("visibilitychange", report);
+  // A window that loads (or reloads) wants its first sample now.
+  void commands.windowVisibility(document.visibilityState === "visible");
 }
 
 let started = false;
@@ -158,13 +198,12 @@ export async function startLive(): Promise<void> {
       app.peersLoaded = e.payload.state === "failed";
     }
   });
-  await events.peerChanged.listen((e) => applyPeerChange(e.payload));
+  await events.peerChanged.listen((e) => queuePeerChange(e.payload));
   await events.statsSampled.listen((e) => {
-    app.stats = e.payload.stats;
-    app.statsError = null;
-    const r = e.payload.rate;
-    pushSample(r.at_ms ?? Date.now(), r.bytes_in_per_sec ?? 0, r.bytes_out_per_sec ?? 0, r.messages_per_sec ?? 0);
+    pendingSamples.push(e.payload);
+    scheduleApply();
   });
+  followVisibility();
   const [status, info, identity] = await Promise.all([
     commands.nodeStatus(),
     commands.appInfo(),

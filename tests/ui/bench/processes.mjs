@@ -1,0 +1,96 @@
+// The app's processes as Linux sees them (/proc): the app process started
+// from the app binary, and the WebKit processes it spawns (the web process
+// runs the UI, the network process loads its resources). CPU time comes from
+// /proc/PID/stat, memory from /proc/PID/smaps_rollup (PSS shares a page
+// among the processes that map it, so the figures add up).
+import { execFileSync } from "node:child_process";
+import fs from "node:fs";
+
+const CLOCK_TICKS = Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim()) || 100;
+
+function readStat(pid) {
+  try {
+    const raw = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    // The command name is in parentheses and may hold spaces.
+    const close = raw.lastIndexOf(")");
+    const comm = raw.slice(raw.indexOf("(") + 1, close);
+    const f = raw.slice(close + 2).split(" ");
+    return { pid, comm, ppid: Number(f[1]), cpuSecs: (Number(f[11]) + Number(f[12])) / CLOCK_TICKS };
+  } catch {
+    return null; // the process ended
+  }
+}
+
+function allProcesses() {
+  return fs
+    .readdirSync("/proc")
+    .filter((d) => /^\d+$/.test(d))
+    .map((d) => readStat(Number(d)))
+    .filter(Boolean);
+}
+
+function cmdline(pid) {
+  try {
+    return fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+  } catch {
+    return [];
+  }
+}
+
+function exe(pid) {
+  try {
+    return fs.readlinkSync(`/proc/${pid}/exe`);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The app process running `appBin` with `marker` among its arguments (the
+ * profile folder), and its WebKit descendants, by role.
+ */
+export function appProcesses(appBin, marker) {
+  const procs = allProcesses();
+  const binary = fs.realpathSync(appBin);
+  const app = procs.find((p) => exe(p.pid) === binary && cmdline(p.pid).includes(marker));
+  if (!app) throw new Error(`no process runs ${appBin} with ${marker}`);
+  const descendants = [];
+  const frontier = [app.pid];
+  while (frontier.length) {
+    const parent = frontier.pop();
+    for (const p of procs.filter((q) => q.ppid === parent)) {
+      descendants.push(p);
+      frontier.push(p.pid);
+    }
+  }
+  // Command names are cut at 15 characters: WebKitWebProces, WebKitNetworkP.
+  const web = descendants.find((p) => p.comm.startsWith("WebKitWebProc"));
+  if (!web) throw new Error(`the app (pid ${app.pid}) has no WebKitWebProcess child`);
+  const others = descendants.filter((p) => p !== web && !p.comm.startsWith("bwrap"));
+  return { app: app.pid, web: web.pid, others: others.map((p) => p.pid) };
+}
+
+/** CPU seconds each process has used since it started. */
+export function cpuSeconds(pids) {
+  return pids.map((pid) => readStat(pid)?.cpuSecs ?? 0);
+}
+
+/**
+ * Share of one core each process used over `seconds` (0.01 = 1 %), taken as
+ * the growth of its CPU time against the wall clock.
+ */
+export async function cpuShare(pids, seconds) {
+  const before = cpuSeconds(pids);
+  const t0 = process.hrtime.bigint();
+  await new Promise((r) => setTimeout(r, seconds * 1000));
+  const after = cpuSeconds(pids);
+  const wall = Number(process.hrtime.bigint() - t0) / 1e9;
+  return pids.map((_, i) => (after[i] - before[i]) / wall);
+}
+
+/** Resident (RSS) and proportional (PSS) memory of a process, in MB. */
+export function memoryMb(pid) {
+  const rollup = fs.readFileSync(`/proc/${pid}/smaps_rollup`, "utf8");
+  const kb = (key) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(rollup)?.[1] ?? NaN);
+  return { rss: kb("Rss") / 1024, pss: kb("Pss") / 1024 };
+}
