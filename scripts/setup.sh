@@ -23,14 +23,7 @@ packages=(build-essential pkg-config curl ca-certificates git
   libglib2.0-bin tshark
   # The NAT test network (tests/nat): namespaces, NAT rules, JSON answers.
   iproute2 nftables jq
-  # cargo-deny (make lint checks licenses, bans and sources), in the same cache.
-if [ ! -x "$driver_root/bin/cargo-deny" ]; then
-  echo "setup: installing cargo-deny into $driver_root"
-  CARGO_TARGET_DIR="$HOME/.cache/conclave/tauri-driver-build" \
-    cargo install cargo-deny --locked --version =0.20.2 --root "$driver_root"
-fi
-
-# The regtest chain for tests (tests/chain) runs in a Python virtualenv.
+  # The regtest chain for tests (tests/chain) runs in a Python virtualenv.
   python3 python3-venv
   # The package tests (tests/package): the desktop entry's validator,
   # systemd-analyze for the service unit, and seccomp for Debian's python3
@@ -103,6 +96,13 @@ if [ ! -x "$driver_root/bin/tauri-driver" ]; then
   echo "setup: installing tauri-driver into $driver_root"
   CARGO_TARGET_DIR="$HOME/.cache/conclave/tauri-driver-build" \
     cargo install tauri-driver --locked --version ^2.1 --root "$driver_root"
+fi
+
+# cargo-deny (make lint checks licenses, bans and sources), in the same cache.
+if [ ! -x "$driver_root/bin/cargo-deny" ]; then
+  echo "setup: installing cargo-deny into $driver_root"
+  CARGO_TARGET_DIR="$HOME/.cache/conclave/tauri-driver-build" \
+    cargo install cargo-deny --locked --version =0.20.2 --root "$driver_root"
 fi
 
 # The regtest chain for tests (tests/chain): py-bitcoinkernel (Bitcoin Core's
