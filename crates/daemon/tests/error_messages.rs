@@ -15,7 +15,7 @@ use std::{
 };
 
 use common::{Daemon, CTL, DAEMON};
-use conclave_node::error::repeated_clause;
+use conclave_node::error::reads_well;
 
 fn in_keyring_session() -> bool {
     if std::env::var("CONCLAVE_KEYRING_TEST").as_deref() == Ok("1") {
@@ -23,28 +23,6 @@ fn in_keyring_session() -> bool {
     }
     eprintln!("skipped: run through scripts/with-keyring.sh (make test does) for a real keychain");
     false
-}
-
-/// Whether `message` is one line, repeats no clause, and its last clause
-/// holds `advice` (what to do); if not, why not.
-fn reads_well(message: &str, advice: &str) -> Result<(), String> {
-    let message = message.trim_end();
-    if message.is_empty() {
-        return Err("no message at all".into());
-    }
-    if message.contains('\n') {
-        return Err(format!("one line, not a report:\n{message}"));
-    }
-    if let Some(part) = repeated_clause(message) {
-        return Err(format!("{part:?} is said twice in: {message}"));
-    }
-    let last = message.rsplit([':', ';']).next().unwrap_or_default();
-    if !last.contains(advice) {
-        return Err(format!(
-            "the message ends with what to do ({advice:?}): {message}"
-        ));
-    }
-    Ok(())
 }
 
 fn assert_reads_well(case: &str, message: &str, advice: &str) {
@@ -190,17 +168,4 @@ exec "$0" --profile locked --listen /ip4/127.0.0.1/tcp/0 --no-mdns"#;
     for line in &seen {
         println!("{line}");
     }
-}
-
-#[test]
-fn the_checks_catch_a_repeated_cause_and_a_missing_advice() {
-    let repeated = "cannot listen: Address already in use (os error 98): Address already in use (os error 98); pick another port";
-    assert!(reads_well(repeated, "pick another").is_err());
-    let no_advice = "cannot listen on /ip4/127.0.0.1/tcp/1: Address already in use";
-    assert!(reads_well(no_advice, "pick another").is_err());
-    assert_reads_well(
-        "x",
-        "cannot listen on /ip4/127.0.0.1/tcp/1: Address already in use (os error 98); pick another port",
-        "pick another",
-    );
 }

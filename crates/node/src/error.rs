@@ -308,11 +308,33 @@ pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// Whether `message` reads well to a person: one line, no clause said
+/// twice, and its last clause holds `advice` (what to do); if not, why not.
+/// For tests of the messages people read (see [`describe`]).
+pub fn reads_well(message: &str, advice: &str) -> Result<(), String> {
+    let message = message.trim_end();
+    if message.is_empty() {
+        return Err("no message at all".into());
+    }
+    if message.contains('\n') {
+        return Err(format!("one line, not a report:\n{message}"));
+    }
+    if let Some(part) = repeated_clause(message) {
+        return Err(format!("{part:?} is said twice in: {message}"));
+    }
+    let last = message.rsplit([':', ';']).next().unwrap_or_default();
+    if !last.contains(advice) {
+        return Err(format!(
+            "the message ends with what to do ({advice:?}): {message}"
+        ));
+    }
+    Ok(())
+}
+
 /// The first clause `message` says twice, if any: the parts between `:`,
 /// `;`, `(` and `)` of eight characters or more, compared without case, a
-/// later part counting as a repeat when it holds an earlier one. For tests
-/// of the messages people read (see [`describe`]).
-pub fn repeated_clause(message: &str) -> Option<String> {
+/// later part counting as a repeat when it holds an earlier one.
+fn repeated_clause(message: &str) -> Option<String> {
     let parts: Vec<String> = message
         .split([':', ';', '(', ')'])
         .map(|c| c.trim().to_lowercase())
@@ -474,6 +496,22 @@ mod tests {
         assert_eq!(
             describe(&listed),
             "cannot connect: Multiple dial errors occurred: Connection refused; Timed out"
+        );
+    }
+
+    #[test]
+    fn reads_well_catches_a_repeated_cause_and_a_missing_advice() {
+        let repeated = "cannot listen: Address already in use (os error 98): Address already in use (os error 98); pick another port";
+        assert!(reads_well(repeated, "pick another").is_err());
+        let no_advice = "cannot listen on /ip4/127.0.0.1/tcp/1: Address already in use";
+        assert!(reads_well(no_advice, "pick another").is_err());
+        assert!(reads_well("cannot listen\nCaused by: x; pick another", "pick another").is_err());
+        assert_eq!(
+            reads_well(
+                "cannot listen on /ip4/127.0.0.1/tcp/1: Address already in use (os error 98); pick another port",
+                "pick another",
+            ),
+            Ok(())
         );
     }
 

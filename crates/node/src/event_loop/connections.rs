@@ -53,7 +53,7 @@ impl EventLoop {
         if peer == Some(*self.swarm.local_peer_id()) {
             let _ = reply.send(Err(ConnectionError::Dial {
                 addr,
-                reason: "that is this node's own address; dial another peer's".into(),
+                reason: OWN_ADDRESS.into(),
             }
             .into()));
             return;
@@ -243,6 +243,9 @@ impl EventLoop {
     }
 }
 
+/// Why a dial of our own peer id goes nowhere, and what to do.
+const OWN_ADDRESS: &str = "that is this node's own address; dial another peer's";
+
 /// A dial error in words a user can act on.
 fn dial_error_text(error: &DialError) -> String {
     match error {
@@ -268,9 +271,7 @@ fn dial_error_text(error: &DialError) -> String {
         DialError::NoAddresses => {
             "no address known for the peer; connect with its full multiaddr".to_string()
         }
-        DialError::LocalPeerId { .. } => {
-            "that is this node's own address; dial another peer's".to_string()
-        }
+        DialError::LocalPeerId { .. } => OWN_ADDRESS.to_string(),
         // `ConnectionDenied` only says "connection denied"; the reason (such
         // as the connection limit) is its source.
         DialError::Denied { cause } => match std::error::Error::source(cause) {
