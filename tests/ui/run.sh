@@ -43,11 +43,21 @@ export P2P_MDNS=0
 export WEBKIT_DISABLE_DMABUF_RENDERER=1 WEBKIT_DISABLE_COMPOSITING_MODE=1 LIBGL_ALWAYS_SOFTWARE=1
 export NO_AT_BRIDGE=1
 
+# The bench measures a bare web view first: the engine's memory floor.
+if [ "$mode" = bench ]; then
+  export CONCLAVE_WEBVIEW_FLOOR="$work/webview-floor"
+  # shellcheck disable=SC2046 # pkg-config prints several flags
+  cc -O2 -o "$CONCLAVE_WEBVIEW_FLOOR" bench/webview-floor.c $(pkg-config --cflags --libs webkit2gtk-4.1 gtk+-3.0)
+fi
+
 inner='
   set -euo pipefail
   eval "$(printf conclave-test | gnome-keyring-daemon --unlock --components=secrets)"
   eval "$(gnome-keyring-daemon --start --components=secrets)"
   export GNOME_KEYRING_CONTROL SSH_AUTH_SOCK
+  if [ -n "${CONCLAVE_WEBVIEW_FLOOR:-}" ]; then
+    node bench/floor.mjs "$CONCLAVE_WEBVIEW_FLOOR" "$CONCLAVE_UI_WORK/memory-floor.json"
+  fi
   exec npx --no-install wdio run wdio.conf.mjs "$@"
 '
 status=0

@@ -9,7 +9,8 @@ import path from "node:path";
 import { browser } from "@wdio/globals";
 import { byTestId, reveal, screenshot, waitOnline } from "../support/app.mjs";
 import { appBin, profileDir, screenshotDir } from "../wdio.conf.mjs";
-import { appProcesses, cpuSeconds, cpuShare, memoryMb } from "./processes.mjs";
+import { appProcesses, cpuSeconds, cpuShare, webViewMemoryMb } from "./processes.mjs";
+import { mb, memoryLine } from "./floor.mjs";
 
 const LAUNCHES = 3;
 // At rest: the app settles for SETTLE seconds after its first figures, then
@@ -91,15 +92,18 @@ describe("benchmarks", () => {
 
     await restingCpu("visible", procs);
 
-    const mem = Object.fromEntries(
-      [["app", procs.app], ["web", procs.web], ...procs.others.map((pid, i) => [`webkit${i}`, pid])].map(([k, pid]) => [k, memoryMb(pid)]),
-    );
-    const total = { rss: sum(Object.values(mem).map((m) => m.rss)), pss: sum(Object.values(mem).map((m) => m.pss)) };
-    results.memory_mb = { ...mem, total };
-    const mb = (m) => `rss=${m.rss.toFixed(0)} pss=${m.pss.toFixed(0)}`;
-    console.log(
-      `BENCH memory_mb app=${path.basename(appBin)} app ${mb(mem.app)} web ${mb(mem.web)} total(all app processes) ${mb(total)}`,
-    );
+    const mem = webViewMemoryMb(procs);
+    results.memory_mb = mem;
+    console.log(`BENCH memory_mb app=${path.basename(appBin)} ${memoryLine(mem)}`);
+    // The engine's floor, measured by run.sh before the app started (floor.mjs).
+    const floorFile = process.env.CONCLAVE_UI_WORK && path.join(process.env.CONCLAVE_UI_WORK, "memory-floor.json");
+    if (floorFile && fs.existsSync(floorFile)) {
+      const floor = JSON.parse(fs.readFileSync(floorFile, "utf8")).total;
+      const above = Object.fromEntries(Object.keys(floor).map((k) => [k, mem.total[k] - floor[k]]));
+      results.memory_floor_mb = floor;
+      results.memory_above_floor_mb = above;
+      console.log(`BENCH memory_above_floor ${mb(above)} (the app's processes beyond a bare web view's)`);
+    }
 
     // Hidden to the tray the way its menu does it; a desktop without a tray
     // keeps the window, and there is nothing to measure.

@@ -50,12 +50,21 @@ function exe(pid) {
  * profile folder), and its WebKit descendants, by role.
  */
 export function appProcesses(appBin, marker) {
-  const procs = allProcesses();
   const binary = fs.realpathSync(appBin);
-  const app = procs.find((p) => exe(p.pid) === binary && cmdline(p.pid).includes(marker));
+  const app = allProcesses().find((p) => exe(p.pid) === binary && cmdline(p.pid).includes(marker));
   if (!app) throw new Error(`no process runs ${appBin} with ${marker}`);
+  return webViewProcesses(app.pid);
+}
+
+/**
+ * A process that shows a WebKitGTK web view and its WebKit descendants, by
+ * role: the web process runs the page, the others (the network process)
+ * serve it. Throws while the web process has not started.
+ */
+export function webViewProcesses(pid) {
+  const procs = allProcesses();
   const descendants = [];
-  const frontier = [app.pid];
+  const frontier = [pid];
   while (frontier.length) {
     const parent = frontier.pop();
     for (const p of procs.filter((q) => q.ppid === parent)) {
@@ -65,9 +74,9 @@ export function appProcesses(appBin, marker) {
   }
   // Command names are cut at 15 characters: WebKitWebProces, WebKitNetworkP.
   const web = descendants.find((p) => p.comm.startsWith("WebKitWebProc"));
-  if (!web) throw new Error(`the app (pid ${app.pid}) has no WebKitWebProcess child`);
+  if (!web) throw new Error(`process ${pid} has no WebKitWebProcess child`);
   const others = descendants.filter((p) => p !== web && !p.comm.startsWith("bwrap"));
-  return { app: app.pid, web: web.pid, others: others.map((p) => p.pid) };
+  return { app: pid, web: web.pid, others: others.map((p) => p.pid) };
 }
 
 /** CPU seconds each process has used since it started. */
@@ -88,9 +97,23 @@ export async function cpuShare(pids, seconds) {
   return pids.map((_, i) => (after[i] - before[i]) / wall);
 }
 
-/** Resident (RSS) and proportional (PSS) memory of a process, in MB. */
+/**
+ * Resident (RSS) and proportional (PSS) memory of a process, in MB, and the
+ * part of PSS that is the process's own data (anonymous pages: heaps, stacks,
+ * JIT code) rather than pages of files it maps (executables, libraries).
+ */
 export function memoryMb(pid) {
   const rollup = fs.readFileSync(`/proc/${pid}/smaps_rollup`, "utf8");
   const kb = (key) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(rollup)?.[1] ?? NaN);
-  return { rss: kb("Rss") / 1024, pss: kb("Pss") / 1024 };
+  return { rss: kb("Rss") / 1024, pss: kb("Pss") / 1024, pssAnon: kb("Pss_Anon") / 1024 };
+}
+
+/** Memory of each of a web view's processes (see webViewProcesses) and their total. */
+export function webViewMemoryMb(procs) {
+  const each = Object.fromEntries(
+    [["app", procs.app], ["web", procs.web], ...procs.others.map((pid, i) => [`webkit${i}`, pid])].map(([k, pid]) => [k, memoryMb(pid)]),
+  );
+  const total = { rss: 0, pss: 0, pssAnon: 0 };
+  for (const m of Object.values(each)) for (const k of Object.keys(total)) total[k] += m[k];
+  return { ...each, total };
 }
