@@ -45,7 +45,7 @@ export NO_AT_BRIDGE=1
 
 # The bench measures a bare web view first: the engine's memory floor.
 if [ "$mode" = bench ]; then
-  export CONCLAVE_WEBVIEW_FLOOR="$work/webview-floor"
+  export CONCLAVE_WEBVIEW_FLOOR="$work/webview-floor" CONCLAVE_MEMORY_FLOOR="$work/memory-floor.json"
   # shellcheck disable=SC2046 # pkg-config prints several flags
   cc -O2 -o "$CONCLAVE_WEBVIEW_FLOOR" bench/webview-floor.c $(pkg-config --cflags --libs webkit2gtk-4.1 gtk+-3.0)
 fi
@@ -56,7 +56,7 @@ inner='
   eval "$(gnome-keyring-daemon --start --components=secrets)"
   export GNOME_KEYRING_CONTROL SSH_AUTH_SOCK
   if [ -n "${CONCLAVE_WEBVIEW_FLOOR:-}" ]; then
-    node bench/floor.mjs "$CONCLAVE_WEBVIEW_FLOOR" "$CONCLAVE_UI_WORK/memory-floor.json"
+    node bench/floor.mjs "$CONCLAVE_WEBVIEW_FLOOR" "$CONCLAVE_MEMORY_FLOOR"
   fi
   exec npx --no-install wdio run wdio.conf.mjs "$@"
 '

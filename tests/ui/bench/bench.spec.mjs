@@ -9,8 +9,7 @@ import path from "node:path";
 import { browser } from "@wdio/globals";
 import { byTestId, reveal, screenshot, waitOnline } from "../support/app.mjs";
 import { appBin, profileDir, screenshotDir } from "../wdio.conf.mjs";
-import { appProcesses, cpuSeconds, cpuShare, webViewMemoryMb } from "./processes.mjs";
-import { mb, memoryLine } from "./floor.mjs";
+import { appProcesses, cpuSeconds, cpuShare, mb, memoryLine, webViewMemoryMb } from "./processes.mjs";
 
 const LAUNCHES = 3;
 // At rest: the app settles for SETTLE seconds after its first figures, then
@@ -96,7 +95,7 @@ describe("benchmarks", () => {
     results.memory_mb = mem;
     console.log(`BENCH memory_mb app=${path.basename(appBin)} ${memoryLine(mem)}`);
     // The engine's floor, measured by run.sh before the app started (floor.mjs).
-    const floorFile = process.env.CONCLAVE_UI_WORK && path.join(process.env.CONCLAVE_UI_WORK, "memory-floor.json");
+    const floorFile = process.env.CONCLAVE_MEMORY_FLOOR;
     if (floorFile && fs.existsSync(floorFile)) {
       const floor = JSON.parse(fs.readFileSync(floorFile, "utf8")).total;
       const above = Object.fromEntries(Object.keys(floor).map((k) => [k, mem.total[k] - floor[k]]));

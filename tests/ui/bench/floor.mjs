@@ -1,13 +1,11 @@
 // The memory floor of the web engine the app runs on (make bench): a bare
 // WebKitGTK view with a static page (webview-floor.c), on the display the app
 // will use, settled as long as the app is, measured before the app starts so
-// the two never share pages. Run as a script: floor.mjs BINARY OUT.json.
+// the two never share pages. Run as a script: floor.mjs BINARY OUT.json (run.sh passes
+// $CONCLAVE_MEMORY_FLOOR as OUT, where the bench reads it).
 import { spawn } from "node:child_process";
 import fs from "node:fs";
-import { webViewMemoryMb, webViewProcesses } from "./processes.mjs";
-
-export const mb = (m) => `rss=${m.rss.toFixed(0)} pss=${m.pss.toFixed(0)} pss_anon=${m.pssAnon.toFixed(0)}`;
-export const memoryLine = (mem) => `app ${mb(mem.app)} web ${mb(mem.web)} total(all processes) ${mb(mem.total)}`;
+import { memoryLine, webViewMemoryMb, webViewProcesses } from "./processes.mjs";
 
 async function measureFloor(binary, settleSecs) {
   const floor = spawn(binary, [], { stdio: "ignore" });

@@ -117,3 +117,9 @@ export function webViewMemoryMb(procs) {
   for (const m of Object.values(each)) for (const k of Object.keys(total)) total[k] += m[k];
   return { ...each, total };
 }
+
+/** One memory figure as the bench prints it. */
+export const mb = (m) => `rss=${m.rss.toFixed(0)} pss=${m.pss.toFixed(0)} pss_anon=${m.pssAnon.toFixed(0)}`;
+
+/** A web view's memory (webViewMemoryMb) as the bench prints it. */
+export const memoryLine = (mem) => `app ${mb(mem.app)} web ${mb(mem.web)} total(all processes) ${mb(mem.total)}`;
