@@ -20,6 +20,7 @@ use tokio::sync::{broadcast, mpsc};
 use zeroize::Zeroizing;
 
 use super::{
+    early::EarlyMessages,
     status::{ExcludedOutpoint, OwnOutput, RequestPhase, RequestStatus, TimelineEntry},
     store::StoredRequest,
     wire::TopicMessage,
@@ -38,10 +39,6 @@ use crate::{
 const MAX_SEEN_PER_PAIRING: usize = 512;
 /// Requests one peer may have open per pairing.
 const MAX_REQUESTS_PER_PEER: usize = 4;
-/// Run messages kept for sessions not started here yet.
-const MAX_EARLY: usize = 512;
-/// Of those, per author request.
-const MAX_EARLY_PER_AUTHOR: usize = 4;
 /// Sessions remembered as over (their late messages are dropped).
 const MAX_FINISHED_SESSIONS: usize = 256;
 /// Times a session re-forms on the intersection of views in one epoch.
@@ -113,13 +110,6 @@ struct Running {
 }
 
 /// A run message for a session not started here (yet).
-struct Early {
-    pairing: Pairing,
-    session_id: [u8; 32],
-    author: RequestId,
-    message: Vec<u8>,
-}
-
 pub(crate) struct Actor {
     shared: Arc<Shared>,
     events: broadcast::Sender<RequestStatus>,
@@ -135,7 +125,7 @@ pub(crate) struct Actor {
     topics: BTreeMap<String, Pairing>,
     sessions: BTreeMap<[u8; 32], Running>,
     finished: VecDeque<[u8; 32]>,
-    early: VecDeque<Early>,
+    early: EarlyMessages,
     strikes: Strikes,
 }
 
@@ -150,6 +140,9 @@ impl Actor {
         let (internal_tx, internal) = mpsc::channel(64);
         let (publisher, queue) = mpsc::channel(PUBLISH_QUEUE);
         tokio::spawn(publish(shared.node.clone(), queue));
+        // A session someone formed starts here by our next tick, or within
+        // a phase if its view differs from ours.
+        let early = EarlyMessages::new(shared.config.epoch + shared.config.timeouts.phase);
         let mut actor = Self {
             me: shared.node.peer_id(),
             shared,
@@ -164,7 +157,7 @@ impl Actor {
             topics: BTreeMap::new(),
             sessions: BTreeMap::new(),
             finished: VecDeque::new(),
-            early: VecDeque::new(),
+            early,
             strikes,
         };
         for r in restored {
@@ -837,23 +830,12 @@ impl Actor {
         self.apply(plan.session_id, actions);
         // Messages that arrived before we started: this session's, and key
         // exchanges of other views by our participants.
-        let mut replay = Vec::new();
-        let mut kept = VecDeque::new();
-        for e in std::mem::take(&mut self.early) {
-            let ours = e.session_id == plan.session_id;
-            let participant = e.pairing == plan.pairing
-                && self.sessions[&plan.session_id]
-                    .session
-                    .participants()
-                    .contains(&e.author);
-            if ours || participant {
-                replay.push((e.author, e.message.clone()));
-            }
-            if !ours {
-                kept.push_back(e);
-            }
-        }
-        self.early = kept;
+        let replay = self.early.take_for(
+            plan.session_id,
+            plan.pairing,
+            self.sessions[&plan.session_id].session.participants(),
+            Instant::now(),
+        );
         for (author, message) in replay {
             self.deliver(plan.session_id, author, &message);
         }
@@ -1172,19 +1154,8 @@ impl Actor {
         for other in others {
             self.deliver(other, author, &message);
         }
-        let by_author = self.early.iter().filter(|e| e.author == author).count();
-        if by_author >= MAX_EARLY_PER_AUTHOR {
-            return;
-        }
-        if self.early.len() >= MAX_EARLY {
-            self.early.pop_front();
-        }
-        self.early.push_back(Early {
-            pairing,
-            session_id,
-            author,
-            message,
-        });
+        self.early
+            .keep(pairing, session_id, author, message, Instant::now());
     }
 }
 

@@ -10,6 +10,7 @@
 //! threads and report back.
 
 mod actor;
+mod early;
 pub mod quote;
 pub mod status;
 pub mod store;
