@@ -109,7 +109,6 @@ struct Running {
     authors: BTreeMap<RequestId, PeerId>,
 }
 
-/// A run message for a session not started here (yet).
 pub(crate) struct Actor {
     shared: Arc<Shared>,
     events: broadcast::Sender<RequestStatus>,
