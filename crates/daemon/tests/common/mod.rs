@@ -12,6 +12,12 @@ use serde_json::Value;
 
 pub const DAEMON: &str = env!("CARGO_BIN_EXE_conclaved");
 pub const CTL: &str = env!("CARGO_BIN_EXE_conclavectl");
+/// Each daemon's stderr, in its directory: a failing test prints its tail.
+const LOG_FILE: &str = "conclaved.log";
+/// What the daemons log unless CONCLAVE_TEST_DAEMON_LOG says otherwise.
+const DAEMON_LOG: &str = "warn,conclave_coinjoin=debug,conclave_rooms=debug";
+/// Lines of each daemon's log a failing test prints.
+const LOG_TAIL_LINES: usize = 200;
 
 /// A daemon child process, killed on drop.
 pub struct Daemon {
@@ -28,6 +34,8 @@ impl Daemon {
 
     /// Starts a daemon with extra arguments.
     pub fn start_with(dir: &Path, extra: &[&str]) -> Daemon {
+        std::fs::create_dir_all(dir).expect("the daemon's directory");
+        let log = std::fs::File::create(dir.join(LOG_FILE)).expect("the daemon's log file");
         let mut child = Command::new(DAEMON)
             .args(["--data-dir", dir.to_str().unwrap()])
             .args([
@@ -39,9 +47,12 @@ impl Daemon {
             .arg("--no-mdns")
             .args(extra)
             .env("P2P_MIN_CONNECTIONS", "0")
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("CONCLAVE_TEST_DAEMON_LOG").unwrap_or_else(|_| DAEMON_LOG.into()),
+            )
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("conclaved starts");
         // The daemon prints one JSON line once it is ready.
@@ -105,5 +116,19 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // The test harness shows a failed test's output: the daemons' last
+        // words are what explains a failure seen only on a loaded CI run.
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self.dir.join(LOG_FILE)).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
+            eprintln!(
+                "--- the last {} lines of conclaved {} ({}) ---\n{}",
+                tail.len(),
+                self.peer_id,
+                self.dir.display(),
+                tail.join("\n")
+            );
+        }
     }
 }

@@ -75,10 +75,14 @@ fn install(
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     // The extra layer sits directly on the registry (the type `ExtraLayer`
     // names); the filter is global, so it still sees only what passes it.
+    // Colours only for a person at a terminal (NO_COLOR still wins): a
+    // journal, a pipe or a test's log file gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::registry()
         .with(extra)
         .with(filter)
-        .with(fmt::layer().with_writer(std::io::stderr))
+        .with(fmt::layer().with_ansi(ansi).with_writer(std::io::stderr))
         .with(fmt::layer().with_ansi(false).with_writer(file_writer))
         .try_init()
         .map_err(|e| LoggingError::Init(e.to_string()))?;
