@@ -17,9 +17,9 @@ ui: setup
 	cd ui && npm run --silent build -- --logLevel warn
 
 ## Every target of the workspace, with the features `cargo test` uses: the
-## test targets below build this way, so after `make unit` (or within
-## `make test`) their build is already done and nothing is compiled twice
-## with other feature sets.
+## test targets below build this way, so nothing is compiled twice with
+## other feature sets. `cargo test` alone builds examples without their
+## plain names, which the example tests run: unit and test build first.
 build: setup ui
 	cargo build --workspace --all-targets
 
@@ -43,7 +43,7 @@ lint: setup ui
 
 ## Rust tests run inside a private D-Bus session with a fresh gnome-keyring,
 ## so keychain tests use a real Secret Service.
-unit: setup ui
+unit: build
 	cd ui && npm run --silent test
 	scripts/with-keyring.sh cargo test --workspace --all-targets
 
@@ -100,7 +100,7 @@ chain-test: setup
 ## Every test: formatting, lints, unit, in-process and cross-process tests,
 ## the regtest node, the NAT network, the service unit, the metrics, the
 ## desktop UI tests and the Debian package.
-test: setup lint
+test: setup lint build
 	cd ui && npm run --silent test
 	scripts/with-keyring.sh cargo test --workspace --all-targets
 	$(MAKE) --no-print-directory chain-test
