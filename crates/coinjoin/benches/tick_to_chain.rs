@@ -95,7 +95,7 @@ fn one_session(
         now,
         peers,
         also_announced: Vec::new(),
-        hidden: None,
+        hidden: Vec::new(),
         chain: &timed,
         timeouts: Timeouts::default(),
         max_fee: None,

@@ -93,6 +93,16 @@ impl Drop for CoinKey {
 pub struct InvalidSecretKey;
 
 impl CoinKey {
+    /// A second handle on the same key, for the in-memory network's
+    /// re-formed sessions (the wallet derives its keys afresh instead).
+    #[cfg(any(test, feature = "test-support"))]
+    pub(crate) fn duplicate(&self) -> Self {
+        Self {
+            keypair: self.keypair,
+            tweaked: self.tweaked,
+        }
+    }
+
     /// From the 32-byte internal secret key.
     pub fn from_secret_bytes(bytes: &Zeroizing<[u8; 32]>) -> Result<Self, InvalidSecretKey> {
         let secp = Secp256k1::new();

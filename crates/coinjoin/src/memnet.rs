@@ -5,7 +5,10 @@
 //! session on its own; then a router delivers every published message to
 //! every other peer, as gossip floods the session's topic, and virtual
 //! time jumps to the next deadline when the network is quiet. Disruptors
-//! are real [`Session`]s that deviate in what they publish.
+//! are real [`Session`]s that deviate in what they publish. With
+//! [`MemNet::reform`], a peer whose session ends in a re-form starts the
+//! re-formed session as the service's actor does, with the actor's buffer
+//! of messages for sessions not started yet.
 
 use std::{
     collections::{BTreeSet, VecDeque},
@@ -22,8 +25,9 @@ use crate::{
     pairing::{form_session, validate_all, PairRequest, Pairing, RequestId},
     proto::{
         disrupt::Disruption, Action, Outcome, OwnSecrets, RunMessage, Session, SessionConfig,
-        Timeouts,
+        Timeouts, MAX_REFORMS,
     },
+    service::early::EarlyMessages,
 };
 
 /// One simulated peer before the epoch tick.
@@ -65,7 +69,7 @@ pub struct NetSetup<'a> {
     /// for someone's outpoint).
     pub also_announced: Vec<PairRequest>,
     /// (viewer, peer whose request the viewer never saw).
-    pub hidden: Option<(usize, usize)>,
+    pub hidden: Vec<(usize, usize)>,
     /// Where every peer checks the requests.
     pub chain: &'a dyn ChainSource,
     /// Phase timeouts.
@@ -90,6 +94,15 @@ pub struct MemPeer {
     pub excluded: Vec<Exclusion>,
     /// Exclusions it decided at pairing (validation and conflicts).
     pub pairing_excluded: Vec<Exclusion>,
+    /// Sessions it started, in order (re-forms add to them).
+    pub sessions_started: Vec<[u8; 32]>,
+    /// The valid requests as it saw them at the tick.
+    view: Vec<PairRequest>,
+    coin_keys: Vec<CoinKey>,
+    disruption: Option<Disruption>,
+    /// Messages for sessions it has not started (the author is the
+    /// sender here: every peer publishes its own).
+    early: EarlyMessages<RequestId>,
 }
 
 /// The in-memory network of one session.
@@ -111,16 +124,64 @@ pub struct MemNet {
     held: Vec<Option<Vec<u8>>>,
     /// (run, phase) of every message each peer published.
     pub published: Vec<BTreeSet<(u32, Phase)>>,
+    /// Whether a session that ends in a re-form starts the re-formed one.
+    pub reform: bool,
+    params: Params,
+}
+
+/// What every session of the network shares.
+struct Params {
+    pairing: Pairing,
+    epoch: u64,
+    timeouts: Timeouts,
+    max_fee: Option<u64>,
 }
 
 /// Seeds of peer `index`'s fresh output keys and run secrets (fixed, so
 /// every scenario replays exactly).
-fn peer_seeds(index: usize) -> (Zeroizing<[u8; 32]>, Zeroizing<[u8; 32]>) {
+fn peer_seeds(index: usize, session: usize) -> (Zeroizing<[u8; 32]>, Zeroizing<[u8; 32]>) {
     let byte = index as u8;
+    let mut rng_seed = [0x80u8.wrapping_add(byte); 32];
+    rng_seed[31] ^= session as u8;
     (
         Zeroizing::new([0x40u8.wrapping_add(byte); 32]),
-        Zeroizing::new([0x80u8.wrapping_add(byte); 32]),
+        Zeroizing::new(rng_seed),
     )
+}
+
+impl MemPeer {
+    /// Starts this peer's (index `i`) session `session_id` of `requests`.
+    fn start_session(
+        &mut self,
+        params: &Params,
+        i: usize,
+        session_id: [u8; 32],
+        requests: Vec<PairRequest>,
+        now: Instant,
+    ) -> Result<Vec<Action>, crate::proto::SessionError> {
+        let config = SessionConfig {
+            session_id,
+            pairing: params.pairing,
+            requests,
+            own: self.id,
+            timeouts: params.timeouts,
+            max_fee: params.max_fee,
+        };
+        let (output_seed, rng_seed) = peer_seeds(i, self.sessions_started.len());
+        let secrets = OwnSecrets {
+            coin_keys: self.coin_keys.iter().map(CoinKey::duplicate).collect(),
+            output_seed,
+            rng_seed,
+        };
+        let (session, actions) = match self.disruption {
+            Some(d) => Session::new_disruptor(config, secrets, d, now),
+            None => Session::new(config, secrets, now),
+        }?;
+        self.session = Some(session);
+        self.outcome = None;
+        self.sessions_started.push(session_id);
+        Ok(actions)
+    }
 }
 
 impl MemNet {
@@ -142,25 +203,32 @@ impl MemNet {
             late_phases: None,
             held: vec![None; n],
             published: vec![BTreeSet::new(); n],
+            reform: false,
+            params: Params {
+                pairing: setup.pairing,
+                epoch: setup.epoch,
+                timeouts: setup.timeouts,
+                max_fee: setup.max_fee,
+            },
         };
         let mut initial = Vec::new();
         for (i, peer) in setup.peers.into_iter().enumerate() {
             let id = peer.request.id();
-            let view: Vec<PairRequest> = match setup.hidden {
-                Some((viewer, unseen)) if viewer == i => {
-                    let unseen = announced[unseen].id();
-                    announced
-                        .iter()
-                        .filter(|r| r.id() != unseen)
-                        .cloned()
-                        .collect()
-                }
-                _ => announced.clone(),
-            };
+            let unseen: Vec<RequestId> = setup
+                .hidden
+                .iter()
+                .filter(|(viewer, _)| *viewer == i)
+                .map(|(_, unseen)| announced[*unseen].id())
+                .collect();
+            let view: Vec<PairRequest> = announced
+                .iter()
+                .filter(|r| !unseen.contains(&r.id()))
+                .cloned()
+                .collect();
             let (valid, mut pairing_excluded) =
                 validate_all(view, &setup.pairing, setup.chain, setup.now)
                     .unwrap_or_else(|e| panic!("peer {i} cannot validate the requests: {e}"));
-            let plan = form_session(setup.pairing, setup.epoch, valid)
+            let plan = form_session(setup.pairing, setup.epoch, valid.clone())
                 .unwrap_or_else(|e| panic!("peer {i} forms no session: {e}"));
             pairing_excluded.extend(plan.excluded.iter().cloned());
             let mut state = MemPeer {
@@ -171,28 +239,18 @@ impl MemNet {
                 outcome: None,
                 excluded: Vec::new(),
                 pairing_excluded,
+                sessions_started: Vec::new(),
+                view: valid,
+                coin_keys: peer.coin_keys,
+                disruption: peer.disruption,
+                // A re-formed session starts within a phase of the
+                // messages sent for it.
+                early: EarlyMessages::new(setup.timeouts.phase * 2),
             };
             if plan.requests.iter().any(|r| r.id() == id) {
-                let config = SessionConfig {
-                    session_id: plan.session_id,
-                    pairing: setup.pairing,
-                    requests: plan.requests.clone(),
-                    own: id,
-                    timeouts: setup.timeouts,
-                    max_fee: setup.max_fee,
-                };
-                let (output_seed, rng_seed) = peer_seeds(i);
-                let secrets = OwnSecrets {
-                    coin_keys: peer.coin_keys,
-                    output_seed,
-                    rng_seed,
-                };
-                let (session, actions) = match peer.disruption {
-                    Some(d) => Session::new_disruptor(config, secrets, d, now),
-                    None => Session::new(config, secrets, now),
-                }
-                .unwrap_or_else(|e| panic!("peer {i} cannot start its session: {e}"));
-                state.session = Some(session);
+                let actions = state
+                    .start_session(&net.params, i, plan.session_id, plan.requests, now)
+                    .unwrap_or_else(|e| panic!("peer {i} cannot start its session: {e}"));
                 initial.push((i, actions));
             }
             net.peers.push(state);
@@ -201,6 +259,49 @@ impl MemNet {
             net.apply(i, actions);
         }
         net
+    }
+
+    /// Peer `i` re-forms on `requests` as the actor does (at most
+    /// [`MAX_REFORMS`] times, never onto a session it already ran), and
+    /// replays what arrived early for the new session; false if it cannot.
+    fn reform(&mut self, i: usize, requests: &[RequestId]) -> bool {
+        let params = &self.params;
+        let peer = &mut self.peers[i];
+        let known: Vec<PairRequest> = peer
+            .view
+            .iter()
+            .filter(|r| requests.contains(&r.id()))
+            .cloned()
+            .collect();
+        let started = match form_session(params.pairing, params.epoch, known) {
+            Ok(plan)
+                if peer.sessions_started.len() <= MAX_REFORMS as usize
+                    && plan.requests.iter().any(|r| r.id() == peer.id)
+                    && !peer.sessions_started.contains(&plan.session_id) =>
+            {
+                peer.start_session(params, i, plan.session_id, plan.requests, self.now)
+                    .ok()
+                    .map(|actions| (plan.session_id, actions))
+            }
+            _ => None,
+        };
+        let Some((session_id, actions)) = started else {
+            return false;
+        };
+        self.apply(i, actions);
+        let participants = self.peers[i]
+            .session
+            .as_ref()
+            .map(|s| s.participants().to_vec())
+            .unwrap_or_default();
+        let replay =
+            self.peers[i]
+                .early
+                .take_for(session_id, self.params.pairing, &participants, self.now);
+        for (author, bytes) in replay {
+            self.deliver(i, author, &bytes);
+        }
+        true
     }
 
     /// Carries out what peer `from`'s machine asked for.
@@ -213,6 +314,8 @@ impl MemNet {
                     self.queue.push_back((from, bytes));
                 }
                 Action::Excluded(e) => self.peers[from].excluded.extend(e),
+                Action::Finished(Outcome::Reform { requests })
+                    if self.reform && self.reform(from, &requests) => {}
                 Action::Finished(outcome) => self.peers[from].outcome = Some(outcome),
                 Action::Phase { .. } => {}
             }
@@ -222,7 +325,19 @@ impl MemNet {
     fn deliver(&mut self, to: usize, author: RequestId, bytes: &[u8]) {
         self.delivered_bytes[to] += bytes.len();
         let now = self.now;
-        let Some(session) = self.peers[to].session.as_mut() else {
+        let pairing = self.params.pairing;
+        let peer = &mut self.peers[to];
+        if self.reform {
+            // As the actor: a message of a session not started here is
+            // kept for it (and still offered to ours, as another view).
+            if let Ok(m) = RunMessage::decode(bytes) {
+                if !peer.sessions_started.contains(&m.session_id) {
+                    peer.early
+                        .keep(pairing, m.session_id, author, author, bytes.to_vec(), now);
+                }
+            }
+        }
+        let Some(session) = peer.session.as_mut() else {
             return;
         };
         if let Ok(actions) = session.handle_message(author, bytes, now) {

@@ -618,16 +618,22 @@ pub fn form_session(
 
 /// When peers' views of the valid requests differ (their key exchanges
 /// list different request sets), the session re-forms on the intersection
-/// of our view with every view that includes our own request.
+/// of our view with every `(author, view)` that includes our own request,
+/// without the authors of views that do not (they are in a session
+/// without us).
 pub fn reform_on_intersection(
     own_request: RequestId,
     own_view: &[RequestId],
-    other_views: &[Vec<RequestId>],
+    other_views: &[(RequestId, Vec<RequestId>)],
 ) -> Vec<RequestId> {
     let mut common: BTreeSet<RequestId> = own_view.iter().copied().collect();
-    for view in other_views.iter().filter(|v| v.contains(&own_request)) {
-        let theirs: BTreeSet<RequestId> = view.iter().copied().collect();
-        common = common.intersection(&theirs).copied().collect();
+    for (author, view) in other_views {
+        if view.contains(&own_request) {
+            let theirs: BTreeSet<RequestId> = view.iter().copied().collect();
+            common = common.intersection(&theirs).copied().collect();
+        } else {
+            common.remove(author);
+        }
     }
     common.into_iter().collect()
 }
@@ -881,10 +887,21 @@ pub(crate) mod tests {
         let id = |n: u8| RequestId([n; 32]);
         let own = [id(1), id(2), id(3), id(4)];
         let views = vec![
-            vec![id(1), id(2), id(3)],
-            vec![id(1), id(2), id(3), id(4), id(5)],
-            vec![id(2), id(3)], // does not include us: ignored
+            (id(2), vec![id(1), id(2), id(3)]),
+            (id(3), vec![id(1), id(2), id(3), id(4), id(5)]),
         ];
+        assert_eq!(
+            reform_on_intersection(id(1), &own, &views),
+            vec![id(1), id(2), id(3)]
+        );
+    }
+
+    #[test]
+    fn the_author_of_a_view_without_us_is_left_out_of_the_reform() {
+        let id = |n: u8| RequestId([n; 32]);
+        let own = [id(1), id(2), id(3), id(4)];
+        // Peer 4 formed a session without us: it will not come over.
+        let views = vec![(id(4), vec![id(2), id(3), id(4)])];
         assert_eq!(
             reform_on_intersection(id(1), &own, &views),
             vec![id(1), id(2), id(3)]

@@ -60,7 +60,7 @@ fn session(
         now,
         peers,
         also_announced: Vec::new(),
-        hidden: None,
+        hidden: Vec::new(),
         chain: core,
         timeouts: Timeouts {
             phase: Duration::from_secs(1),

@@ -50,6 +50,9 @@ use crate::{
 /// so this also bounds the work a group of disruptors can cause).
 pub const MAX_RUNS: u32 = 16;
 
+/// Times a session re-forms on the intersection of views in one epoch.
+pub const MAX_REFORMS: u32 = 3;
+
 /// How long each phase may last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Timeouts {

@@ -129,8 +129,14 @@ struct Run {
     /// Participants whose message for a phase disagrees with our view of
     /// the previous one.
     mismatched: BTreeMap<Phase, BTreeSet<usize>>,
-    /// Other views of the participants (key exchanges listing another set).
-    views: Vec<Vec<RequestId>>,
+    /// Other views of the participants (key exchanges listing another
+    /// set), by author.
+    views: BTreeMap<usize, Vec<RequestId>>,
+    /// Participants whose key exchange listed a set that contains ours: an
+    /// older view, which they re-form from onto ours at their deadline.
+    coming_over: BTreeSet<usize>,
+    /// Whether the key exchange's deadline was moved for them (once).
+    extended: bool,
     valid_keys: Vec<Option<ValidPublicKeys>>,
     pads: Vec<(u32, PadKey)>,
     coinjoin: Option<CoinJoinTx>,
@@ -356,7 +362,9 @@ impl Session {
                 .map(|p| (*p, (0..n).map(|_| None).collect()))
                 .collect(),
             mismatched: BTreeMap::new(),
-            views: Vec::new(),
+            views: BTreeMap::new(),
+            coming_over: BTreeSet::new(),
+            extended: false,
             valid_keys,
             pads: Vec::new(),
             coinjoin: None,
@@ -643,8 +651,11 @@ impl Session {
     }
 
     /// A key exchange of run 0 for another session of ours means its
-    /// author formed the session from other requests: note its view (once
-    /// per author) and re-form at the deadline instead of blaming it.
+    /// author formed the session from other requests. A set that contains
+    /// ours is a view it re-forms from onto ours (views only shrink): it is
+    /// coming over. Any other set is noted (once per author), and the
+    /// session re-forms on the intersection at the deadline instead of
+    /// blaming anyone.
     fn other_view(
         &mut self,
         from: RequestId,
@@ -658,21 +669,25 @@ impl Session {
         let Some(index) = self.run.index_of(&from) else {
             return refuse();
         };
-        let already = self
-            .run
-            .mismatched
-            .get(&Phase::KeyExchange)
-            .is_some_and(|m| m.contains(&index));
         if message.run != 0
             || self.run.number != 0
             || self.run.phase != Phase::KeyExchange
-            || already
+            || self.run.views.contains_key(&index)
             || participants.len() > crate::pairing::MAX_PARTICIPANTS
             || !participants.contains(&from)
         {
             return refuse();
         }
-        self.run.views.push(participants);
+        if self
+            .run
+            .participants
+            .iter()
+            .all(|p| participants.contains(p))
+        {
+            self.run.coming_over.insert(index);
+            return Ok(Vec::new());
+        }
+        self.run.views.insert(index, participants);
         self.run
             .mismatched
             .entry(Phase::KeyExchange)
@@ -712,14 +727,35 @@ impl Session {
         }
         if phase == Phase::KeyExchange && !self.run.views.is_empty() {
             // Views differ: re-form on the intersection rather than blame.
-            let requests =
-                reform_on_intersection(self.config.own, &self.run.participants, &self.run.views);
-            return self.conclude(Step::Finish(Outcome::Reform { requests }), now);
+            // It is always smaller than ours (a new session id: re-forming
+            // onto ours again would publish a second key exchange for it),
+            // unless a participant listed another set for this very session.
+            let views: Vec<(RequestId, Vec<RequestId>)> = self
+                .run
+                .views
+                .iter()
+                .map(|(i, view)| (self.run.participants[*i], view.clone()))
+                .collect();
+            let requests = reform_on_intersection(self.config.own, &self.run.participants, &views);
+            let mut ours = self.run.participants.clone();
+            ours.sort();
+            if requests != ours {
+                return self.conclude(Step::Finish(Outcome::Reform { requests }), now);
+            }
+        }
+        let holdouts = self.run.holdouts(phase);
+        if phase == Phase::KeyExchange
+            && !self.run.extended
+            && holdouts.iter().any(|i| self.run.coming_over.contains(i))
+        {
+            // They re-form onto our session at their own deadline, about
+            // now: give their key exchange a phase to arrive.
+            self.run.extended = true;
+            self.run.deadline = now + self.config.timeouts.phase;
+            return vec![self.phase_action()];
         }
         let mismatched = self.run.mismatched.get(&phase).cloned().unwrap_or_default();
-        let culprits = self
-            .run
-            .holdouts(phase)
+        let culprits = holdouts
             .into_iter()
             .map(|i| {
                 let reason = if mismatched.contains(&i) {
@@ -823,7 +859,7 @@ impl Session {
                     if view.len() <= crate::pairing::MAX_PARTICIPANTS
                         && view.contains(&self.run.participants[i])
                     {
-                        self.run.views.push(view);
+                        self.run.views.entry(i).or_insert(view);
                     }
                     self.run.mismatched.entry(phase).or_default().insert(i);
                     self.mark_checked(phase, i);

@@ -34,7 +34,7 @@ struct Setup {
     disruptors: Vec<(usize, Disruption)>,
     faulty_request: Option<(usize, RequestFault)>,
     /// (viewer, request it never saw).
-    hidden: Option<(usize, usize)>,
+    hidden: Vec<(usize, usize)>,
 }
 
 impl Setup {
@@ -44,7 +44,7 @@ impl Setup {
             mixed: vec![1; n],
             disruptors: Vec::new(),
             faulty_request: None,
-            hidden: None,
+            hidden: Vec::new(),
         }
     }
 
@@ -446,21 +446,20 @@ fn messages_from_strangers_or_for_other_sessions_change_nothing() {
 
 #[test]
 fn differing_views_of_the_requests_reform_on_the_intersection() {
-    // Peer 4 never saw peer 3's request: it forms another session.
+    // Peer 4 never saw peer 3's request: it forms another session. The
+    // rest re-form on its view (peer 4 keeps its session for them: see
+    // the next test, where re-formed sessions start).
     let mut net = net(Setup {
-        hidden: Some((4, 3)),
+        hidden: vec![(4, 3)],
         ..Setup::clean(5)
     });
     net.run();
     let ids: Vec<RequestId> = net.peers.iter().map(|p| p.id).collect();
     let mut without_3 = vec![ids[0], ids[1], ids[2], ids[4]];
     without_3.sort();
-    let mut all = ids.clone();
-    all.sort();
-    for (i, p) in net.peers.iter().enumerate() {
-        let expected = if i == 3 { &all } else { &without_3 };
+    for (i, p) in net.peers.iter().enumerate().take(4) {
         match &p.outcome {
-            Some(Outcome::Reform { requests }) => assert_eq!(requests, expected, "peer {i}"),
+            Some(Outcome::Reform { requests }) => assert_eq!(requests, &without_3, "peer {i}"),
             other => panic!("peer {i}: expected a re-form, got {other:?}"),
         }
         assert!(
@@ -469,6 +468,60 @@ fn differing_views_of_the_requests_reform_on_the_intersection() {
             p.excluded
         );
     }
+}
+
+#[test]
+fn a_peer_whose_view_is_the_intersection_keeps_its_session_and_the_others_join_it() {
+    // Peer 0 never saw peer 3's request. Peers 1-3 form a session of four,
+    // peer 0 one of three; at the deadline 1 and 2 re-form onto peer 0's
+    // session, which waits for them instead of blaming them, and 3 (left
+    // out of the intersection) waits for the next epoch.
+    let mut net = net(Setup {
+        hidden: vec![(0, 3)],
+        ..Setup::clean(4)
+    });
+    net.reform = true;
+    net.run();
+    let first = net.peers[0].sessions_started.clone();
+    assert_eq!(first.len(), 1, "peer 0 keeps the session it formed");
+    for i in [1, 2] {
+        let started = &net.peers[i].sessions_started;
+        assert_eq!(started.len(), 2, "peer {i} re-forms once");
+        assert_eq!(started[1], first[0], "peer {i} joins peer 0's session");
+    }
+    assert!(
+        matches!(net.peers[3].outcome, Some(Outcome::Reform { .. })),
+        "peer 3 is not in the intersection: {:?}",
+        net.peers[3].outcome
+    );
+    net.peers[3].honest = false;
+    net.assert_all_honest_completed();
+    net.peers[3].honest = true;
+    net.assert_no_honest_blamed();
+}
+
+#[test]
+fn views_that_differ_on_both_sides_meet_on_a_fresh_session() {
+    // Peers 3 and 4 never saw each other: they form {0,1,2,3} and
+    // {0,1,2,4}, the rest {0,1,2,3,4}. The rest re-form on {0,1,2}, a
+    // session none of them ran, and complete it; 3 and 4 wait for the
+    // next epoch, blamed by nobody.
+    let mut net = net(Setup {
+        hidden: vec![(3, 4), (4, 3)],
+        ..Setup::clean(5)
+    });
+    net.reform = true;
+    net.run();
+    for i in [0, 1, 2] {
+        assert_eq!(net.peers[i].sessions_started.len(), 2, "peer {i}");
+    }
+    net.peers[3].honest = false;
+    net.peers[4].honest = false;
+    let txid = net.assert_all_honest_completed();
+    assert_eq!(net.agreed_transaction().input.len(), 3, "{txid}");
+    net.peers[3].honest = true;
+    net.peers[4].honest = true;
+    net.assert_no_honest_blamed();
 }
 
 #[test]

@@ -31,7 +31,9 @@ use crate::{
     coin::{p2tr_script, CoinKey},
     exclusion::{Exclusion, Strikes},
     pairing::{form_session, validate_all, PairRequest, Pairing, RequestId, SessionPlan},
-    proto::{Action, OurOutput, Outcome, OwnSecrets, RunMessage, Session, SessionConfig},
+    proto::{
+        Action, OurOutput, Outcome, OwnSecrets, RunMessage, Session, SessionConfig, MAX_REFORMS,
+    },
     wallet::KeyPath,
 };
 
@@ -41,8 +43,6 @@ const MAX_SEEN_PER_PAIRING: usize = 512;
 const MAX_REQUESTS_PER_PEER: usize = 4;
 /// Sessions remembered as over (their late messages are dropped).
 const MAX_FINISHED_SESSIONS: usize = 256;
-/// Times a session re-forms on the intersection of views in one epoch.
-const MAX_REFORMS: u32 = 3;
 /// Phase changes kept per request.
 const MAX_TIMELINE: usize = 512;
 /// Exclusions listed per request.
@@ -124,7 +124,7 @@ pub(crate) struct Actor {
     topics: BTreeMap<String, Pairing>,
     sessions: BTreeMap<[u8; 32], Running>,
     finished: VecDeque<[u8; 32]>,
-    early: EarlyMessages,
+    early: EarlyMessages<PeerId>,
     strikes: Strikes,
 }
 
@@ -937,7 +937,13 @@ impl Actor {
                 own.reforms += 1;
                 let again = own.reforms <= MAX_REFORMS;
                 match form_session(running.pairing, running.epoch, known) {
-                    Ok(plan) if again && plan.requests.iter().any(|r| r.id() == id) => {
+                    // Never onto a session that already ran here: its
+                    // machine would publish a second key exchange for it.
+                    Ok(plan)
+                        if again
+                            && plan.requests.iter().any(|r| r.id() == id)
+                            && !self.finished.contains(&plan.session_id) =>
+                    {
                         self.start_session(id, plan);
                     }
                     Ok(_) | Err(_) => {
@@ -1154,7 +1160,7 @@ impl Actor {
             self.deliver(other, author, &message);
         }
         self.early
-            .keep(pairing, session_id, author, message, Instant::now());
+            .keep(pairing, session_id, author, from, message, Instant::now());
     }
 }
 

@@ -10,7 +10,7 @@
 //! threads and report back.
 
 mod actor;
-mod early;
+pub(crate) mod early;
 pub mod quote;
 pub mod status;
 pub mod store;
