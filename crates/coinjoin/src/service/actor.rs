@@ -21,6 +21,7 @@ use zeroize::Zeroizing;
 
 use super::{
     early::EarlyMessages,
+    seen::{Admission, SeenRequests},
     status::{ExcludedOutpoint, OwnOutput, RequestPhase, RequestStatus, TimelineEntry},
     store::StoredRequest,
     wire::TopicMessage,
@@ -37,10 +38,6 @@ use crate::{
     wallet::KeyPath,
 };
 
-/// Requests remembered per pairing.
-const MAX_SEEN_PER_PAIRING: usize = 512;
-/// Requests one peer may have open per pairing.
-const MAX_REQUESTS_PER_PEER: usize = 4;
 /// Sessions remembered as over (their late messages are dropped).
 const MAX_FINISHED_SESSIONS: usize = 256;
 /// Phase changes kept per request.
@@ -68,12 +65,6 @@ enum Internal {
         id: RequestId,
         tx: Option<Transaction>,
     },
-}
-
-/// A request seen on a pairing's topic.
-struct Seen {
-    request: PairRequest,
-    author: PeerId,
 }
 
 /// One of our requests.
@@ -120,7 +111,7 @@ pub(crate) struct Actor {
     own: BTreeMap<RequestId, Own>,
     /// Our request ids in the order they were made.
     order: Vec<RequestId>,
-    seen: BTreeMap<Pairing, BTreeMap<RequestId, Seen>>,
+    seen: BTreeMap<Pairing, SeenRequests<PairRequest, PeerId>>,
     topics: BTreeMap<String, Pairing>,
     sessions: BTreeMap<[u8; 32], Running>,
     finished: VecDeque<[u8; 32]>,
@@ -351,7 +342,7 @@ impl Actor {
             fee_rate: pairing.fee_rate,
             inputs: join.inputs.iter().map(ToString::to_string).collect(),
             phase: RequestPhase::Waiting,
-            peers: 1 + self.seen.get(&pairing).map_or(0, BTreeMap::len),
+            peers: 1 + self.seen.get(&pairing).map_or(0, SeenRequests::len),
             run: 0,
             sessions: 0,
             excluded: Vec::new(),
@@ -691,6 +682,9 @@ impl Actor {
             for e in &refused {
                 seen.retain(|_, s| s.request.outpoints() != e.outpoints);
             }
+            // The rest have coins the chain confirmed: a flood of
+            // announcements cannot push them out.
+            seen.mark_checked(valid.iter().map(PairRequest::id));
         }
         let now_ms = unix_ms();
         let own = self.own.get_mut(&id).expect("found");
@@ -1053,7 +1047,7 @@ impl Actor {
     /// Shows our waiting requests of `pairing` how many requests they would
     /// form a session with now (theirs included).
     fn show_peer_counts(&mut self, pairing: Pairing) {
-        let count = self.seen.get(&pairing).map_or(0, BTreeMap::len);
+        let count = self.seen.get(&pairing).map_or(0, SeenRequests::len);
         let waiting: Vec<RequestId> = self
             .own
             .iter()
@@ -1104,24 +1098,15 @@ impl Actor {
             tracing::debug!(%from, %e, "coinjoin: pair request refused");
             return;
         }
+        let expiry = request.expiry;
         let seen = self.seen.entry(pairing).or_default();
-        if seen.contains_key(&id) {
-            return;
+        match seen.insert(id, request, from, expiry, now) {
+            Admission::Added => self.show_peer_counts(pairing),
+            Admission::Known => {}
+            Admission::Refused(why) => {
+                tracing::debug!(%from, why, "coinjoin: pair request not kept");
+            }
         }
-        seen.retain(|_, s| s.request.expiry > now);
-        let by_author = seen.values().filter(|s| s.author == from).count();
-        if by_author >= MAX_REQUESTS_PER_PEER || seen.len() >= MAX_SEEN_PER_PAIRING {
-            tracing::debug!(%from, "coinjoin: pair request dropped: too many open");
-            return;
-        }
-        seen.insert(
-            id,
-            Seen {
-                request,
-                author: from,
-            },
-        );
-        self.show_peer_counts(pairing);
     }
 
     fn on_run(&mut self, pairing: Pairing, from: PeerId, author: RequestId, message: Vec<u8>) {

@@ -12,6 +12,7 @@
 mod actor;
 pub(crate) mod early;
 pub mod quote;
+mod seen;
 pub mod status;
 pub mod store;
 pub mod supervisor;
