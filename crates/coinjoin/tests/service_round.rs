@@ -4,7 +4,9 @@
 //! (tests/chain), requests and run messages travel as signed gossip
 //! envelopes, and the transaction every node reports must be the one the
 //! regtest node confirmed in a block its libbitcoinkernel connected. A
-//! request cancelled before its epoch is withdrawn from the others' views.
+//! request cancelled before its epoch is withdrawn from the others' views;
+//! a withdrawal published by anyone but the request's author changes
+//! nothing.
 
 mod support;
 
@@ -14,10 +16,14 @@ use bitcoin::{consensus::encode::deserialize_hex, Address, Network, Transaction}
 use conclave_coinjoin::{
     chain::ChainSource,
     coin::Outpoint,
-    service::{CoinJoinConfig, CoinJoinHandle, CoinJoinService, JoinParams, RequestPhase},
+    pairing::{PairRequest, Pairing, RequestId},
+    service::{
+        wire::TopicMessage, CoinJoinConfig, CoinJoinHandle, CoinJoinService, JoinParams,
+        RequestPhase,
+    },
     wallet::Wallet,
 };
-use conclave_node::{Keypair, Multiaddr, Node, NodeConfig, NodeHandle};
+use conclave_node::{Keypair, Multiaddr, Node, NodeConfig, NodeEvent, NodeHandle};
 use support::Regtest;
 
 const DENOMINATION: u64 = 100_000;
@@ -297,4 +303,127 @@ async fn a_request_cancelled_before_the_epoch_is_left_out_and_nobody_is_excluded
         peer.coinjoin.stop().await;
         peer.node.stop().await.expect("stop");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_withdrawal_forged_by_another_peer_changes_nothing() {
+    let test = "a_withdrawal_forged_by_another_peer_changes_nothing";
+    if !keychain_available(test) {
+        return;
+    }
+    let Some(chain) = Regtest::start(test) else {
+        return;
+    };
+    // A long epoch: the forgery arrives after everyone saw the request and
+    // before the tick that forms the session.
+    let config = CoinJoinConfig::quick(Duration::from_secs(20), Duration::from_secs(5));
+    let peers = start_peers(4, "coinjoin-forged-withdraw", &chain, &config).await;
+    // The forger runs a node and nothing else: it needs no coins to speak
+    // on the pairing's topic.
+    let forger = start_node().await;
+    for peer in &peers {
+        forger
+            .connect(quic_addr(&peer.node).await)
+            .await
+            .expect("connect");
+    }
+    let topic = Pairing::new(DENOMINATION, 2).expect("a pairing").topic();
+    forger.subscribe(&topic).await.expect("subscribe");
+    let ids = join_all(&peers).await;
+    for (peer, id) in peers.iter().zip(&ids) {
+        wait_for_peer_count(&peer.coinjoin, id, 4).await;
+    }
+    forger
+        .wait_for_topic_peers(&topic, peers.len(), LIMIT)
+        .await
+        .expect("every peer on the topic");
+    let victim = RequestId(
+        hex::decode(&ids[0])
+            .expect("a hex id")
+            .try_into()
+            .expect("32 bytes"),
+    );
+    let forged = TopicMessage::Withdraw(victim).encode();
+    let mut watchers: Vec<_> = peers.iter().map(|p| p.node.subscribe_events()).collect();
+    // The victim announces its request again every few seconds; the
+    // forger answers every announcement with another forgery, as a
+    // hostile peer would, until the round is over.
+    let mut heard = forger.subscribe_events();
+    let forging = {
+        let (forger, topic, forged) = (forger.clone(), topic.clone(), forged.clone());
+        tokio::spawn(async move {
+            loop {
+                forger
+                    .broadcast(&topic, forged.clone())
+                    .await
+                    .expect("the forgery is published");
+                loop {
+                    match heard.recv().await {
+                        Some(NodeEvent::Message(m)) if m.topic == topic => {
+                            if let Ok(TopicMessage::Request(bytes)) = TopicMessage::decode(&m.data)
+                            {
+                                if PairRequest::decode(&bytes).is_ok_and(|r| r.id() == victim) {
+                                    break;
+                                }
+                            }
+                        }
+                        Some(_) => {}
+                        None => return,
+                    }
+                }
+            }
+        })
+    };
+    for (i, watcher) in watchers.iter_mut().enumerate().skip(1) {
+        let arrived = async {
+            while let Some(event) = watcher.recv().await {
+                if let NodeEvent::Message(m) = event {
+                    if m.from == Some(forger.peer_id()) && m.data == forged {
+                        return;
+                    }
+                }
+            }
+            panic!("peer {i}'s node stopped");
+        };
+        tokio::time::timeout(LIMIT, arrived)
+            .await
+            .unwrap_or_else(|_| panic!("the forgery never reached peer {i}"));
+    }
+    for (peer, id) in peers.iter().zip(&ids).skip(1) {
+        let status = peer.coinjoin.status(id).await.expect("status");
+        assert_eq!(
+            status.phase,
+            RequestPhase::Waiting,
+            "the epoch ticked before the forgery arrived, so this run proves nothing"
+        );
+    }
+    let mut txids = BTreeSet::new();
+    for (peer, id) in peers.iter().zip(&ids) {
+        let status = peer.coinjoin.wait(id, LIMIT).await.expect("status");
+        assert_eq!(
+            status.phase,
+            RequestPhase::Done,
+            "{:?}: {:?}",
+            status.phase,
+            status.last_error
+        );
+        assert!(status.excluded.is_empty(), "{:?}", status.excluded);
+        txids.insert(status.txid.expect("a txid"));
+    }
+    assert_eq!(txids.len(), 1, "one transaction");
+    let txid = txids.pop_first().expect("a txid");
+    let (_, hex) = chain.tx(&txid.parse().expect("a txid"));
+    let tx: Transaction = deserialize_hex(&hex).expect("a transaction");
+    let spent: BTreeSet<Outpoint> = tx.input.iter().map(|i| i.previous_output.into()).collect();
+    assert!(
+        spent.contains(&peers[0].outpoint),
+        "the request whose withdrawal was forged is mixed"
+    );
+    assert_eq!(spent.len(), 4);
+    forging.abort();
+    for peer in &peers {
+        peer.coinjoin.stop().await;
+        peer.node.stop().await.expect("stop");
+    }
+    forger.stop().await.expect("stop");
 }
