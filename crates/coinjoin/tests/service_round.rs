@@ -244,6 +244,38 @@ async fn wait_for_peer_count(coinjoin: &CoinJoinHandle, id: &str, peers: usize) 
         .unwrap_or_else(|_| panic!("request {id} never counted {peers} peers"));
 }
 
+/// Waits until each of `peers` finished its request (`ids`, in order) in
+/// one transaction that excludes nobody; the outpoints it spends, as the
+/// regtest node confirmed it.
+async fn spent_by_the_one_transaction(
+    chain: &Regtest,
+    peers: &[Peer],
+    ids: &[String],
+) -> BTreeSet<Outpoint> {
+    let mut txids = BTreeSet::new();
+    for (peer, id) in peers.iter().zip(ids) {
+        let status = peer.coinjoin.wait(id, LIMIT).await.expect("status");
+        assert_eq!(
+            status.phase,
+            RequestPhase::Done,
+            "{:?}: {:?}",
+            status.phase,
+            status.last_error
+        );
+        assert!(
+            status.excluded.is_empty(),
+            "nobody is excluded: {:?}",
+            status.excluded
+        );
+        txids.insert(status.txid.expect("a txid"));
+    }
+    assert_eq!(txids.len(), 1, "one transaction");
+    let txid = txids.pop_first().expect("a txid");
+    let (_, hex) = chain.tx(&txid.parse().expect("a txid"));
+    let tx: Transaction = deserialize_hex(&hex).expect("a transaction");
+    tx.input.iter().map(|i| i.previous_output.into()).collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_cancelled_before_the_epoch_is_left_out_and_nobody_is_excluded() {
     let test = "a_request_cancelled_before_the_epoch_is_left_out_and_nobody_is_excluded";
@@ -272,28 +304,8 @@ async fn a_request_cancelled_before_the_epoch_is_left_out_and_nobody_is_excluded
     for (peer, id) in staying.iter().zip(&ids) {
         wait_for_peer_count(&peer.coinjoin, id, 3).await;
     }
-    let mut txids = BTreeSet::new();
-    for (peer, id) in staying.iter().zip(&ids) {
-        let status = peer.coinjoin.wait(id, LIMIT).await.expect("status");
-        assert_eq!(
-            status.phase,
-            RequestPhase::Done,
-            "{:?}: {:?}",
-            status.phase,
-            status.last_error
-        );
-        assert!(
-            status.excluded.is_empty(),
-            "nobody is excluded for a request its author withdrew: {:?}",
-            status.excluded
-        );
-        txids.insert(status.txid.expect("a txid"));
-    }
-    assert_eq!(txids.len(), 1, "one transaction");
-    let txid = txids.pop_first().expect("a txid");
-    let (_, hex) = chain.tx(&txid.parse().expect("a txid"));
-    let tx: Transaction = deserialize_hex(&hex).expect("a transaction");
-    let spent: BTreeSet<Outpoint> = tx.input.iter().map(|i| i.previous_output.into()).collect();
+    // Nobody is excluded for a request its author withdrew.
+    let spent = spent_by_the_one_transaction(&chain, staying, &ids).await;
     assert!(
         !spent.contains(&leaving.outpoint),
         "the withdrawn coin stays where it was"
@@ -397,24 +409,7 @@ async fn a_withdrawal_forged_by_another_peer_changes_nothing() {
             "the epoch ticked before the forgery arrived, so this run proves nothing"
         );
     }
-    let mut txids = BTreeSet::new();
-    for (peer, id) in peers.iter().zip(&ids) {
-        let status = peer.coinjoin.wait(id, LIMIT).await.expect("status");
-        assert_eq!(
-            status.phase,
-            RequestPhase::Done,
-            "{:?}: {:?}",
-            status.phase,
-            status.last_error
-        );
-        assert!(status.excluded.is_empty(), "{:?}", status.excluded);
-        txids.insert(status.txid.expect("a txid"));
-    }
-    assert_eq!(txids.len(), 1, "one transaction");
-    let txid = txids.pop_first().expect("a txid");
-    let (_, hex) = chain.tx(&txid.parse().expect("a txid"));
-    let tx: Transaction = deserialize_hex(&hex).expect("a transaction");
-    let spent: BTreeSet<Outpoint> = tx.input.iter().map(|i| i.previous_output.into()).collect();
+    let spent = spent_by_the_one_transaction(&chain, &peers, &ids).await;
     assert!(
         spent.contains(&peers[0].outpoint),
         "the request whose withdrawal was forged is mixed"
