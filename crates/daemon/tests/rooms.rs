@@ -2,7 +2,8 @@
 //! through `conclavectl`, with the real MCP servers from npm (tests/mcp):
 //! a member's tools called from another daemon, with progress and cancel;
 //! a 5-daemon room whose task every member verifies; an invite-only room
-//! that ignores a peer without a token.
+//! that ignores a peer without a token, and one whose owner revokes a
+//! member.
 
 use std::{
     path::{Path, PathBuf},
@@ -473,6 +474,110 @@ fn an_invite_only_room_ignores_a_peer_without_a_token() {
     assert_eq!(done["executor"], member.peer_id.as_str());
     let agents = owner.json(&["rooms", "agents", &room]);
     assert!(!has_agent(&agents, &stranger.peer_id, None), "{agents}");
+}
+
+#[test]
+fn a_revocation_reaches_every_member_and_the_revoked_peer_neither_bids_nor_rejoins() {
+    let tmp = tempfile::tempdir().unwrap();
+    let owner = agent(&tmp.path().join("owner"), &[]);
+    let revoked = agent(&tmp.path().join("revoked"), &["echo"]);
+    let staying = agent(&tmp.path().join("staying"), &["echo"]);
+    revoked.json(&["connect", &owner.quic_addr]);
+    staying.json(&["connect", &owner.quic_addr]);
+    staying.json(&["connect", &revoked.quic_addr]);
+    let room = owner.json(&["rooms", "create", "revocable", "--invite-only"])["room_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut tokens = Vec::new();
+    for (name, member) in [("revoked", &revoked), ("staying", &staying)] {
+        let token = tmp.path().join(format!("{name}.token"));
+        eventually(
+            &owner,
+            &[
+                "rooms",
+                "invite",
+                &room,
+                &member.peer_id,
+                "--roles",
+                "propose,execute",
+                "--out",
+                token.to_str().unwrap(),
+            ],
+            "the invitation",
+            |_| true,
+        );
+        member.json(&["rooms", "join", &room, "--token", token.to_str().unwrap()]);
+        tokens.push(token);
+    }
+    let skill = "mcp.everything.echo";
+    for viewer in [&owner, &staying] {
+        eventually(
+            viewer,
+            &["rooms", "agents", &room],
+            "the revoked-to-be member's card",
+            |v| has_agent(v, &revoked.peer_id, Some(skill)),
+        );
+    }
+
+    let reply = owner.json(&["rooms", "revoke", &room, &revoked.peer_id]);
+    assert_eq!(reply["revoked"], revoked.peer_id.as_str());
+    // The owner's signed revocation travels to the other members, who drop
+    // the card and refuse what the revoked peer sends from now on.
+    for viewer in [&owner, &staying] {
+        eventually(
+            viewer,
+            &["rooms", "agents", &room],
+            "the revoked member's card gone",
+            |v| !has_agent(v, &revoked.peer_id, None),
+        );
+    }
+    // It reaches the revoked peer too: its own token is void from then on
+    // (until then, joining again is a no-op).
+    let join_again = [
+        "rooms",
+        "join",
+        &room,
+        "--token",
+        tokens[0].to_str().unwrap(),
+    ];
+    let started = Instant::now();
+    while let Ok(joined) = try_json(&revoked, &join_again) {
+        assert!(
+            started.elapsed() < LIMIT,
+            "the revoked peer still joins: {joined}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let refused = try_json(&revoked, &join_again).unwrap_err();
+    assert!(refused.contains("was revoked"), "{refused}");
+
+    owner.json(&[
+        "wait-topic",
+        &topic(&room),
+        "--peers",
+        "1",
+        "--timeout",
+        "30",
+    ]);
+    let task = owner.json(&[
+        "rooms",
+        "propose",
+        &room,
+        "--skill",
+        skill,
+        "--input",
+        r#"{"message": "after the revocation"}"#,
+        "--window-ms",
+        "1500",
+    ])["task_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let done = owner.json(&["rooms", "task", &task, "--wait", "60"]);
+    assert_eq!(done["state"], "TASK_STATE_COMPLETED", "{done}");
+    assert_eq!(done["bids"], 1, "only the remaining member bids: {done}");
+    assert_eq!(done["executor"], staying.peer_id.as_str());
 }
 
 /// The error of a call that keeps failing once the DHT has the room (a

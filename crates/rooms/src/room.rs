@@ -135,7 +135,9 @@ pub enum RoomError {
     #[error("the membership of {0} expired")]
     Expired(PeerId),
     /// The owner revoked the peer.
-    #[error("the membership of {0} was revoked")]
+    #[error(
+        "the membership of {0} was revoked by the room's owner; ask the owner for a new invitation"
+    )]
     Revoked(PeerId),
     /// The room holds as many members as it may.
     #[error("the room holds {MAX_MEMBERS} members already")]

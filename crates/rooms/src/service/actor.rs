@@ -741,13 +741,20 @@ impl Actor {
                 None,
             ),
         };
-        let mut membership = Membership::new(&descriptor)?;
-        if membership.id() != room {
+        let fresh = Membership::new(&descriptor)?;
+        if fresh.id() != room {
             return Err(RoomsError::Invalid(format!(
                 "the descriptor found is of room {}, not {room}",
-                membership.id()
+                fresh.id()
             )));
         }
+        // A room we are in keeps what we know of it (revocations, the
+        // other members' tokens): a token is checked against that, so a
+        // revoked member's old invitation stays void.
+        let mut membership = match self.rooms.get(&room) {
+            Some(existing) => existing.membership.clone(),
+            None => fresh,
+        };
         if let Some(token) = &token {
             let member = membership.add_token(token, now)?;
             if member != self.me {
