@@ -3,7 +3,7 @@
 //! a member's tools called from another daemon, with progress and cancel;
 //! a 5-daemon room whose task every member verifies; an invite-only room
 //! that ignores a peer without a token, and one whose owner revokes a
-//! member.
+//! member; an executor killed mid-task, replaced by the next bidder.
 
 use std::{
     path::{Path, PathBuf},
@@ -578,6 +578,111 @@ fn a_revocation_reaches_every_member_and_the_revoked_peer_neither_bids_nor_rejoi
     assert_eq!(done["state"], "TASK_STATE_COMPLETED", "{done}");
     assert_eq!(done["bids"], 1, "only the remaining member bids: {done}");
     assert_eq!(done["executor"], staying.peer_id.as_str());
+}
+
+/// A daemon whose one skill is `shell.slow-echo`: its input back after
+/// three seconds, declared idempotent (running it twice is harmless).
+fn slow_echo_agent(dir: &Path) -> Daemon {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("config.toml"),
+        "[[shell]]\nname = \"slow-echo\"\nargv = [\"/bin/sh\", \"-c\", \"/bin/sleep 3; /bin/cat\"]\nidempotent = true\n",
+    )
+    .unwrap();
+    Daemon::start_with(dir, &["--signing-keys", "none"])
+}
+
+#[test]
+fn an_executor_killed_after_it_started_is_replaced_by_the_next_bidder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let proposer = agent(&tmp.path().join("proposer"), &[]);
+    let mut executors: Vec<Daemon> = (0..2)
+        .map(|i| slow_echo_agent(&tmp.path().join(format!("e{i}"))))
+        .collect();
+    for e in &executors {
+        e.json(&["connect", &proposer.quic_addr]);
+    }
+    executors[1].json(&["connect", &executors[0].quic_addr]);
+    let room = proposer.json(&["rooms", "create", "relay-race"])["room_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for e in &executors {
+        eventually(e, &["rooms", "join", &room], "join", |_| true);
+    }
+    let skill = "shell.slow-echo";
+    eventually(
+        &proposer,
+        &["rooms", "agents", &room],
+        "both executors' cards",
+        |v| {
+            executors
+                .iter()
+                .all(|e| has_agent(v, &e.peer_id, Some(skill)))
+        },
+    );
+    proposer.json(&[
+        "wait-topic",
+        &topic(&room),
+        "--peers",
+        "2",
+        "--timeout",
+        "30",
+    ]);
+    // The lease outlasts an honest run (3 s) but not a dead executor.
+    let lease_ms = 5_000u64;
+    let lease = lease_ms.to_string();
+    let task = proposer.json(&[
+        "rooms",
+        "propose",
+        &room,
+        "--skill",
+        skill,
+        "--input",
+        r#"{"message": "carried on"}"#,
+        "--window-ms",
+        "1500",
+        "--lease-ms",
+        &lease,
+    ])["task_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let working = eventually(
+        &proposer,
+        &["rooms", "task", &task],
+        "the awarded executor starting",
+        |v| v["state"] == "TASK_STATE_WORKING",
+    );
+    let first = working["executor"].as_str().unwrap().to_string();
+    let victim = executors
+        .iter()
+        .position(|e| e.peer_id == first)
+        .expect("an executor of ours runs it");
+    executors[victim].kill();
+    let killed = Instant::now();
+    eventually(
+        &proposer,
+        &["rooms", "task", &task],
+        "the task awarded to the next bidder",
+        |v| v["executor"] != first.as_str(),
+    );
+    let reassigned = killed.elapsed();
+    let done = proposer.json(&["rooms", "task", &task, "--wait", "60"]);
+    println!(
+        "figure: executor killed after start -> reassigned {:.0} ms, next bidder's result {:.0} ms (lease {lease_ms} ms, run 3 s)",
+        reassigned.as_secs_f64() * 1000.0,
+        killed.elapsed().as_secs_f64() * 1000.0
+    );
+    assert_eq!(done["state"], "TASK_STATE_COMPLETED", "{done}");
+    assert_eq!(done["attempt"], 2, "{done}");
+    assert_eq!(
+        done["executor"],
+        executors[1 - victim].peer_id.as_str(),
+        "{done}"
+    );
+    assert_eq!(done["verified"], true);
+    assert!(done["result"].to_string().contains("carried on"), "{done}");
 }
 
 /// The error of a call that keeps failing once the DHT has the room (a

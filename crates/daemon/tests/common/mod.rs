@@ -96,6 +96,12 @@ impl Daemon {
 }
 
 impl Daemon {
+    /// Kills the daemon at once (SIGKILL: no shutdown, nothing flushed).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Waits up to `limit` for the daemon to exit by itself.
     pub fn wait_exit(&mut self, limit: std::time::Duration) -> std::process::ExitStatus {
         let deadline = std::time::Instant::now() + limit;
