@@ -1,16 +1,25 @@
 //! The rooms service over real nodes on 127.0.0.1 with real MCP servers
 //! from npm: a remote MCP call between two members, and a small room
 //! where a task is proposed, bid on, awarded, completed and its record
-//! verified by every member.
+//! verified by every member; bids forged, relayed or sent late by a peer
+//! speaking the rooms protocol directly are refused and change nothing.
 
 mod common;
 
 use std::time::Duration;
 
 use common::*;
+use conclave_node::{clock::unix_ms, NodeHandle};
 use conclave_rooms::{
+    ids::TaskId,
     room::Policy,
-    service::{Proposal, RoomsHandle},
+    service::{
+        signer::NodeSigner,
+        wire::{self, Request},
+        Proposal, RoomsHandle,
+    },
+    statement::{LocalSigner, Statement, StatementSigner},
+    task::{Bid, TaskMessage, BID_DOMAIN},
     PeerId, RoomId,
 };
 use tokio::sync::mpsc;
@@ -256,5 +265,112 @@ async fn a_task_is_bid_on_awarded_completed_and_verified_by_every_member() {
         winner.reputation[skill] > 500,
         "the completed task counts for its executor: {:?}",
         winner.reputation
+    );
+}
+
+/// A bid on `task` for `skill` at `price`, signed by `signer` now.
+fn bid(signer: &dyn StatementSigner, task: TaskId, skill: &str, price: u64) -> Statement {
+    Statement::sign(
+        signer,
+        BID_DOMAIN,
+        &Bid {
+            task,
+            skill: skill.into(),
+            price,
+            idempotent: true,
+        },
+        unix_ms(),
+    )
+    .expect("signed")
+}
+
+/// Sends `bid` to `proposer` over the rooms protocol as `from`; the
+/// proposer's refusal.
+async fn refused(from: &NodeHandle, proposer: &NodeHandle, room: RoomId, bid: Statement) -> String {
+    let request = Request::Task {
+        room,
+        message: TaskMessage::Bid(bid),
+    };
+    match from
+        .send_to(proposer.peer_id(), wire::PROTOCOL, wire::encode(&request))
+        .await
+    {
+        Ok(reply) => panic!(
+            "the bid was taken: {:?}",
+            wire::decode::<wire::Reply>(&reply)
+        ),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forged_relayed_and_late_bids_over_the_wire_are_refused_and_change_nothing() {
+    init_logging();
+    let (a, b, forger) = (node().await, node().await, node().await);
+    connect(&b, &a).await;
+    connect(&forger, &a).await;
+    let ra = rooms(&a, Default::default()).await;
+    let rb = rooms(&b, everything(&["echo"])).await;
+    let room = ra.create_room("open bids", Policy::Open).await.unwrap();
+    within("join", rb.join_room(room, None)).await.unwrap();
+    let skill = "mcp.everything.echo";
+    sees(&ra, room, &[b.peer_id()], Some(skill)).await;
+    within(
+        "topic peers",
+        a.wait_for_topic_peers(&wire::topic_of(&room), 1, Duration::from_secs(30)),
+    )
+    .await
+    .unwrap();
+    let task = ra
+        .propose(Proposal {
+            room,
+            skill: skill.into(),
+            input: serde_json::json!({"message": "honest bids only"}),
+            window_ms: Some(2_000),
+            max_price: 10,
+            min_reputation: 0,
+            timeout_ms: None,
+            lease_ms: None,
+            attempts: None,
+        })
+        .await
+        .unwrap();
+
+    // The forger's own keys sign a bid, then it changes the price.
+    let own = NodeSigner::new(forger.identity());
+    let mut forged = bid(&own, task, skill, 5);
+    forged.payload = postcard::to_stdvec(&Bid {
+        task,
+        skill: skill.into(),
+        price: 0,
+        idempotent: true,
+    })
+    .unwrap();
+    let why = refused(&forger, &a, room, forged).await;
+    assert!(why.contains("invalid Ed25519 signature"), "{why}");
+    // It relays a bid someone else signed as if it were its own.
+    let someone = LocalSigner::generate();
+    let why = refused(&forger, &a, room, bid(&someone, task, skill, 0)).await;
+    assert!(why.contains("signed by another peer"), "{why}");
+    // After the window, its own honest-looking bid comes too late.
+    until(&ra, "the award", || async {
+        ra.task(task, Duration::ZERO).await.unwrap().attempt >= 1
+    })
+    .await;
+    let why = refused(&forger, &a, room, bid(&own, task, skill, 0)).await;
+    assert!(why.contains("after the window closed"), "{why}");
+
+    let done = ra.task(task, Duration::from_secs(45)).await.unwrap();
+    assert_eq!(done.state, "TASK_STATE_COMPLETED", "{done:#?}");
+    assert_eq!(done.bids, 1, "only the member's bid counts: {done:#?}");
+    assert_eq!(done.executor, Some(b.peer_id().to_string()));
+    assert!(done.verified);
+    let forger_id = forger.peer_id().to_string();
+    assert!(
+        done.log
+            .iter()
+            .all(|l| !format!("{l:?}").contains(&forger_id)),
+        "the record never names the forger: {:#?}",
+        done.log
     );
 }
