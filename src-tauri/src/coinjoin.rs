@@ -44,8 +44,13 @@ pub enum CoinJoinChanged {
 pub type CoinJoinSink = Arc<dyn Fn(CoinJoinChanged) + Send + Sync>;
 
 /// The profile's CoinJoin service, on the chain source its config names
-/// (off, saying what to set, without one); changes go to `sink`.
-pub fn supervisor(node: Arc<ProfileNode>, sink: CoinJoinSink) -> Arc<CoinJoinSupervisor> {
+/// (off, saying what to set, without one), its state in the profile's
+/// `database`; changes go to `sink`.
+pub fn supervisor(
+    node: Arc<ProfileNode>,
+    database: Result<Database, String>,
+    sink: CoinJoinSink,
+) -> Arc<CoinJoinSupervisor> {
     let config_file = node.profile().config_file().display().to_string();
     let settings = node.config().map_err(|e| e.to_string()).and_then(|config| {
         CoinJoinSettings::from_table(config.coinjoin.as_ref(), &config_file)
@@ -53,10 +58,7 @@ pub fn supervisor(node: Arc<ProfileNode>, sink: CoinJoinSink) -> Arc<CoinJoinSup
             .map_err(|e| e.to_string())
     });
     let (settings, database) = match settings {
-        Ok(chain) => (
-            Ok(chain),
-            Database::open_profile(node.profile()).map_err(|e| e.to_string()),
-        ),
+        Ok(chain) => (Ok(chain), database),
         Err(reason) => (Err(reason), Err(String::new())),
     };
     let forward = sink.clone();

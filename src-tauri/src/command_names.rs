@@ -39,4 +39,12 @@
     "coinjoin_join",
     "coinjoin_requests",
     "coinjoin_cancel",
+    "rooms_list",
+    "rooms_create",
+    "rooms_join",
+    "rooms_agents",
+    "rooms_propose",
+    "rooms_tasks",
+    "rooms_task",
+    "rooms_cancel",
 ]

@@ -8,6 +8,7 @@ use conclave_node::{
     identity::{backup::BackupError, backup_file::BackupFileError, KeySourceError},
     NodeError,
 };
+use conclave_rooms::service::RoomsError;
 use conclave_signing::SigningError;
 use conclave_sim::sandbox::SandboxError;
 use serde::Serialize;
@@ -215,6 +216,22 @@ impl From<CoinJoinError> for CommandError {
             CoinJoinError::Chain(_) => Self::new(ErrorCode::Network, message),
             CoinJoinError::Store(_) => Self::new(ErrorCode::Storage, message),
             CoinJoinError::Stopped => Self::node_unavailable(),
+            _ => Self::new(ErrorCode::InvalidInput, message),
+        }
+    }
+}
+
+impl From<RoomsError> for CommandError {
+    fn from(e: RoomsError) -> Self {
+        let message = e.to_string();
+        match e {
+            RoomsError::Node(e) => e.into(),
+            RoomsError::Stopped | RoomsError::NodeNotRunning => Self::node_unavailable(),
+            RoomsError::Remote { .. } | RoomsError::Timeout(_) => {
+                Self::new(ErrorCode::Network, message)
+            }
+            RoomsError::Store(_) => Self::new(ErrorCode::Storage, message),
+            RoomsError::Record(_) | RoomsError::Tool(_) => Self::internal(message),
             _ => Self::new(ErrorCode::InvalidInput, message),
         }
     }

@@ -13,6 +13,7 @@ pub mod commands;
 pub mod error;
 pub mod events;
 pub mod presence;
+pub mod rooms;
 pub mod service;
 pub mod sessions;
 pub mod sink;
@@ -44,7 +45,7 @@ pub const BINDINGS_PATH: &str = "ui/src/lib/bindings.ts";
 /// Every command the UI may call (`command_names.rs`, which `build.rs` also
 /// includes). The window's capability lists the same names (a test checks
 /// it).
-pub const COMMANDS: [&str; 38] = include!("command_names.rs");
+pub const COMMANDS: [&str; 46] = include!("command_names.rs");
 
 /// The commands and events, as tauri-specta sees them.
 pub fn specta_builder() -> Builder<tauri::Wry> {
@@ -91,13 +92,22 @@ pub fn specta_builder() -> Builder<tauri::Wry> {
             coinjoin::coinjoin_join,
             coinjoin::coinjoin_requests,
             coinjoin::coinjoin_cancel,
+            rooms::rooms_list,
+            rooms::rooms_create,
+            rooms::rooms_join,
+            rooms::rooms_agents,
+            rooms::rooms_propose,
+            rooms::rooms_tasks,
+            rooms::rooms_task,
+            rooms::rooms_cancel,
         ])
         .events(collect_events![
             NodeStatus,
             PeerChanged,
             StatsSampled,
             sessions::SigningChanged,
-            coinjoin::CoinJoinChanged
+            coinjoin::CoinJoinChanged,
+            rooms::RoomsChanged
         ])
 }
 
@@ -146,23 +156,40 @@ pub fn run(launched: Instant) -> anyhow::Result<()> {
                     }
                 }),
             ));
+            // One database per profile and process (it locks its file),
+            // shared by the features.
+            let database = conclave_node::store::Database::open_profile(node.profile())
+                .map_err(|e| e.to_string());
             let events = app.handle().clone();
             let coinjoin = coinjoin::supervisor(
                 node.clone(),
+                database.clone(),
                 Arc::new(move |change: CoinJoinChanged| {
                     if let Err(e) = change.emit(&events) {
                         tracing::debug!(%e, "cannot emit coinjoin change");
                     }
                 }),
             );
+            let events = app.handle().clone();
+            let rooms = Arc::new(rooms::supervisor(
+                node.clone(),
+                database,
+                Arc::new(move |change: rooms::RoomsChanged| {
+                    if let Err(e) = change.emit(&events) {
+                        tracing::debug!(%e, "cannot emit rooms change");
+                    }
+                }),
+            ));
             let service = Arc::new(NodeService::new(node, sink, launched));
             app.manage(service.clone());
             app.manage(signing.clone());
             app.manage(coinjoin.clone());
-            // Signing and CoinJoin run on the node and follow it through
-            // restarts.
+            app.manage(rooms.clone());
+            // Signing, CoinJoin and rooms run on the node and follow it
+            // through restarts.
             tauri::async_runtime::spawn(signing.run());
             tauri::async_runtime::spawn(coinjoin.run());
+            tauri::async_runtime::spawn(rooms.run());
             tauri::async_runtime::spawn(async move {
                 // A failure is shown in the UI through the node's status.
                 let _ = service.start().await;
@@ -181,6 +208,10 @@ pub fn run(launched: Instant) -> anyhow::Result<()> {
             if let Some(coinjoin) = handle.try_state::<Arc<CoinJoinSupervisor>>() {
                 let coinjoin = coinjoin.inner().clone();
                 tauri::async_runtime::block_on(coinjoin.shutdown());
+            }
+            if let Some(rooms) = handle.try_state::<Arc<rooms::Rooms>>() {
+                let rooms = rooms.inner().clone();
+                tauri::async_runtime::block_on(rooms.shutdown());
             }
             if let Some(service) = handle.try_state::<Arc<NodeService>>() {
                 let service = service.inner().clone();

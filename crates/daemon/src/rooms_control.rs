@@ -18,13 +18,17 @@ use conclave_node::{
 use conclave_rooms::{
     exec::ExecConfig,
     room::{Policy, Roles},
-    service::{self, Proposal, RoomsConfig, RoomsError, RoomsHandle},
+    service::{
+        self,
+        supervisor::{self, RoomsSupervisor},
+        Proposal, RoomsError, RoomsHandle,
+    },
     PeerId, RoomId, TaskId,
 };
 use futures::{future::BoxFuture, FutureExt};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::sync::{mpsc, Mutex};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// Longest `--wait` of `rooms task`, in seconds.
@@ -37,81 +41,37 @@ const MAX_PROGRESS_NOTES: usize = 1024;
 /// The rooms service kept on the profile's node (cloneable).
 #[derive(Clone)]
 pub struct RoomsControl {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    node: Arc<ProfileNode>,
-    db: Option<Database>,
-    config: RoomsConfig,
-    running: Mutex<Option<RoomsHandle>>,
+    supervisor: Arc<RoomsSupervisor>,
 }
 
 impl RoomsControl {
     /// Serves rooms on `node` with state in `db` and the tools of `exec`.
     pub fn new(node: Arc<ProfileNode>, db: Option<Database>, exec: ExecConfig) -> Self {
-        let config = RoomsConfig {
-            exec,
-            agent_name: format!("{} on {}", node.profile().name(), node.peer_id()),
-            ..RoomsConfig::default()
-        };
+        let config = supervisor::profile_config(&node, exec);
         Self {
-            inner: Arc::new(Inner {
-                node,
-                db,
-                config,
-                running: Mutex::new(None),
-            }),
+            supervisor: Arc::new(RoomsSupervisor::new(node, db, config)),
         }
     }
 
     /// The tools of a profile's config.toml (its `[[mcp]]` and `[[shell]]`).
     pub fn exec_config(node: &ProfileNode) -> anyhow::Result<ExecConfig> {
-        let config = node.config()?;
-        Ok(ExecConfig::from_tables(&config.mcp, &config.shell)?)
+        Ok(supervisor::profile_tools(node)?)
     }
 
     /// The service on the node that runs now, started if needed.
     pub async fn handle(&self) -> Result<RoomsHandle, String> {
-        let inner = &self.inner;
-        let mut running = inner.running.lock().await;
-        if let Some(handle) = running.as_ref().filter(|h| h.node().is_running()) {
-            return Ok(handle.clone());
-        }
-        let node = inner
-            .node
-            .current()
-            .ok_or("the node is not running; start it again")?;
-        let handle = service::start(node, inner.db.clone(), inner.config.clone())
-            .await
-            .map_err(|e| e.to_string())?;
-        tracing::info!("rooms service running");
-        *running = Some(handle.clone());
-        Ok(handle)
+        self.supervisor.handle().await.map_err(|e| e.to_string())
     }
 
     /// Starts the service on each new node (so its card and tools are
     /// announced without a first call); returns when the profile closes.
     pub async fn run(self) {
-        let mut nodes = self.inner.node.watch();
-        loop {
-            let runs = nodes.borrow_and_update().is_some();
-            if runs {
-                if let Err(e) = self.handle().await {
-                    tracing::warn!(%e, "rooms service unavailable");
-                }
-            }
-            if nodes.changed().await.is_err() {
-                return;
-            }
-        }
+        self.supervisor.clone().run().await
     }
 
     /// Stops the service.
     pub async fn shutdown(&self) {
-        if let Some(handle) = self.inner.running.lock().await.take() {
-            handle.stop();
-        }
+        self.supervisor.shutdown().await
     }
 }
 

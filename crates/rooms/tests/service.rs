@@ -215,6 +215,11 @@ async fn a_task_is_bid_on_awarded_completed_and_verified_by_every_member() {
     let result = done.result.clone().unwrap();
     assert!(result.to_string().contains("the task's input"), "{result}");
 
+    // The room's task list shows the same view, at the proposer and at a member.
+    assert_eq!(ra.tasks(room).await.unwrap(), vec![done.clone()]);
+    let seen = rb.task(task, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(rb.tasks(room).await.unwrap(), vec![seen]);
+
     // The hash shown is that of the artifact's exact bytes in the record.
     let record = ra.record(task).await.unwrap();
     let verified = record.verify().unwrap();
@@ -255,6 +260,11 @@ async fn a_task_is_bid_on_awarded_completed_and_verified_by_every_member() {
     assert_eq!(kept.state, "TASK_STATE_COMPLETED");
     assert!(kept.verified);
     assert_eq!(kept.result_blake3, done.result_blake3);
+    assert_eq!(
+        again.tasks(room).await.unwrap(),
+        vec![kept.clone()],
+        "the stored task is listed after the restart"
+    );
     assert_eq!(again.record(task).await.unwrap().export(), record.export());
     let agents = again.agents(room).await.unwrap();
     let winner = agents

@@ -9,9 +9,14 @@ import { daemonBin, ctlBin } from "../wdio.conf.mjs";
 
 const run = promisify(execFile);
 
-/** Starts a conclaved; `args` are more flags (its CoinJoin chain source, say). */
-export async function startDaemon(args = []) {
+/**
+ * Starts a conclaved; `args` are more flags (its CoinJoin chain source,
+ * say), `config` the text of its profile's config.toml (its [[shell]]
+ * tools, say).
+ */
+export async function startDaemon(args = [], { config } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "conclaved-"));
+  if (config !== undefined) fs.writeFileSync(path.join(dir, "config.toml"), config);
   const child = spawn(
     daemonBin,
     ["--data-dir", dir, "--listen", "/ip4/127.0.0.1/udp/0/quic-v1", "--no-mdns", ...args],

@@ -113,6 +113,25 @@ export const commands = {
 	coinjoinRequests: () => typedError<RequestStatus[], CommandError>(__TAURI_INVOKE("coinjoin_requests")),
 	/**  Cancels a request: it joins no further session. */
 	coinjoinCancel: (requestId: string) => typedError<RequestStatus, CommandError>(__TAURI_INVOKE("coinjoin_cancel", { requestId })),
+	/**  The rooms this node is in. */
+	roomsList: () => typedError<RoomSummary[], CommandError>(__TAURI_INVOKE("rooms_list")),
+	/**  Creates a room owned by this node and joins it; returns its id. */
+	roomsCreate: (name: string, inviteOnly: boolean) => typedError<string, CommandError>(__TAURI_INVOKE("rooms_create", { name, inviteOnly })),
+	/**  Joins an open room by its id (found through connected peers or the DHT). */
+	roomsJoin: (roomId: string) => typedError<RoomSummary, CommandError>(__TAURI_INVOKE("rooms_join", { roomId })),
+	/**  The agents seen in a room, with their cards' skills. */
+	roomsAgents: (roomId: string) => typedError<AgentSummary[], CommandError>(__TAURI_INVOKE("rooms_agents", { roomId })),
+	/**
+	 *  Proposes a task for `skill` in a room with `input_json` (an object or a
+	 *  string) and a bid window (default: the service's); returns its id.
+	 */
+	roomsPropose: (roomId: string, skill: string, inputJson: string, windowMs: number | null) => typedError<string, CommandError>(__TAURI_INVOKE("rooms_propose", { roomId, skill, inputJson, windowMs })),
+	/**  A room's tasks known here, newest first. */
+	roomsTasks: (roomId: string) => typedError<TaskSummary[], CommandError>(__TAURI_INVOKE("rooms_tasks", { roomId })),
+	/**  One task as its verified record shows it. */
+	roomsTask: (taskId: string) => typedError<TaskSummary, CommandError>(__TAURI_INVOKE("rooms_task", { taskId })),
+	/**  Cancels a task this node proposed. */
+	roomsCancel: (taskId: string) => typedError<TaskSummary, CommandError>(__TAURI_INVOKE("rooms_cancel", { taskId })),
 };
 
 /** Events */
@@ -120,11 +139,24 @@ export const events = {
 	coinJoinChanged: makeEvent<CoinJoinChanged, CoinJoinChanged>("coin-join-changed"),
 	nodeStatus: makeEvent<NodeStatus, NodeStatus>("node-status"),
 	peerChanged: makeEvent<PeerChanged, PeerChanged>("peer-changed"),
+	roomsChanged: makeEvent<RoomsChanged, RoomsChanged>("rooms-changed"),
 	signingChanged: makeEvent<SigningChanged, SigningChanged>("signing-changed"),
 	statsSampled: makeEvent<StatsSampled, StatsSampled>("stats-sampled"),
 };
 
 /* Types */
+/**  An agent seen in a room. */
+export type AgentSummary = {
+	/**  Its PeerId. */
+	peer_id: string,
+	/**  The name on its card. */
+	name: string,
+	/**  What it is for. */
+	description: string,
+	/**  What it can do. */
+	skills: SkillSummary[],
+};
+
 /**  Where this instance keeps its files. */
 export type AppInfo = {
 	/**  App version. */
@@ -693,6 +725,37 @@ export type Role =
 /**  This node signs in a session another node runs. */
 "signer";
 
+/**  A room this node is in. */
+export type RoomSummary = {
+	/**  Its id (what others join with). */
+	room_id: string,
+	/**  Its name. */
+	name: string,
+	/**  Its owner's PeerId. */
+	owner: string,
+	/**  Whether only invited peers take part. */
+	invite_only: boolean,
+	/**  Other agents whose cards were seen. */
+	agents: number,
+	/**  What this node may do there. */
+	can_propose: boolean,
+	/**  Whether this node may bid and execute there. */
+	can_execute: boolean,
+};
+
+/**
+ *  Something changed in the rooms (cards, rooms, tasks): the view fetches
+ *  again.
+ */
+export type RoomsChanged = 
+/**  The service's change counter moved by one. */
+{ kind: "changed" } | 
+/**
+ *  Changes were coalesced (the listener lagged) or the service
+ *  restarted on a new node: fetch everything again.
+ */
+{ kind: "resync" };
+
 /**  What the sandbox runs, for the UI. */
 export type SandboxView = {
 	/**  Sandbox peers running. */
@@ -813,6 +876,18 @@ session: SessionStatus } |
 /**  Events were missed or the service restarted: fetch everything again. */
 { kind: "resync" };
 
+/**  A skill on an agent's card. */
+export type SkillSummary = {
+	/**  What a proposal names (`shell.<name>`, `mcp.<server>.<tool>`). */
+	id: string,
+	/**  A name for people. */
+	name: string,
+	/**  What it does. */
+	description: string,
+	/**  This node's reputation of the agent for it (per mille), if any. */
+	reputation: number | null,
+};
+
 /**
  *  A new sample for the Network health view: once a second while a figure
  *  changes, otherwise once per [`crate::service::REST_HEARTBEAT`].
@@ -864,6 +939,41 @@ export type StatsView = {
 	hole_punch_successes: number | null,
 	/**  Seconds since the node started. */
 	uptime_secs: number | null,
+};
+
+/**  A task as its verified record shows it. */
+export type TaskSummary = {
+	/**  The task. */
+	task_id: string,
+	/**  Its room. */
+	room_id: string,
+	/**  Who proposed it. */
+	proposer: string,
+	/**  The skill asked for. */
+	skill: string,
+	/**  The A2A state (`TASK_STATE_...`). */
+	state: string,
+	/**  The finer phase (`bidding`, `working`, `completed`, ...). */
+	phase: string,
+	/**  Whether it reached a final state. */
+	finished: boolean,
+	/**  The current (or last) executor. */
+	executor: string | null,
+	/**  The current (or last) attempt, 0 before the award. */
+	attempt: number,
+	/**  Bids taken. */
+	bids: number,
+	/**  The result's text parts (structured parts as JSON), once in. */
+	result_text: string | null,
+	/**  BLAKE3 of the result's exact bytes (hex), checked against the record. */
+	result_blake3: string | null,
+	/**  Whether the record verified (chain, signers, transitions, hash). */
+	verified: boolean,
+	/**
+	 *  When it was proposed (the proposer's clock, ms since the epoch); a
+	 *  plain `number` in TypeScript (specta would make a u64 a bigint).
+	 */
+	proposed_at_ms: number,
 };
 
 /**  One step of the timeline. */

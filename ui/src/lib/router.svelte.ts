@@ -1,8 +1,8 @@
-// Hash routes: #/health, #/peers, #/sessions, #/identity, #/settings, #/logs, and
+// Hash routes: #/health, #/peers, #/sessions, #/rooms, #/identity, #/settings, #/logs, and
 // #/bench/peers?n=500 for the Peers frame-time benchmark.
 import type { View } from "./state.svelte";
 
-const VIEWS: View[] = ["health", "peers", "sessions", "identity", "settings", "logs"];
+const VIEWS: View[] = ["health", "peers", "sessions", "rooms", "identity", "settings", "logs"];
 
 export const route = $state({
   view: "health" as View,

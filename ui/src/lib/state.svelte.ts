@@ -17,7 +17,7 @@ import { appendSamples, type History } from "./history";
 
 export { HISTORY, type History } from "./history";
 
-export type View = "health" | "peers" | "sessions" | "identity" | "settings" | "logs";
+export type View = "health" | "peers" | "sessions" | "rooms" | "identity" | "settings" | "logs";
 
 export const app = $state({
   status: null as NodeStatus | null,

@@ -140,6 +140,10 @@ pub(crate) enum Command {
         task: TaskId,
         reply: Reply<TaskView>,
     },
+    Tasks {
+        room: RoomId,
+        reply: Reply<Vec<TaskView>>,
+    },
     Record {
         task: TaskId,
         reply: Reply<RecordAnswer>,
@@ -1660,6 +1664,38 @@ impl Actor {
         view_of(room, &record)
     }
 
+    fn task_views(&self, room: RoomId) -> Result<Vec<TaskView>, RoomsError> {
+        if !self.rooms.contains_key(&room) {
+            return Err(RoomsError::UnknownRoom(room));
+        }
+        let ids: std::collections::BTreeSet<TaskId> = self
+            .proposed
+            .iter()
+            .filter(|(_, p)| p.room == room)
+            .map(|(t, _)| *t)
+            .chain(
+                self.observed
+                    .iter()
+                    .filter(|(_, o)| o.room == room)
+                    .map(|(t, _)| *t),
+            )
+            .chain(
+                self.stored_tasks
+                    .iter()
+                    .filter(|(_, r)| **r == room)
+                    .map(|(t, _)| *t),
+            )
+            .collect();
+        // A task whose record is still incomplete here is left out until it is.
+        let mut views: Vec<TaskView> = ids
+            .into_iter()
+            .filter_map(|task| self.task_view(task).ok())
+            .collect();
+        views
+            .sort_by_key(|v| std::cmp::Reverse(v.log.first().map(|l| l.at_ms).unwrap_or_default()));
+        Ok(views)
+    }
+
     fn record_answer(&self, task: TaskId) -> Result<RecordAnswer, RoomsError> {
         if let Some((_, record)) = self.record_here(&task) {
             let complete = record
@@ -1963,6 +1999,9 @@ impl Actor {
             }
             Command::Task { task, reply } => {
                 let _ = reply.send(self.task_view(task));
+            }
+            Command::Tasks { room, reply } => {
+                let _ = reply.send(self.task_views(room));
             }
             Command::Record { task, reply } => {
                 let _ = reply.send(self.record_answer(task));

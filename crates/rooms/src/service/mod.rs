@@ -25,6 +25,7 @@
 mod actor;
 pub mod signer;
 pub mod store;
+pub mod supervisor;
 pub mod tools;
 pub mod wire;
 
@@ -114,6 +115,9 @@ pub enum RoomsError {
     /// The service stopped (the node stopped).
     #[error("the rooms service is not running; start the node again")]
     Stopped,
+    /// The profile's node is not running, so neither is the service.
+    #[error("the node is not running; start it again")]
+    NodeNotRunning,
     /// No such room here.
     #[error("this node is not in room {0}; join it first (rooms join ROOM_ID)")]
     UnknownRoom(RoomId),
@@ -305,6 +309,13 @@ impl RoomsHandle {
     /// Stops the service (its MCP servers stop with it).
     pub fn stop(&self) {
         self.stop.cancel();
+    }
+
+    /// The tasks of `room` known here (proposed, executed or seen), each as
+    /// its verified record shows it, newest first.
+    pub async fn tasks(&self, room: RoomId) -> Result<Vec<TaskView>, RoomsError> {
+        self.ask(|reply| actor::Command::Tasks { room, reply })
+            .await
     }
 
     /// Returns once the service has stopped (its handler is off the node).
