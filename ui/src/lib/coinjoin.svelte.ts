@@ -3,6 +3,7 @@
 // what a join costs, join, cancel, get an address to fund coins to.
 import { commands, events, type Availability, type CoinJoinChanged, type JoinQuote, type RequestStatus } from "./bindings";
 import { describe, unwrap, type Problem } from "./api";
+import { coalesced } from "./refresh";
 import { joinRequest, type JoinDraft } from "./coinjoin";
 
 export const coinjoin = $state({
@@ -12,38 +13,27 @@ export const coinjoin = $state({
   error: null as string | null,
 });
 
-let fetching = false;
-let fetchAgain = false;
-
 /**
  * Fetches the availability and, while the service runs, the requests. A call
  * during a fetch schedules one more after it, so an answer that predates the
  * latest event never stays.
  */
-export async function refreshCoinJoin(): Promise<void> {
-  if (fetching) {
-    fetchAgain = true;
-    return;
-  }
-  fetching = true;
-  try {
-    do {
-      fetchAgain = false;
-      try {
-        coinjoin.availability = await unwrap(commands.coinjoinAvailability());
-        if (coinjoin.availability.state === "running") {
-          coinjoin.requests = await unwrap(commands.coinjoinRequests());
-        }
-        coinjoin.error = null;
-      } catch (e) {
-        coinjoin.error = e instanceof Error ? e.message : String(e);
+export const refreshCoinJoin = coalesced(
+  async () => {
+    try {
+      coinjoin.availability = await unwrap(commands.coinjoinAvailability());
+      if (coinjoin.availability.state === "running") {
+        coinjoin.requests = await unwrap(commands.coinjoinRequests());
       }
-    } while (fetchAgain);
-  } finally {
+      coinjoin.error = null;
+    } catch (e) {
+      coinjoin.error = e instanceof Error ? e.message : String(e);
+    }
+  },
+  () => {
     coinjoin.loaded = true;
-    fetching = false;
-  }
-}
+  },
+);
 
 function apply(change: CoinJoinChanged): void {
   switch (change.kind) {

@@ -3,6 +3,7 @@
 // create, join, propose, cancel. Every `RoomsChanged` event fetches again.
 import { commands, events, type AgentSummary, type RoomSummary, type TaskSummary } from "./bindings";
 import { describe, unwrap, type Problem } from "./api";
+import { coalesced } from "./refresh";
 import { proposeRequest, roomIdProblem, type ProposeDraft } from "./rooms";
 
 export const rooms = $state({
@@ -14,51 +15,40 @@ export const rooms = $state({
   error: null as Problem | null,
 });
 
-let fetching = false;
-let fetchAgain = false;
-
 /**
  * Fetches the rooms and the selected room's agents and tasks. A call
  * during a fetch schedules one more after it, so an answer that predates
  * the latest event never stays.
  */
-export async function refreshRooms(): Promise<void> {
-  if (fetching) {
-    fetchAgain = true;
-    return;
-  }
-  fetching = true;
-  try {
-    do {
-      fetchAgain = false;
-      try {
-        rooms.list = await unwrap(commands.roomsList());
-        if (rooms.selected && !rooms.list.some((r) => r.room_id === rooms.selected)) rooms.selected = null;
-        if (!rooms.selected && rooms.list.length > 0) rooms.selected = rooms.list[0].room_id;
-        if (rooms.selected) {
-          const room = rooms.selected;
-          const [agents, tasks] = await Promise.all([unwrap(commands.roomsAgents(room)), unwrap(commands.roomsTasks(room))]);
-          // The selection may have moved while we waited.
-          if (rooms.selected === room) {
-            rooms.agents = agents;
-            rooms.tasks = tasks;
-          } else {
-            fetchAgain = true;
-          }
+export const refreshRooms = coalesced(
+  async (again) => {
+    try {
+      rooms.list = await unwrap(commands.roomsList());
+      if (rooms.selected && !rooms.list.some((r) => r.room_id === rooms.selected)) rooms.selected = null;
+      if (!rooms.selected && rooms.list.length > 0) rooms.selected = rooms.list[0].room_id;
+      if (rooms.selected) {
+        const room = rooms.selected;
+        const [agents, tasks] = await Promise.all([unwrap(commands.roomsAgents(room)), unwrap(commands.roomsTasks(room))]);
+        // The selection may have moved while we waited.
+        if (rooms.selected === room) {
+          rooms.agents = agents;
+          rooms.tasks = tasks;
         } else {
-          rooms.agents = [];
-          rooms.tasks = [];
+          again();
         }
-        rooms.error = null;
-      } catch (e) {
-        rooms.error = describe(e);
+      } else {
+        rooms.agents = [];
+        rooms.tasks = [];
       }
-    } while (fetchAgain);
-  } finally {
+      rooms.error = null;
+    } catch (e) {
+      rooms.error = describe(e);
+    }
+  },
+  () => {
     rooms.loaded = true;
-    fetching = false;
-  }
-}
+  },
+);
 
 export async function startRoomsLive(): Promise<void> {
   // Both kinds of change fetch everything: a room's lists are small.

@@ -11,6 +11,7 @@ import {
   type SigningChanged,
 } from "./bindings";
 import { describe, unwrap, type Problem } from "./api";
+import { coalesced } from "./refresh";
 import { sessionRequest, type SessionDraft } from "./musig2";
 
 export const signing = $state({
@@ -22,39 +23,28 @@ export const signing = $state({
   announced: null as InvitationInfo | null,
 });
 
-let fetching = false;
-let fetchAgain = false;
-
 /**
  * Fetches invitations and sessions again. A call during a fetch schedules one
  * more after it, so an answer that predates the latest event never stays.
  */
-export async function refreshSigning(): Promise<void> {
-  if (fetching) {
-    fetchAgain = true;
-    return;
-  }
-  fetching = true;
-  try {
-    do {
-      fetchAgain = false;
-      try {
-        const [invitations, sessions] = await Promise.all([
-          unwrap(commands.signingInvitations()),
-          unwrap(commands.signingSessions()),
-        ]);
-        signing.invitations = invitations;
-        signing.sessions = sessions;
-        signing.error = null;
-      } catch (e) {
-        signing.error = e instanceof Error ? e.message : String(e);
-      }
-    } while (fetchAgain);
-  } finally {
+export const refreshSigning = coalesced(
+  async () => {
+    try {
+      const [invitations, sessions] = await Promise.all([
+        unwrap(commands.signingInvitations()),
+        unwrap(commands.signingSessions()),
+      ]);
+      signing.invitations = invitations;
+      signing.sessions = sessions;
+      signing.error = null;
+    } catch (e) {
+      signing.error = e instanceof Error ? e.message : String(e);
+    }
+  },
+  () => {
     signing.loaded = true;
-    fetching = false;
-  }
-}
+  },
+);
 
 function apply(change: SigningChanged): void {
   switch (change.kind) {
