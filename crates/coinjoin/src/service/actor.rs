@@ -515,9 +515,11 @@ impl Actor {
         let pairing = own.pairing;
         let mut candidates = vec![own.request.clone()];
         let strikes = &self.strikes;
+        let settle_ms = self.shared.config.settle.as_millis() as u64;
         if let Some(seen) = self.seen.get(&pairing) {
             candidates.extend(
                 seen.values()
+                    .filter(|s| s.settled_for(tick_ms, settle_ms))
                     .filter(|s| {
                         s.request
                             .outpoints()
@@ -1093,14 +1095,14 @@ impl Actor {
             tracing::debug!(%from, "coinjoin: a pair request announced by someone other than its author");
             return;
         }
-        let now = unix_secs();
-        if let Err(e) = request.check_bounds(&pairing, now) {
+        let now_ms = unix_ms();
+        if let Err(e) = request.check_bounds(&pairing, now_ms / 1000) {
             tracing::debug!(%from, %e, "coinjoin: pair request refused");
             return;
         }
         let expiry = request.expiry;
         let seen = self.seen.entry(pairing).or_default();
-        match seen.insert(id, request, from, expiry, now) {
+        match seen.insert(id, request, from, expiry, now_ms) {
             Admission::Added => self.show_peer_counts(pairing),
             Admission::Known => {}
             Admission::Refused(why) => {

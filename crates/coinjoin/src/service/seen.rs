@@ -25,6 +25,23 @@ pub(crate) struct Seen<R, A> {
     /// Whether an epoch tick found its coins valid.
     checked: bool,
     arrival: u64,
+    /// Unix ms when it first arrived here.
+    seen_ms: u64,
+}
+
+impl<R, A> Seen<R, A> {
+    /// Whether the epoch tick at `tick_ms` takes this request in, when a
+    /// request must be announced `settle_ms` before a tick. Its author
+    /// ticks with it once that much has passed since it announced it; we
+    /// saw it later than that and ask a tenth of `settle_ms` more (for
+    /// clocks that differ), so whenever we take it in, its author ticks
+    /// too. The other way round (its author ticks with it, we leave it
+    /// out) is the difference of views that sessions resolve by re-forming,
+    /// without blame; a peer left holding out on a session it never knew
+    /// of would be blamed.
+    pub(crate) fn settled_for(&self, tick_ms: u64, settle_ms: u64) -> bool {
+        self.seen_ms + settle_ms + settle_ms / 10 <= tick_ms
+    }
 }
 
 /// What became of an announcement.
@@ -54,19 +71,21 @@ impl<R, A> Default for SeenRequests<R, A> {
 
 impl<R, A: Ord + Copy> SeenRequests<R, A> {
     /// Keeps `request` (id `id`, by `author`, open until unix second
-    /// `expiry`), first forgetting expired requests; a full table evicts
-    /// the oldest unchecked request of the author with the most unchecked.
+    /// `expiry`) arriving at unix ms `now_ms`, first forgetting expired
+    /// requests; a full table evicts the oldest unchecked request of the
+    /// author with the most unchecked.
     pub(crate) fn insert(
         &mut self,
         id: RequestId,
         request: R,
         author: A,
         expiry: u64,
-        now_secs: u64,
+        now_ms: u64,
     ) -> Admission {
         if self.entries.contains_key(&id) {
             return Admission::Known;
         }
+        let now_secs = now_ms / 1000;
         self.entries.retain(|_, s| s.expiry > now_secs);
         let by_author = self.entries.values().filter(|s| s.author == author).count();
         if by_author >= MAX_PER_AUTHOR {
@@ -87,6 +106,7 @@ impl<R, A: Ord + Copy> SeenRequests<R, A> {
                 expiry,
                 checked: false,
                 arrival: self.arrivals,
+                seen_ms: now_ms,
             },
         );
         Admission::Added
@@ -154,7 +174,7 @@ mod tests {
     fn flood(seen: &mut SeenRequests<(), u32>, per_author: u32, requests: u32) {
         for n in 0..requests {
             let author = 1000 + n / per_author;
-            seen.insert(id(1_000_000 + n), (), author, NOW + 600, NOW);
+            seen.insert(id(1_000_000 + n), (), author, NOW + 600, NOW * 1000);
         }
     }
 
@@ -163,13 +183,16 @@ mod tests {
         let mut seen = SeenRequests::default();
         for n in 0..MAX_PER_AUTHOR as u32 {
             assert_eq!(
-                seen.insert(id(n), (), 7u32, NOW + 60, NOW),
+                seen.insert(id(n), (), 7u32, NOW + 60, NOW * 1000),
                 Admission::Added
             );
         }
-        assert_eq!(seen.insert(id(0), (), 7, NOW + 60, NOW), Admission::Known);
+        assert_eq!(
+            seen.insert(id(0), (), 7, NOW + 60, NOW * 1000),
+            Admission::Known
+        );
         assert!(matches!(
-            seen.insert(id(99), (), 7, NOW + 60, NOW),
+            seen.insert(id(99), (), 7, NOW + 60, NOW * 1000),
             Admission::Refused(_)
         ));
         assert_eq!(seen.len(), MAX_PER_AUTHOR);
@@ -179,10 +202,10 @@ mod tests {
     fn expired_requests_make_room_for_new_ones() {
         let mut seen = SeenRequests::default();
         for n in 0..MAX_PER_AUTHOR as u32 {
-            seen.insert(id(n), (), 7u32, NOW + 10, NOW);
+            seen.insert(id(n), (), 7u32, NOW + 10, NOW * 1000);
         }
         assert_eq!(
-            seen.insert(id(50), (), 7, NOW + 600, NOW + 10),
+            seen.insert(id(50), (), 7, NOW + 600, (NOW + 10) * 1000),
             Admission::Added
         );
         assert_eq!(seen.len(), 1);
@@ -194,13 +217,13 @@ mod tests {
         flood(&mut seen, 4, 10 * MAX_SEEN as u32);
         assert_eq!(seen.len(), MAX_SEEN);
         assert_eq!(
-            seen.insert(id(1), (), 1u32, NOW + 600, NOW),
+            seen.insert(id(1), (), 1u32, NOW + 600, NOW * 1000),
             Admission::Added
         );
         // More Sybils keep arriving, holding more than the newcomer's one:
         // they evict each other.
         for n in 0..MAX_SEEN as u32 / 2 {
-            seen.insert(id(5_000_000 + n), (), 90_000 + n / 4, NOW + 600, NOW);
+            seen.insert(id(5_000_000 + n), (), 90_000 + n / 4, NOW + 600, NOW * 1000);
         }
         assert!(seen.get(&id(1)).is_some(), "the honest request stays");
         assert_eq!(seen.len(), MAX_SEEN);
@@ -209,7 +232,7 @@ mod tests {
     #[test]
     fn a_request_a_tick_found_valid_is_never_evicted() {
         let mut seen = SeenRequests::default();
-        seen.insert(id(1), (), 1u32, NOW + 600, NOW);
+        seen.insert(id(1), (), 1u32, NOW + 600, NOW * 1000);
         seen.mark_checked([id(1)]);
         // One announcement per Sybil: every share is as small as ours.
         flood(&mut seen, 1, 10 * MAX_SEEN as u32);
@@ -221,13 +244,26 @@ mod tests {
     fn a_table_of_checked_requests_refuses_newcomers() {
         let mut seen = SeenRequests::default();
         for n in 0..MAX_SEEN as u32 {
-            seen.insert(id(n), (), n, NOW + 600, NOW);
+            seen.insert(id(n), (), n, NOW + 600, NOW * 1000);
         }
         seen.mark_checked((0..MAX_SEEN as u32).map(id));
         assert!(matches!(
-            seen.insert(id(9_999), (), 9_999, NOW + 600, NOW),
+            seen.insert(id(9_999), (), 9_999, NOW + 600, NOW * 1000),
             Admission::Refused(_)
         ));
         assert_eq!(seen.len(), MAX_SEEN);
+    }
+
+    #[test]
+    fn a_request_joins_a_tick_only_if_it_arrived_a_settle_and_a_tenth_before() {
+        let mut seen = SeenRequests::default();
+        let arrived_ms = NOW * 1000;
+        seen.insert(id(1), (), 1u32, NOW + 600, arrived_ms);
+        let entry = seen.get(&id(1)).unwrap();
+        let settle_ms = 2_000;
+        // Its author, announcing it a moment earlier, ticks at arrival + 2 s.
+        assert!(!entry.settled_for(arrived_ms + settle_ms, settle_ms));
+        assert!(!entry.settled_for(arrived_ms + 2_199, settle_ms));
+        assert!(entry.settled_for(arrived_ms + 2_200, settle_ms));
     }
 }
