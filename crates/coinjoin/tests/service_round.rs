@@ -6,7 +6,8 @@
 //! regtest node confirmed in a block its libbitcoinkernel connected. A
 //! request cancelled before its epoch is withdrawn from the others' views;
 //! a withdrawal published by anyone but the request's author changes
-//! nothing.
+//! nothing; requests announced either side of a tick wait for the next
+//! one together.
 
 mod support;
 
@@ -23,7 +24,8 @@ use conclave_coinjoin::{
     },
     wallet::Wallet,
 };
-use conclave_node::{Keypair, Multiaddr, Node, NodeConfig, NodeEvent, NodeHandle};
+use conclave_node::{NodeEvent, NodeHandle};
+use conclave_testkit::{connect, connect_all, loopback_node, Transport};
 use support::Regtest;
 
 const DENOMINATION: u64 = 100_000;
@@ -35,31 +37,6 @@ fn keychain_available(test: &str) -> bool {
     }
     eprintln!("skipped {test}: run it under scripts/with-keyring.sh (a private Secret Service)");
     false
-}
-
-async fn start_node() -> NodeHandle {
-    Node::start(NodeConfig::loopback(), Keypair::generate_ed25519())
-        .await
-        .expect("node starts")
-}
-
-async fn quic_addr(node: &NodeHandle) -> Multiaddr {
-    node.listen_addrs()
-        .await
-        .expect("listen addresses")
-        .into_iter()
-        .find(|a| a.to_string().contains("/quic-v1"))
-        .expect("a QUIC address")
-}
-
-/// Every node dials every later one.
-async fn connect_all(nodes: &[NodeHandle]) {
-    for (i, a) in nodes.iter().enumerate() {
-        for b in &nodes[i + 1..] {
-            let addr = quic_addr(b).await;
-            a.connect(addr).await.expect("connect");
-        }
-    }
 }
 
 struct Peer {
@@ -80,7 +57,7 @@ async fn start_peers(
     let core: Arc<dyn ChainSource> = Arc::new(chain.core());
     let mut nodes = Vec::new();
     for _ in 0..n {
-        nodes.push(start_node().await);
+        nodes.push(loopback_node().await);
     }
     connect_all(&nodes).await;
     let mut peers = Vec::new();
@@ -101,23 +78,38 @@ async fn start_peers(
     peers
 }
 
-/// Every peer asks to mix its coin into one 100,000-sat output; the ids.
-async fn join_all(peers: &[Peer]) -> Vec<String> {
+/// `peer` asks to mix its coin into one 100,000-sat output; the id.
+async fn join(peer: &Peer) -> String {
+    peer.coinjoin
+        .join(JoinParams {
+            denomination: DENOMINATION,
+            inputs: vec![peer.outpoint],
+            fee_rate: 2,
+            max_fee: Some(5_000),
+        })
+        .await
+        .expect("join")
+        .to_string()
+}
+
+/// Every peer asks to mix its coin into one 100,000-sat output, all
+/// right after an epoch tick so that every request has settled by the
+/// next one (`config`'s epoch); the ids.
+async fn join_all(peers: &[Peer], config: &CoinJoinConfig) -> Vec<String> {
+    let epoch_ms = config.epoch.as_millis() as u64;
+    until_unix_ms(conclave_node::clock::unix_ms().div_ceil(epoch_ms) * epoch_ms + 20).await;
     let mut ids = Vec::new();
     for peer in peers {
-        let id = peer
-            .coinjoin
-            .join(JoinParams {
-                denomination: DENOMINATION,
-                inputs: vec![peer.outpoint],
-                fee_rate: 2,
-                max_fee: Some(5_000),
-            })
-            .await
-            .expect("join");
-        ids.push(id.to_string());
+        ids.push(join(peer).await);
     }
     ids
+}
+
+/// Sleeps until the wall clock reads unix ms `at`: the test places joins
+/// on either side of an epoch tick, which follows the wall clock.
+async fn until_unix_ms(at: u64) {
+    let now = conclave_node::clock::unix_ms();
+    tokio::time::sleep(Duration::from_millis(at.saturating_sub(now))).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,7 +121,7 @@ async fn five_nodes_complete_a_round_the_regtest_node_confirms() {
     else {
         return;
     };
-    let config = CoinJoinConfig::quick(Duration::from_secs(2), Duration::from_secs(5));
+    let config = CoinJoinConfig::quick(Duration::from_secs(4), Duration::from_secs(5));
     let peers = start_peers(5, "coinjoin-round", &chain, &config).await;
     let again = peers[0].coinjoin.new_address().await.expect("an address");
     let another = peers[0]
@@ -138,7 +130,7 @@ async fn five_nodes_complete_a_round_the_regtest_node_confirms() {
         .await
         .expect("another address");
     assert_ne!(again, another, "every address is fresh");
-    let ids = join_all(&peers).await;
+    let ids = join_all(&peers, &config).await;
     let mut statuses = Vec::new();
     for (peer, id) in peers.iter().zip(&ids) {
         let status = peer.coinjoin.wait(id, LIMIT).await.expect("status");
@@ -289,7 +281,7 @@ async fn a_request_cancelled_before_the_epoch_is_left_out_and_nobody_is_excluded
     // before the tick that would form a session with it.
     let config = CoinJoinConfig::quick(Duration::from_secs(8), Duration::from_secs(5));
     let peers = start_peers(4, "coinjoin-cancel", &chain, &config).await;
-    let ids = join_all(&peers).await;
+    let ids = join_all(&peers, &config).await;
     for (peer, id) in peers.iter().zip(&ids) {
         wait_for_peer_count(&peer.coinjoin, id, 4).await;
     }
@@ -332,16 +324,13 @@ async fn a_withdrawal_forged_by_another_peer_changes_nothing() {
     let peers = start_peers(4, "coinjoin-forged-withdraw", &chain, &config).await;
     // The forger runs a node and nothing else: it needs no coins to speak
     // on the pairing's topic.
-    let forger = start_node().await;
+    let forger = loopback_node().await;
     for peer in &peers {
-        forger
-            .connect(quic_addr(&peer.node).await)
-            .await
-            .expect("connect");
+        connect(&forger, &peer.node, Transport::Quic).await;
     }
     let topic = Pairing::new(DENOMINATION, 2).expect("a pairing").topic();
     forger.subscribe(&topic).await.expect("subscribe");
-    let ids = join_all(&peers).await;
+    let ids = join_all(&peers, &config).await;
     for (peer, id) in peers.iter().zip(&ids) {
         wait_for_peer_count(&peer.coinjoin, id, 4).await;
     }
@@ -421,4 +410,56 @@ async fn a_withdrawal_forged_by_another_peer_changes_nothing() {
         peer.node.stop().await.expect("stop");
     }
     forger.stop().await.expect("stop");
+}
+
+/// A request announced in time for a tick and two announced just too late
+/// for it: the two do not tick then, so the early one must not form a
+/// session with them (it would wait for their key exchanges and exclude
+/// them as holdouts). All three mix at the next tick, nobody excluded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_announced_either_side_of_a_tick_mix_at_the_next_one_and_nobody_is_excluded() {
+    let test =
+        "requests_announced_either_side_of_a_tick_mix_at_the_next_one_and_nobody_is_excluded";
+    if !keychain_available(test) {
+        return;
+    }
+    let Some(chain) = Regtest::start(test) else {
+        return;
+    };
+    // Epoch 4 s, so requests must be announced 2 s (settle) before a tick.
+    let epoch_ms = 4_000;
+    let config = CoinJoinConfig::quick(Duration::from_millis(epoch_ms), Duration::from_secs(5));
+    let settle_ms = config.settle.as_millis() as u64;
+    let peers = start_peers(3, "coinjoin-either-side", &chain, &config).await;
+    // A tick far enough ahead to place the joins before it.
+    let now = conclave_node::clock::unix_ms();
+    let tick = (now + settle_ms + 1_500).div_ceil(epoch_ms) * epoch_ms;
+    until_unix_ms(tick - settle_ms - 600).await;
+    let mut ids = vec![join(&peers[0]).await];
+    until_unix_ms(tick - settle_ms + 300).await;
+    for peer in &peers[1..] {
+        ids.push(join(peer).await);
+    }
+    let spent = spent_by_the_one_transaction(&chain, &peers, &ids).await;
+    assert_eq!(spent.len(), 3, "every coin is mixed");
+    for (peer, id) in peers.iter().zip(&ids) {
+        let status = peer.coinjoin.status(id).await.expect("status");
+        assert_eq!(
+            status.sessions, 1,
+            "one session, at the next tick: {status:?}"
+        );
+        let started = status
+            .timeline
+            .iter()
+            .find(|t| t.phase == RequestPhase::KeyExchange)
+            .expect("a key exchange");
+        assert!(
+            started.at_ms >= tick + epoch_ms,
+            "not at the tick the late ones missed"
+        );
+    }
+    for peer in &peers {
+        peer.coinjoin.stop().await;
+        peer.node.stop().await.expect("stop");
+    }
 }

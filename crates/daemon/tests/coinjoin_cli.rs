@@ -28,6 +28,10 @@ fn in_keyring_session(test: &str) -> bool {
     false
 }
 
+/// The daemons' epoch: a request must be announced half of it before a
+/// tick to take part.
+const EPOCH_SECS: &str = "3";
+
 /// The flags that put a daemon's CoinJoin service on the regtest node.
 fn coinjoin_args(chain: &Regtest) -> Vec<&str> {
     vec![
@@ -38,7 +42,7 @@ fn coinjoin_args(chain: &Regtest) -> Vec<&str> {
         "--bitcoind-cookie",
         chain.cookie_file.to_str().unwrap(),
         "--coinjoin-epoch",
-        "2",
+        EPOCH_SECS,
         "--coinjoin-phase-timeout",
         "5",
     ]
@@ -95,6 +99,28 @@ fn join(daemon: &Daemon, coin: &str) -> String {
         .to_string()
 }
 
+/// Every daemon joins with its coin, all at once and right after an epoch
+/// tick, so that every request has settled by the next tick (joined one
+/// after another on a loaded machine, some could miss it and the others
+/// mix without them); the request ids, in order.
+fn join_all(daemons: &[Daemon], coins: &[String]) -> Vec<String> {
+    let epoch_ms: u64 = EPOCH_SECS.parse::<u64>().unwrap() * 1000;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let next_tick = now_ms.div_ceil(epoch_ms) * epoch_ms;
+    std::thread::sleep(std::time::Duration::from_millis(next_tick + 20 - now_ms));
+    std::thread::scope(|scope| {
+        let joining: Vec<_> = daemons
+            .iter()
+            .zip(coins)
+            .map(|(d, c)| scope.spawn(move || join(d, c)))
+            .collect();
+        joining.into_iter().map(|j| j.join().unwrap()).collect()
+    })
+}
+
 fn finished(daemon: &Daemon, id: &str) -> Value {
     daemon.json(&["coinjoin", "status", id, "--wait", "120"])
 }
@@ -115,11 +141,7 @@ fn three_daemons_mix_their_coins_into_one_confirmed_transaction() {
         .enumerate()
         .map(|(i, d)| funded_coin(d, &chain, 150_000 + 1_000 * i as u64))
         .collect();
-    let ids: Vec<String> = daemons
-        .iter()
-        .zip(&coins)
-        .map(|(d, c)| join(d, c))
-        .collect();
+    let ids = join_all(&daemons, &coins);
     let statuses: Vec<Value> = daemons
         .iter()
         .zip(&ids)
@@ -246,17 +268,7 @@ fn one_disruptor_then(test: &str, how: &str, absent: bool) {
         .enumerate()
         .map(|(i, d)| funded_coin(d, &chain, 150_000 + 1_000 * i as u64))
         .collect();
-    // All four join at once, so their requests reach the same epoch tick:
-    // joined one after another on a loaded machine, the honest three could
-    // form a session before the disruptor's request was even announced.
-    let ids: Vec<String> = std::thread::scope(|scope| {
-        let joining: Vec<_> = daemons
-            .iter()
-            .zip(&coins)
-            .map(|(d, c)| scope.spawn(move || join(d, c)))
-            .collect();
-        joining.into_iter().map(|j| j.join().unwrap()).collect()
-    });
+    let ids = join_all(&daemons, &coins);
     let honest: Vec<Value> = daemons[..3]
         .iter()
         .zip(&ids)
