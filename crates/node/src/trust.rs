@@ -9,10 +9,11 @@ use libp2p::PeerId;
 use crate::{
     error::NodeError,
     identity::{
-        envelope::{Envelope, EnvelopeError, MessageKind, ReplayCache, Verified},
+        envelope::{Envelope, EnvelopeError, MessageKind, Verified},
         ml_dsa::VerifyingKeyCache,
         pq::IdentityError,
         registry::PqRegistry,
+        replay::ReplayCache,
         sealed, NodeIdentity, PqIdentityRecord,
     },
 };

@@ -10,6 +10,7 @@ pub mod keystore;
 pub mod ml_dsa;
 pub mod pq;
 pub mod registry;
+pub mod replay;
 pub mod sealed;
 
 pub use keyfile::{load_or_create_key_file, KeyFileError};
