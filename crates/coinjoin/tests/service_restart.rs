@@ -13,7 +13,7 @@ use conclave_coinjoin::{
     service::{CoinJoinConfig, CoinJoinService, JoinParams, RequestPhase},
     wallet::Wallet,
 };
-use conclave_node::{store::Database, Keypair, Node, NodeConfig};
+use conclave_node::store::Database;
 use support::Regtest;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -31,9 +31,7 @@ async fn an_open_request_and_the_address_count_survive_a_restart() {
     let core: Arc<dyn ChainSource> = Arc::new(chain.core());
     let dir = tempfile::tempdir().unwrap();
     let db = Database::open(&dir.path().join("state.redb")).unwrap();
-    let node = Node::start(NodeConfig::loopback(), Keypair::generate_ed25519())
-        .await
-        .unwrap();
+    let node = conclave_testkit::loopback_node().await;
     let profile = format!("coinjoin-restart-{}", std::process::id());
     let config = CoinJoinConfig::quick(Duration::from_secs(2), Duration::from_secs(5));
     let start = || async {

@@ -6,7 +6,7 @@
 //! member; an executor killed mid-task, replaced by the next bidder.
 
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     time::{Duration, Instant},
 };
 
@@ -15,30 +15,10 @@ use serde_json::Value;
 mod common;
 
 use common::Daemon;
+use conclave_testkit::mcp_server_bin;
 
 /// Bound on anything waited for.
 const LIMIT: Duration = Duration::from_secs(60);
-
-fn server_bin(name: &str) -> String {
-    let bin: PathBuf = [
-        env!("CARGO_MANIFEST_DIR"),
-        "..",
-        "..",
-        "tests",
-        "mcp",
-        "node_modules",
-        ".bin",
-        name,
-    ]
-    .iter()
-    .collect();
-    assert!(
-        bin.exists(),
-        "{} is missing: run scripts/setup.sh (npm ci in tests/mcp)",
-        bin.display()
-    );
-    bin.canonicalize().unwrap().to_string_lossy().into_owned()
-}
 
 /// A daemon whose config.toml shares the everything server's `expose`.
 fn agent(dir: &Path, expose: &[&str]) -> Daemon {
@@ -47,7 +27,7 @@ fn agent(dir: &Path, expose: &[&str]) -> Daemon {
         let list: Vec<String> = expose.iter().map(|t| format!("{t:?}")).collect();
         let config = format!(
             "[[mcp]]\nname = \"everything\"\ncommand = {:?}\nargs = [\"stdio\"]\nexpose = [{}]\napprove = \"destructive\"\n",
-            server_bin("mcp-server-everything"),
+            mcp_server_bin("mcp-server-everything"),
             list.join(", ")
         );
         std::fs::write(dir.join("config.toml"), config).unwrap();

@@ -2,12 +2,10 @@
 //! naming the table and its cap, instead of dropping the reply (which the
 //! caller would read as "the node is not running").
 
-mod common;
-
 use std::time::Duration;
 
-use common::{start, within};
 use conclave_node::{NodeConfig, NodeError, PeerId};
+use conclave_testkit::{start, within};
 use futures::{stream::FuturesUnordered, StreamExt};
 use libp2p::kad;
 
@@ -31,7 +29,7 @@ fn count_busy<T: std::fmt::Debug>(results: &[Result<T, NodeError>], table: &str)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_dht_query_table_answers_busy() {
-    common::init_logging();
+    conclave_testkit::init_logging();
     // A peer that never answers: a UDP socket on loopback that reads
     // nothing. The node's routing table holds it (as a bootstrap peer), so
     // every query waits on a QUIC handshake to it, which takes seconds to
@@ -79,7 +77,7 @@ async fn a_full_dht_query_table_answers_busy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_topic_wait_table_answers_busy() {
-    common::init_logging();
+    conclave_testkit::init_logging();
     let node = start(NodeConfig::loopback()).await;
     // Nobody else subscribes: every wait lasts until its timeout.
     let wait = Duration::from_secs(600);

@@ -3,19 +3,17 @@
 //! attackers' scores must fall below the gossip threshold within 10 s and end
 //! below the graylist threshold, and honest gossip must keep flowing.
 
-mod common;
-
 use std::{
     collections::{HashMap, HashSet},
     time::{Duration, Instant},
 };
 
-use common::{connect, ms, start_many, wait_event, Transport};
 use conclave_node::{
     gossip::scoring::{GOSSIP_THRESHOLD, GRAYLIST_THRESHOLD},
     identity::envelope::{Envelope, MessageKind},
     NodeConfig, NodeEvent, NodeHandle, PeerId,
 };
+use conclave_testkit::{connect, ms, start_many, wait_event, Transport};
 
 const TOPIC: &str = "market";
 const HONEST: usize = 8;

@@ -1,8 +1,6 @@
 //! The control socket as other users of the machine see it: never wider
 //! than 0600, and nothing but a socket replaced at its path.
 
-mod common;
-
 use std::{
     os::unix::fs::{FileTypeExt as _, PermissionsExt as _},
     path::Path,
@@ -21,7 +19,7 @@ const WATCHED_FOR: std::time::Duration = std::time::Duration::from_secs(2);
 // One thread binds (and runs the node); the watcher has the other core.
 #[tokio::test(flavor = "current_thread")]
 async fn the_socket_never_appears_with_a_mode_wider_than_0600() {
-    let node = common::start(NodeConfig::loopback()).await;
+    let node = conclave_testkit::start(NodeConfig::loopback()).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("control.sock");
     let done = Arc::new(AtomicBool::new(false));
@@ -69,7 +67,7 @@ async fn the_socket_never_appears_with_a_mode_wider_than_0600() {
 
 #[tokio::test]
 async fn only_a_stale_socket_is_replaced() {
-    let node = common::start(NodeConfig::loopback()).await;
+    let node = conclave_testkit::start(NodeConfig::loopback()).await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("file");
     std::fs::write(&file, b"keep me").unwrap();

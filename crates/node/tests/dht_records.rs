@@ -6,16 +6,14 @@
 //! M uses the public API only (`put_record` stores any bytes under any key
 //! and replicates them): that is all a hostile peer needs.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{connect, init_logging, start_many, wait_event, within, Transport};
 use conclave_node::{
     clock::unix_secs,
     identity::envelope::{Envelope, MessageKind},
     NodeConfig, NodeEvent, NodeHandle, NodeIdentity, ResourceRecord,
 };
+use conclave_testkit::{connect, init_logging, start_many, wait_event, within, Transport};
 use libp2p::kad;
 
 /// Connects every pair and waits until identify ran both ways (so each has

@@ -2,12 +2,10 @@
 //! in progress as they can at a slow handler, and an honest peer's request
 //! to the same node is still answered.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::{connect, init_logging, start_many, within, Transport};
 use conclave_node::{HandlerError, NodeConfig, NodeError, PeerId, ProtocolHandler};
+use conclave_testkit::{connect, init_logging, start_many, within, Transport};
 use futures::{future::BoxFuture, FutureExt};
 use tokio::sync::Semaphore;
 

@@ -6,21 +6,19 @@
 //! resource's wall-clock expiry. Figures are printed as `figure: ...` lines
 //! (run with `--nocapture` to see them).
 
-mod common;
-
 use std::{
     sync::Arc,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use common::{
-    addr_of, connect, init_logging, ms, peer_ids, start, start_many, wait_disconnected, wait_event,
-    within, Transport, LIMIT,
-};
 use conclave_node::{
     error::{ConnectionError, InputError, ProtocolError},
     resources::ResourceError,
     HandlerError, NodeConfig, NodeError, NodeEvent, NodeHandle, PeerId, PeerInfo, ProtocolHandler,
+};
+use conclave_testkit::{
+    addr_of, connect, init_logging, ms, peer_ids, start, start_many, wait_disconnected, wait_event,
+    within, Transport, LIMIT,
 };
 use futures::{future::BoxFuture, FutureExt};
 use tokio::sync::mpsc;

@@ -2,10 +2,8 @@
 //! with the default config, as gossip and as a direct message, and its
 //! sender is not penalised for it.
 
-mod common;
-
-use common::{connect, init_logging, start_many, wait_event, within, Transport};
 use conclave_node::{HandlerError, NodeConfig, NodeEvent, PeerId, ProtocolHandler};
+use conclave_testkit::{connect, init_logging, start_many, wait_event, within, Transport};
 use futures::{future::BoxFuture, FutureExt};
 
 const TOPIC: &str = "big";
@@ -67,7 +65,7 @@ async fn a_gossip_message_of_the_largest_size_is_delivered_with_the_default_conf
     }
     within(
         "topic peers",
-        a.wait_for_topic_peers(TOPIC, 1, common::LIMIT),
+        a.wait_for_topic_peers(TOPIC, 1, conclave_testkit::LIMIT),
     )
     .await
     .unwrap();

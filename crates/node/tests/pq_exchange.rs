@@ -1,10 +1,10 @@
 //! The PQ identity exchange costs a reconnecting peer's record one
 //! verification, not one per connection.
 
-mod common;
-
-use common::{connect, init_logging, start_many, wait_disconnected, wait_event, within, Transport};
 use conclave_node::{metrics, NodeConfig, NodeEvent, NodeHandle};
+use conclave_testkit::{
+    connect, init_logging, start_many, wait_disconnected, wait_event, within, Transport,
+};
 
 /// PQ identity records whose signatures `node` checked.
 fn verifications(node: &NodeHandle) -> u64 {

@@ -4,15 +4,13 @@
 //! (their keys derive from public connection ids), whose CRYPTO frames carry
 //! the ClientHello and ServerHello.
 
-mod common;
-
 use std::{
     io::{BufRead, BufReader},
     process::{Command, Stdio},
 };
 
-use common::{addr_of, connect, start, Transport};
 use conclave_node::{Multiaddr, NodeConfig};
+use conclave_testkit::{addr_of, connect, start, Transport};
 
 /// IANA TLS group id of X25519MLKEM768.
 const X25519_MLKEM768: &str = "4588";

@@ -2,14 +2,12 @@
 //! R by itself, A reaches B through R (a relayed connection), and DCUtR then
 //! upgrades it to a direct connection.
 
-mod common;
-
-use common::{addr_of, connect, start, wait_event, Transport};
 use conclave_node::{config::NodeConfig, peers::PathKind, NodeEvent};
+use conclave_testkit::{addr_of, connect, start, wait_event, Transport};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relayed_connection_then_hole_punched_to_direct() {
-    common::init_logging();
+    conclave_testkit::init_logging();
     let relay = start(NodeConfig {
         relay_server: true,
         ..NodeConfig::loopback()
@@ -88,7 +86,7 @@ async fn relayed_connection_then_hole_punched_to_direct() {
     for n in [&a, &b] {
         n.subscribe("after-upgrade").await.unwrap();
     }
-    a.wait_for_topic_peers("after-upgrade", 1, common::LIMIT)
+    a.wait_for_topic_peers("after-upgrade", 1, conclave_testkit::LIMIT)
         .await
         .unwrap();
     let mut b_msgs = b.subscribe_events();

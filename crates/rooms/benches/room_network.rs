@@ -13,7 +13,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{connect, everything, init_logging, node, rooms, until, within};
+use common::{connect, everything, init_logging, loopback_node, rooms, until, within};
 use conclave_node::NodeHandle;
 use conclave_rooms::{
     room::Policy,
@@ -91,7 +91,7 @@ async fn main() {
     );
     let mut members = Vec::with_capacity(n);
     for _ in 0..n {
-        let node = node().await;
+        let node = loopback_node().await;
         let rooms = rooms(&node, everything(&["echo"])).await;
         members.push(Member { node, rooms });
     }

@@ -2,43 +2,23 @@
 //! tests/mcp by scripts/setup.sh): the reference "everything" server and
 //! the filesystem server, as child processes over stdio.
 
-use std::{path::PathBuf, time::Duration};
+use std::time::Duration;
 
 use conclave_rooms::exec::{
     mcp::{McpError, McpServer},
     Approve, McpServerConfig,
 };
+use conclave_testkit::mcp_server_bin;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 const START: Duration = Duration::from_secs(60);
 const CALL: Duration = Duration::from_secs(30);
 
-fn server_bin(name: &str) -> String {
-    let bin: PathBuf = [
-        env!("CARGO_MANIFEST_DIR"),
-        "..",
-        "..",
-        "tests",
-        "mcp",
-        "node_modules",
-        ".bin",
-        name,
-    ]
-    .iter()
-    .collect();
-    assert!(
-        bin.exists(),
-        "{} is missing: run scripts/setup.sh (npm ci in tests/mcp)",
-        bin.display()
-    );
-    bin.to_string_lossy().into_owned()
-}
-
 fn everything(expose: &[&str]) -> McpServer {
     McpServer::start(McpServerConfig {
         name: "everything".into(),
-        command: server_bin("mcp-server-everything"),
+        command: mcp_server_bin("mcp-server-everything"),
         args: vec!["stdio".into()],
         expose: expose.iter().map(|s| s.to_string()).collect(),
         approve: Approve::Destructive,
@@ -266,7 +246,7 @@ async fn the_filesystem_server_stays_inside_its_directory() {
     std::fs::write(outside.path().join("secret.txt"), "outside").unwrap();
     let server = McpServer::start(McpServerConfig {
         name: "files".into(),
-        command: server_bin("mcp-server-filesystem"),
+        command: mcp_server_bin("mcp-server-filesystem"),
         args: vec![allowed.path().to_string_lossy().into_owned()],
         expose: vec!["read_text_file".into(), "write_file".into()],
         approve: Approve::Destructive,

@@ -43,7 +43,7 @@ async fn sees(rooms: &RoomsHandle, room: RoomId, peers: &[PeerId], skill: Option
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_members_mcp_tool_is_called_remotely_with_progress() {
     init_logging();
-    let (a, b) = (node().await, node().await);
+    let (a, b) = (loopback_node().await, loopback_node().await);
     connect(&a, &b).await;
     let ra = rooms(&a, Default::default()).await;
     let rb = rooms(
@@ -159,7 +159,11 @@ async fn a_members_mcp_tool_is_called_remotely_with_progress() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_task_is_bid_on_awarded_completed_and_verified_by_every_member() {
     init_logging();
-    let (a, b, c) = (node().await, node().await, node().await);
+    let (a, b, c) = (
+        loopback_node().await,
+        loopback_node().await,
+        loopback_node().await,
+    );
     connect(&b, &a).await;
     connect(&c, &a).await;
     connect(&c, &b).await;
@@ -316,7 +320,11 @@ async fn refused(from: &NodeHandle, proposer: &NodeHandle, room: RoomId, bid: St
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn forged_relayed_and_late_bids_over_the_wire_are_refused_and_change_nothing() {
     init_logging();
-    let (a, b, forger) = (node().await, node().await, node().await);
+    let (a, b, forger) = (
+        loopback_node().await,
+        loopback_node().await,
+        loopback_node().await,
+    );
     connect(&b, &a).await;
     connect(&forger, &a).await;
     let ra = rooms(&a, Default::default()).await;

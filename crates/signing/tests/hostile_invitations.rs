@@ -13,13 +13,14 @@ use bitcoin::{
     transaction::Version,
     Amount, OutPoint, Psbt, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Txid, Witness,
 };
-use common::{connect, within, Peer};
+use common::{connect, Peer};
 use conclave_node::NodeHandle;
 use conclave_signing::{
     proto::{SessionId, SessionMessage, SessionSpec, SignerEntry},
     service::wire,
     Payload, Phase, SignerKey, Timeouts, PROTOCOL_ID,
 };
+use conclave_testkit::{init_logging, within};
 use musig2::{secp::Point, KeyAggContext};
 
 /// Sends `target` an invitation from `coordinator` to a session where
@@ -86,7 +87,7 @@ fn psbt_of(key: SignerKey, sats: u64) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_psbt_claiming_more_than_all_bitcoin_is_refused_and_the_service_still_answers() {
-    common::init_logging();
+    init_logging();
     let hostile = Peer::start(Timeouts::default()).await;
     let target = Peer::start(Timeouts::default()).await;
     connect(&hostile.node, &target).await;
@@ -127,7 +128,7 @@ async fn a_psbt_claiming_more_than_all_bitcoin_is_refused_and_the_service_still_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_coordinator_cannot_take_every_slot_and_own_sessions_keep_theirs() {
-    common::init_logging();
+    init_logging();
     // Six slots: two kept for the node's own sessions, at most three for
     // any one remote coordinator.
     let target = Peer::start_with(Timeouts::default(), |config| {

@@ -15,18 +15,19 @@ use bitcoin::{
     transaction::Version,
     Amount, OutPoint, Psbt, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Txid, Witness,
 };
-use common::{cluster, finished, join_when_invited, within};
+use common::{cluster, finished, join_when_invited};
 use conclave_signing::{
     psbt::{
         PSBT_IN_MUSIG2_PARTIAL_SIG, PSBT_IN_MUSIG2_PARTICIPANT_PUBKEYS, PSBT_IN_MUSIG2_PUB_NONCE,
     },
     Payload, Phase, SignerKey, Signing, Timeouts,
 };
+use conclave_testkit::{init_logging, within};
 use musig2::{secp::Point, KeyAggContext};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_psbt_session_yields_a_transaction_whose_key_path_signatures_verify() {
-    common::init_logging();
+    init_logging();
     let peers = cluster(3, Timeouts::default()).await;
     let mut keys: Vec<SignerKey> = peers.iter().map(|p| p.key).collect();
     keys.sort();

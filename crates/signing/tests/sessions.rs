@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{cluster, finished, join_when_invited, ms, wait_for, within, Peer};
+use common::{cluster, finished, join_when_invited, wait_for, Peer};
 use conclave_node::{HandlerError, NodeHandle, PeerId, ProtocolHandler};
 use conclave_signing::{
     advert::{SignerRecord, SIGNER_RESOURCE},
@@ -14,6 +14,7 @@ use conclave_signing::{
     service::wire,
     Payload, Phase, SecretKey, SessionStatus, SignerKey, SigningEvent, Timeouts, PROTOCOL_ID,
 };
+use conclave_testkit::{init_logging, ms, within};
 use futures::future::BoxFuture;
 use musig2::{secp::Point, KeyAggContext};
 
@@ -81,7 +82,7 @@ async fn run_session(peers: &[Peer], payload: Payload) -> (Vec<SessionStatus>, D
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_and_five_signers_sign_and_the_signature_verifies_for_the_sorted_keyagg() {
-    common::init_logging();
+    init_logging();
     for n in [3usize, 5] {
         let peers = cluster(n, Timeouts::default()).await;
         let keys: Vec<SignerKey> = peers.iter().map(|p| p.key).collect();
@@ -120,7 +121,7 @@ async fn three_and_five_signers_sign_and_the_signature_verifies_for_the_sorted_k
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signer_that_never_answers_fails_the_session_within_the_timeout_and_is_listed() {
-    common::init_logging();
+    init_logging();
     let timeout = Duration::from_millis(1500);
     let peers = cluster(3, Timeouts::uniform(timeout)).await;
     let silent = peers[2].key;
@@ -179,7 +180,7 @@ async fn a_signer_that_never_answers_fails_the_session_within_the_timeout_and_is
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signer_that_drops_out_after_joining_fails_the_session_listing_it() {
-    common::init_logging();
+    init_logging();
     let peers = cluster(3, Timeouts::uniform(Duration::from_secs(10))).await;
     let keys: Vec<SignerKey> = peers.iter().map(|p| p.key).collect();
     let (b, c) = (&peers[1], &peers[2]);
@@ -320,7 +321,7 @@ impl ProtocolHandler for CheaterHandler {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_partial_signature_names_its_signer_and_fails_the_session() {
-    common::init_logging();
+    init_logging();
     let mut peers = cluster(3, Timeouts::default()).await;
     // Replace the third peer's service by the cheater, with the same key.
     let honest = peers.pop().unwrap();
@@ -375,7 +376,7 @@ async fn a_wrong_partial_signature_names_its_signer_and_fails_the_session() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_in_the_middle_aborts_the_session_and_a_new_session_succeeds() {
-    common::init_logging();
+    init_logging();
     // Short enough that the old session ends within the test's bound even
     // if the coordinator were never told of the restart.
     let timeouts = Timeouts {

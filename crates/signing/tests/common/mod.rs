@@ -1,34 +1,18 @@
 //! Shared by the in-process session tests: loopback nodes (127.0.0.1, port
 //! 0, no mDNS, no dialling on their own), a signing service per node with
-//! its keys in memory, and bounded waits on events (never sleeps).
+//! its keys in memory, and bounded waits on signing events (never sleeps);
+//! the rest comes from conclave-testkit.
 #![allow(dead_code)]
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::sync::Arc;
 
-use conclave_node::{Keypair, Multiaddr, Node, NodeConfig, NodeHandle};
+use conclave_node::{Multiaddr, NodeHandle};
 use conclave_signing::{
     keys::KeyStore, MemoryKeyStore, SecretKey, SignerKey, SigningConfig, SigningEvent,
     SigningEvents, SigningHandle, SigningService, Timeouts,
 };
+use conclave_testkit::{addr_of, connect_sealed, within, Transport};
 use tempfile::TempDir;
-
-/// Generous bound for anything awaited in a test: a failure must not hang.
-pub const LIMIT: Duration = Duration::from_secs(30);
-
-/// Logs to the test output when `RUST_LOG` is set.
-pub fn init_logging() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-}
-
-/// Awaits `fut` for at most [`LIMIT`], panicking with `what` on timeout.
-pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(LIMIT, fut)
-        .await
-        .unwrap_or_else(|_| panic!("timed out after {LIMIT:?} waiting for {what}"))
-}
 
 /// A node with a signing service and one signing key in memory.
 pub struct Peer {
@@ -47,12 +31,7 @@ impl Peer {
 
     /// Like [`Peer::start`], with the service's config changed by `adjust`.
     pub async fn start_with(timeouts: Timeouts, adjust: impl FnOnce(&mut SigningConfig)) -> Self {
-        let node = within(
-            "node start",
-            Node::start(NodeConfig::loopback(), Keypair::generate_ed25519()),
-        )
-        .await
-        .expect("node starts");
+        let node = conclave_testkit::loopback_node().await;
         let store = MemoryKeyStore::new();
         let key = store.insert(&SecretKey::generate()).unwrap();
         let keys: Arc<dyn KeyStore> = Arc::new(store);
@@ -98,36 +77,14 @@ impl Peer {
 
     /// The node's QUIC listen address.
     pub async fn addr(&self) -> Multiaddr {
-        self.node
-            .listen_addrs()
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|a| a.to_string().contains("quic-v1"))
-            .expect("a QUIC address")
+        addr_of(&self.node, Transport::Quic).await
     }
 }
 
 /// `from` dials `to` and waits until both sides hold each other's PQ
 /// identity records (sealing needs them).
 pub async fn connect(from: &NodeHandle, to: &Peer) {
-    let mut ours = from.subscribe_events();
-    let mut theirs = to.node.subscribe_events();
-    let addr = to.addr().await;
-    within("connect", from.connect(addr))
-        .await
-        .expect("connects");
-    let (a, b) = (from.peer_id(), to.node.peer_id());
-    within("PQ identity records on both sides", async {
-        // Each record arrives with a PeerUpdated event on its side.
-        while from.pq_record(&b).is_none() || to.node.pq_record(&a).is_none() {
-            tokio::select! {
-                e = ours.recv() => assert!(e.is_some(), "node stopped"),
-                e = theirs.recv() => assert!(e.is_some(), "node stopped"),
-            }
-        }
-    })
-    .await;
+    connect_sealed(from, &to.node).await
 }
 
 /// `n` peers, the first connected to every other (a star: signers only
@@ -193,9 +150,4 @@ pub async fn finished(
         _ => None,
     })
     .await
-}
-
-/// Milliseconds with one decimal, for the printed figures.
-pub fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
