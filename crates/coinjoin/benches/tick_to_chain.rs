@@ -24,7 +24,7 @@ use conclave_coinjoin::{
     pairing::Pairing,
     proto::{disrupt::Disruption, Timeouts},
 };
-use support::{funded_peer, unix_now, Regtest};
+use support::{funded_peer, ms, percentile, unix_now, Regtest};
 
 /// Counts the time spent in chain lookups.
 struct Timed<'a> {
@@ -116,15 +116,6 @@ fn one_session(
         protocol: ran - paired,
         broadcast: done - ran,
     }
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
 }
 
 fn report(what: &str, n: usize, samples: &[Sample]) {

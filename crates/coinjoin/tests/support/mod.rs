@@ -34,6 +34,17 @@ fn regtest_cli() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/chain/regtest")
 }
 
+/// Milliseconds, for figures.
+pub fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// The `p` quantile (0..=1) of `sorted`, nearest rank.
+pub fn percentile(sorted: &[std::time::Duration], p: f64) -> std::time::Duration {
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
 /// Unix seconds now.
 pub fn unix_now() -> u64 {
     SystemTime::now()
