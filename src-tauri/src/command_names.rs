@@ -47,4 +47,10 @@
     "rooms_tasks",
     "rooms_task",
     "rooms_cancel",
+    "rooms_approvals",
+    "rooms_approve",
+    "rooms_own_tools",
+    "rooms_invite",
+    "rooms_save_invitation",
+    "rooms_revoke",
 ]

@@ -5,15 +5,15 @@
 //! The view's shapes are projections of the rooms crate's own (its
 //! `RoomInfo`, `AgentInfo` and `TaskView`), flattened for TypeScript.
 
-use std::sync::Arc;
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
-use conclave_node::{store::Database, ProfileNode};
+use conclave_node::{store::Database, NodeError, ProfileNode};
 use conclave_rooms::{
     a2a::Artifact,
-    room::Policy,
+    room::{Policy, Roles},
     service::{
         supervisor::{self, RoomsSupervisor},
-        AgentInfo, Proposal, RoomInfo, RoomsHandle, TaskView,
+        AgentInfo, OwnTool, PendingApproval, Proposal, RoomInfo, RoomsHandle, TaskView, ToolSource,
     },
     RoomId, TaskId,
 };
@@ -26,6 +26,8 @@ use crate::error::{CommandError, CommandResult, ErrorCode};
 
 /// Longest bid window a proposal from the app may ask (ms).
 pub const MAX_WINDOW_MS: u32 = 60_000;
+/// Longest an invitation from the app may be valid (days).
+pub const MAX_INVITATION_DAYS: u32 = 365;
 
 /// Something changed in the rooms (cards, rooms, tasks): the view fetches
 /// again.
@@ -284,6 +286,180 @@ fn result_text(result: &serde_json::Value) -> String {
     }
 }
 
+/// A task awarded to this node whose destructive tool waits for a click.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+pub struct ApprovalSummary {
+    /// The task.
+    pub task_id: String,
+    /// Its room.
+    pub room_id: String,
+    /// The room's name.
+    pub room_name: String,
+    /// Who proposed it (who asks for the run).
+    pub proposer: String,
+    /// The skill asked for.
+    pub skill: String,
+    /// The MCP server (or shell command) that would run.
+    pub server: String,
+    /// The tool that would run.
+    pub tool: String,
+    /// Exactly what the tool would receive.
+    pub input: String,
+    /// The attempt waiting.
+    pub attempt: u8,
+    /// When it was proposed (the proposer's clock, ms since the epoch); a
+    /// plain `number` in TypeScript, as in [`TaskSummary`].
+    #[specta(type = u32)]
+    pub proposed_at_ms: u64,
+}
+
+impl From<PendingApproval> for ApprovalSummary {
+    fn from(a: PendingApproval) -> Self {
+        Self {
+            task_id: a.task_id,
+            room_id: a.room_id,
+            room_name: a.room_name,
+            proposer: a.proposer,
+            skill: a.skill,
+            server: a.server,
+            tool: a.tool,
+            input: a.input,
+            attempt: a.attempt,
+            proposed_at_ms: a.proposed_at_ms,
+        }
+    }
+}
+
+/// One of this profile's tools.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+pub struct OwnToolSummary {
+    /// The tool's name.
+    pub name: String,
+    /// Its skill id.
+    pub skill: String,
+    /// Other peers may call it.
+    pub exposed: bool,
+    /// Why it is not exposed.
+    pub why_not: Option<String>,
+    /// A run waits for this profile's owner's approval.
+    pub needs_approval: bool,
+    /// It declares itself idempotent.
+    pub idempotent: bool,
+    /// What it does.
+    pub description: Option<String>,
+}
+
+impl From<OwnTool> for OwnToolSummary {
+    fn from(t: OwnTool) -> Self {
+        Self {
+            name: t.name,
+            skill: t.skill,
+            exposed: t.exposed,
+            why_not: t.why_not,
+            needs_approval: t.needs_approval,
+            idempotent: t.idempotent,
+            description: t.description,
+        }
+    }
+}
+
+/// A configured MCP server or shell command of this profile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+pub struct ToolSourceSummary {
+    /// Its configured name.
+    pub name: String,
+    /// `mcp` or `shell`.
+    pub kind: String,
+    /// The program and its arguments.
+    pub command: Vec<String>,
+    /// MCP: `destructive` or `never`.
+    pub approve: Option<String>,
+    /// MCP: its process id while it runs.
+    pub pid: Option<u32>,
+    /// MCP: how many times it was started.
+    pub starts: u32,
+    /// MCP: the protocol version it speaks.
+    pub protocol: Option<String>,
+    /// Its tools.
+    pub tools: Vec<OwnToolSummary>,
+}
+
+impl From<ToolSource> for ToolSourceSummary {
+    fn from(s: ToolSource) -> Self {
+        Self {
+            name: s.name,
+            kind: s.kind,
+            command: s.command,
+            approve: s.approve,
+            pid: s.pid,
+            starts: u32::try_from(s.generation).unwrap_or(u32::MAX),
+            protocol: s.protocol,
+            tools: s.tools.into_iter().map(OwnToolSummary::from).collect(),
+        }
+    }
+}
+
+/// The roles an invitation grants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct RoleChoice {
+    /// Propose tasks.
+    pub propose: bool,
+    /// Bid on and execute tasks.
+    pub execute: bool,
+    /// Follow tasks and fetch records.
+    pub observe: bool,
+}
+
+fn roles(choice: RoleChoice) -> CommandResult<Roles> {
+    if !(choice.propose || choice.execute || choice.observe) {
+        return Err(invalid(
+            "an invitation without a role lets the peer do nothing: tick propose, execute or observe".into(),
+        ));
+    }
+    Ok(Roles {
+        propose: choice.propose,
+        execute: choice.execute,
+        observe: choice.observe,
+    })
+}
+
+fn valid_for(days: Option<u32>) -> CommandResult<Duration> {
+    match days {
+        None => Ok(conclave_rooms::service::DEFAULT_INVITATION),
+        Some(d) if d == 0 || d > MAX_INVITATION_DAYS => Err(invalid(format!(
+            "an invitation valid for {d} days is out of range: give 1 to {MAX_INVITATION_DAYS} days"
+        ))),
+        Some(d) => Ok(Duration::from_secs(u64::from(d) * 24 * 3600)),
+    }
+}
+
+/// An invitation as a person gives it: the hex text the owner copied, or
+/// the path of the file it saved (`conclavectl rooms invite --out` writes
+/// the raw bytes).
+fn invitation(text: &str) -> CommandResult<Vec<u8>> {
+    let compact: String = text.split_whitespace().collect();
+    if compact.is_empty() {
+        return Err(invalid(
+            "the invitation is empty: paste the text its owner copied, or the path of its file"
+                .into(),
+        ));
+    }
+    if compact.chars().all(|c| c.is_ascii_hexdigit()) {
+        return hex::decode(&compact).map_err(|e| {
+            invalid(format!(
+                "the invitation text is cut short ({e}): paste it whole, as its owner copied it"
+            ))
+        });
+    }
+    let path = PathBuf::from(text.trim());
+    std::fs::read(&path).map_err(|e| {
+        invalid(format!(
+            "the invitation is neither hex text nor a readable file ({}: {e}): paste the text its owner copied, or the path of its file",
+            path.display()
+        ))
+    })
+}
+
 fn invalid(message: String) -> CommandError {
     CommandError::new(ErrorCode::InvalidInput, message)
 }
@@ -346,12 +522,23 @@ pub async fn rooms_create(
     Ok(room.to_string())
 }
 
-/// Joins an open room by its id (found through connected peers or the DHT).
+/// Joins a room by its id: an open one found through connected peers or
+/// the DHT, or, with `invitation` (its hex text or its file's path), an
+/// invite-only one.
 #[tauri::command]
 #[specta::specta]
-pub async fn rooms_join(rooms: RoomsState<'_>, room_id: String) -> CommandResult<RoomSummary> {
+pub async fn rooms_join(
+    rooms: RoomsState<'_>,
+    room_id: String,
+    invitation: Option<String>,
+) -> CommandResult<RoomSummary> {
     let room = self::room_id(&room_id)?;
-    Ok(rooms.handle().await?.join_room(room, None).await?.into())
+    let token = invitation
+        .as_deref()
+        .filter(|t| !t.trim().is_empty())
+        .map(self::invitation)
+        .transpose()?;
+    Ok(rooms.handle().await?.join_room(room, token).await?.into())
 }
 
 /// The agents seen in a room, with their cards' skills.
@@ -440,6 +627,106 @@ pub async fn rooms_cancel(rooms: RoomsState<'_>, task_id: String) -> CommandResu
     Ok(rooms.handle().await?.cancel(task).await?.into())
 }
 
+/// Tasks awarded to this node whose destructive tool waits for approval.
+#[tauri::command]
+#[specta::specta]
+pub async fn rooms_approvals(rooms: RoomsState<'_>) -> CommandResult<Vec<ApprovalSummary>> {
+    let list = rooms.handle().await?.approvals().await?;
+    Ok(list.into_iter().map(ApprovalSummary::from).collect())
+}
+
+/// Approves the waiting run of a task awarded to this node: the tool runs.
+#[tauri::command]
+#[specta::specta]
+pub async fn rooms_approve(rooms: RoomsState<'_>, task_id: String) -> CommandResult<()> {
+    let task = self::task_id(&task_id)?;
+    Ok(rooms.handle().await?.approve(task).await?)
+}
+
+/// This profile's MCP servers and shell commands (from its config.toml),
+/// each with its process and its tools: exposed or why not, and whether a
+/// run waits for approval.
+#[tauri::command]
+#[specta::specta]
+pub async fn rooms_own_tools(rooms: RoomsState<'_>) -> CommandResult<Vec<ToolSourceSummary>> {
+    let list = rooms.handle().await?.inventory().await?;
+    Ok(list.into_iter().map(ToolSourceSummary::from).collect())
+}
+
+/// As the owner of an invite-only room: an invitation for `peer_id` with
+/// `roles`, valid for `valid_days` (default 30), as hex text to hand over
+/// (sealed to that peer, so only it can use it).
+#[tauri::command]
+#[specta::specta]
+pub async fn rooms_invite(
+    rooms: RoomsState<'_>,
+    room_id: String,
+    peer_id: String,
+    roles: RoleChoice,
+    valid_days: Option<u32>,
+) -> CommandResult<String> {
+    let room = self::room_id(&room_id)?;
+    let peer = NodeError::parse_peer_id(&peer_id)?;
+    let roles = self::roles(roles)?;
+    let valid = valid_for(valid_days)?;
+    let sealed = rooms
+        .handle()
+        .await?
+        .invite(room, peer, roles, valid)
+        .await?;
+    Ok(hex::encode(sealed))
+}
+
+/// Writes an invitation (its hex text) to a new file at `path` as the bytes
+/// `conclavectl rooms join --token` reads; never overwrites a file.
+#[tauri::command]
+#[specta::specta]
+pub async fn rooms_save_invitation(invitation_hex: String, path: String) -> CommandResult<String> {
+    let bytes = invitation(&invitation_hex)?;
+    let target = PathBuf::from(path.trim());
+    if target.as_os_str().is_empty() {
+        return Err(invalid("give the file a path".into()));
+    }
+    let write = {
+        let target = target.clone();
+        move || {
+            use std::io::Write;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&target)?;
+            file.write_all(&bytes)
+        }
+    };
+    tokio::task::spawn_blocking(write)
+        .await
+        .map_err(CommandError::internal)?
+        .map_err(|e| {
+            CommandError::new(
+                ErrorCode::Storage,
+                format!("writing {}: {e}", target.display()),
+            )
+            .with_hint(
+                "choose a new file name in a folder that exists; files are never overwritten",
+            )
+        })?;
+    Ok(target.display().to_string())
+}
+
+/// As a room's owner: withdraws `peer_id`'s membership (every member drops
+/// its card; its invitation no longer lets it in).
+#[tauri::command]
+#[specta::specta]
+pub async fn rooms_revoke(
+    rooms: RoomsState<'_>,
+    room_id: String,
+    peer_id: String,
+) -> CommandResult<()> {
+    let room = self::room_id(&room_id)?;
+    let peer = NodeError::parse_peer_id(&peer_id)?;
+    Ok(rooms.handle().await?.revoke(room, peer).await?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -477,6 +764,51 @@ mod tests {
         assert_eq!(result_text(&artifact), "hello\n{\"sum\":3}");
         let other = serde_json::json!([1, 2]);
         assert_eq!(result_text(&other), "[1,2]");
+    }
+
+    #[test]
+    fn an_invitation_is_hex_text_or_a_file() {
+        assert_eq!(invitation("0a ff\n10").unwrap(), vec![0x0a, 0xff, 0x10]);
+        let odd = invitation("abc").unwrap_err();
+        assert!(odd.message.contains("cut short"), "{}", odd.message);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("invite.bin");
+        std::fs::write(&file, [1u8, 2, 3]).unwrap();
+        assert_eq!(invitation(file.to_str().unwrap()).unwrap(), vec![1, 2, 3]);
+        let missing = invitation("/no/such/invitation").unwrap_err();
+        assert_eq!(missing.code, ErrorCode::InvalidInput);
+        assert!(
+            missing.message.contains("neither hex text"),
+            "{}",
+            missing.message
+        );
+        assert!(invitation("  ").unwrap_err().message.contains("empty"));
+    }
+
+    #[test]
+    fn an_invitation_grants_some_role_for_a_bounded_time() {
+        let none = RoleChoice {
+            propose: false,
+            execute: false,
+            observe: false,
+        };
+        assert!(roles(none).unwrap_err().message.contains("tick propose"));
+        let some = roles(RoleChoice {
+            execute: true,
+            ..none
+        })
+        .unwrap();
+        assert!(some.execute && !some.propose);
+        assert_eq!(valid_for(Some(2)).unwrap(), Duration::from_secs(2 * 86_400));
+        assert_eq!(
+            valid_for(None).unwrap(),
+            conclave_rooms::service::DEFAULT_INVITATION
+        );
+        assert!(valid_for(Some(0)).is_err());
+        assert!(valid_for(Some(MAX_INVITATION_DAYS + 1))
+            .unwrap_err()
+            .message
+            .contains("out of range"));
     }
 
     #[test]

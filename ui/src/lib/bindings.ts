@@ -117,8 +117,12 @@ export const commands = {
 	roomsList: () => typedError<RoomSummary[], CommandError>(__TAURI_INVOKE("rooms_list")),
 	/**  Creates a room owned by this node and joins it; returns its id. */
 	roomsCreate: (name: string, inviteOnly: boolean) => typedError<string, CommandError>(__TAURI_INVOKE("rooms_create", { name, inviteOnly })),
-	/**  Joins an open room by its id (found through connected peers or the DHT). */
-	roomsJoin: (roomId: string) => typedError<RoomSummary, CommandError>(__TAURI_INVOKE("rooms_join", { roomId })),
+	/**
+	 *  Joins a room by its id: an open one found through connected peers or
+	 *  the DHT, or, with `invitation` (its hex text or its file's path), an
+	 *  invite-only one.
+	 */
+	roomsJoin: (roomId: string, invitation: string | null) => typedError<RoomSummary, CommandError>(__TAURI_INVOKE("rooms_join", { roomId, invitation })),
 	/**  The agents seen in a room, with their cards' skills. */
 	roomsAgents: (roomId: string) => typedError<AgentSummary[], CommandError>(__TAURI_INVOKE("rooms_agents", { roomId })),
 	/**
@@ -132,6 +136,32 @@ export const commands = {
 	roomsTask: (taskId: string) => typedError<TaskSummary, CommandError>(__TAURI_INVOKE("rooms_task", { taskId })),
 	/**  Cancels a task this node proposed. */
 	roomsCancel: (taskId: string) => typedError<TaskSummary, CommandError>(__TAURI_INVOKE("rooms_cancel", { taskId })),
+	/**  Tasks awarded to this node whose destructive tool waits for approval. */
+	roomsApprovals: () => typedError<ApprovalSummary[], CommandError>(__TAURI_INVOKE("rooms_approvals")),
+	/**  Approves the waiting run of a task awarded to this node: the tool runs. */
+	roomsApprove: (taskId: string) => typedError<null, CommandError>(__TAURI_INVOKE("rooms_approve", { taskId })),
+	/**
+	 *  This profile's MCP servers and shell commands (from its config.toml),
+	 *  each with its process and its tools: exposed or why not, and whether a
+	 *  run waits for approval.
+	 */
+	roomsOwnTools: () => typedError<ToolSourceSummary[], CommandError>(__TAURI_INVOKE("rooms_own_tools")),
+	/**
+	 *  As the owner of an invite-only room: an invitation for `peer_id` with
+	 *  `roles`, valid for `valid_days` (default 30), as hex text to hand over
+	 *  (sealed to that peer, so only it can use it).
+	 */
+	roomsInvite: (roomId: string, peerId: string, roles: RoleChoice, validDays: number | null) => typedError<string, CommandError>(__TAURI_INVOKE("rooms_invite", { roomId, peerId, roles, validDays })),
+	/**
+	 *  Writes an invitation (its hex text) to a new file at `path` as the bytes
+	 *  `conclavectl rooms join --token` reads; never overwrites a file.
+	 */
+	roomsSaveInvitation: (invitationHex: string, path: string) => typedError<string, CommandError>(__TAURI_INVOKE("rooms_save_invitation", { invitationHex, path })),
+	/**
+	 *  As a room's owner: withdraws `peer_id`'s membership (every member drops
+	 *  its card; its invitation no longer lets it in).
+	 */
+	roomsRevoke: (roomId: string, peerId: string) => typedError<null, CommandError>(__TAURI_INVOKE("rooms_revoke", { roomId, peerId })),
 };
 
 /** Events */
@@ -169,6 +199,33 @@ export type AppInfo = {
 	data_dir: string,
 	/**  The profile's log folder. */
 	log_dir: string,
+};
+
+/**  A task awarded to this node whose destructive tool waits for a click. */
+export type ApprovalSummary = {
+	/**  The task. */
+	task_id: string,
+	/**  Its room. */
+	room_id: string,
+	/**  The room's name. */
+	room_name: string,
+	/**  Who proposed it (who asks for the run). */
+	proposer: string,
+	/**  The skill asked for. */
+	skill: string,
+	/**  The MCP server (or shell command) that would run. */
+	server: string,
+	/**  The tool that would run. */
+	tool: string,
+	/**  Exactly what the tool would receive. */
+	input: string,
+	/**  The attempt waiting. */
+	attempt: number,
+	/**
+	 *  When it was proposed (the proposer's clock, ms since the epoch); a
+	 *  plain `number` in TypeScript, as in [`TaskSummary`].
+	 */
+	proposed_at_ms: number,
 };
 
 /**  Whether CoinJoin can be used now, and if not, why. */
@@ -488,6 +545,24 @@ export type OwnOutput = {
 	mixed: boolean,
 };
 
+/**  One of this profile's tools. */
+export type OwnToolSummary = {
+	/**  The tool's name. */
+	name: string,
+	/**  Its skill id. */
+	skill: string,
+	/**  Other peers may call it. */
+	exposed: boolean,
+	/**  Why it is not exposed. */
+	why_not: string | null,
+	/**  A run waits for this profile's owner's approval. */
+	needs_approval: boolean,
+	/**  It declares itself idempotent. */
+	idempotent: boolean,
+	/**  What it does. */
+	description: string | null,
+};
+
 /**  Whether a connection goes straight to the peer or through a relay. */
 export type PathKind = 
 /**  A direct connection. */
@@ -724,6 +799,16 @@ export type Role =
 "coordinator" | 
 /**  This node signs in a session another node runs. */
 "signer";
+
+/**  The roles an invitation grants. */
+export type RoleChoice = {
+	/**  Propose tasks. */
+	propose: boolean,
+	/**  Bid on and execute tasks. */
+	execute: boolean,
+	/**  Follow tasks and fetch records. */
+	observe: boolean,
+};
 
 /**  A room this node is in. */
 export type RoomSummary = {
@@ -988,6 +1073,26 @@ export type TimelineEntry = {
 	peers: number,
 	/**  Requests still owing a message in the phase (hex ids). */
 	holdouts: string[],
+};
+
+/**  A configured MCP server or shell command of this profile. */
+export type ToolSourceSummary = {
+	/**  Its configured name. */
+	name: string,
+	/**  `mcp` or `shell`. */
+	kind: string,
+	/**  The program and its arguments. */
+	command: string[],
+	/**  MCP: `destructive` or `never`. */
+	approve: string | null,
+	/**  MCP: its process id while it runs. */
+	pid: number | null,
+	/**  MCP: how many times it was started. */
+	starts: number,
+	/**  MCP: the protocol version it speaks. */
+	protocol: string | null,
+	/**  Its tools. */
+	tools: OwnToolSummary[],
 };
 
 /**  Gossip figures for one subscribed topic. */

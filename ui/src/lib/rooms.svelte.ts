@@ -1,19 +1,53 @@
 // Live state of the agent-task rooms: the rooms this node is in, the
-// selected room's agents and tasks, and what a person does with them:
-// create, join, propose, cancel. Every `RoomsChanged` event fetches again.
-import { commands, events, type AgentSummary, type RoomSummary, type TaskSummary } from "./bindings";
+// selected room's agents and tasks, the runs waiting for this owner's
+// approval, this profile's own tools, and what a person does with them:
+// create, join (with an invitation), propose, cancel, approve, invite,
+// revoke. Every `RoomsChanged` event fetches again.
+import {
+  commands,
+  events,
+  type AgentSummary,
+  type ApprovalSummary,
+  type RoomSummary,
+  type TaskSummary,
+  type ToolSourceSummary,
+} from "./bindings";
 import { describe, unwrap, type Problem } from "./api";
 import { coalesced } from "./refresh";
-import { proposeRequest, roomIdProblem, type ProposeDraft } from "./rooms";
+import { approvalToAnnounce, inviteRequest, proposeRequest, roomIdProblem, type InviteDraft, type ProposeDraft } from "./rooms";
 
 export const rooms = $state({
   list: [] as RoomSummary[],
   selected: null as string | null,
   agents: [] as AgentSummary[],
   tasks: [] as TaskSummary[],
+  /** Runs of ours waiting for a click, in every room. */
+  approvals: [] as ApprovalSummary[],
+  /** The newest approval not yet announced, for the banner in other views. */
+  announced: null as ApprovalSummary | null,
+  /** This profile's MCP servers and shell commands with their tools. */
+  tools: [] as ToolSourceSummary[],
   loaded: false,
   error: null as Problem | null,
 });
+
+/** Approvals already announced (or dismissed): each is announced once. */
+const announcedIds = new Set<string>();
+
+function takeApprovals(list: ApprovalSummary[]): void {
+  rooms.approvals = list;
+  // An approval that went (approved, or the task moved on) takes its banner along.
+  if (rooms.announced && !list.some((a) => a.task_id === rooms.announced?.task_id)) rooms.announced = null;
+  const fresh = approvalToAnnounce(list, announcedIds);
+  if (fresh) {
+    announcedIds.add(fresh.task_id);
+    rooms.announced = fresh;
+  }
+}
+
+export function dismissApprovalAnnouncement(): void {
+  rooms.announced = null;
+}
 
 /**
  * Fetches the rooms and the selected room's agents and tasks. A call
@@ -23,7 +57,14 @@ export const rooms = $state({
 export const refreshRooms = coalesced(
   async (again) => {
     try {
-      rooms.list = await unwrap(commands.roomsList());
+      const [list, approvals, tools] = await Promise.all([
+        unwrap(commands.roomsList()),
+        unwrap(commands.roomsApprovals()),
+        unwrap(commands.roomsOwnTools()),
+      ]);
+      rooms.list = list;
+      takeApprovals(approvals);
+      rooms.tools = tools;
       if (rooms.selected && !rooms.list.some((r) => r.room_id === rooms.selected)) rooms.selected = null;
       if (!rooms.selected && rooms.list.length > 0) rooms.selected = rooms.list[0].room_id;
       if (rooms.selected) {
@@ -86,12 +127,13 @@ export async function createRoom(name: string, inviteOnly: boolean): Promise<boo
   }
 }
 
-export async function joinRoom(roomId: string): Promise<boolean> {
+/** Joins a room by its id; an invite-only one with `invitation` (its text or its file's path). */
+export async function joinRoom(roomId: string, invitation = ""): Promise<boolean> {
   entering.error = roomIdProblem(roomId);
   if (entering.error) return false;
   entering.busy = true;
   try {
-    const joined = await unwrap(commands.roomsJoin(roomId.trim()));
+    const joined = await unwrap(commands.roomsJoin(roomId.trim(), invitation.trim() || null));
     rooms.selected = joined.room_id;
     await refreshRooms();
     return true;
@@ -146,5 +188,89 @@ export async function cancelTask(taskId: string): Promise<void> {
     cancelling.error = describe(e);
   } finally {
     cancelling.busy = null;
+  }
+}
+
+/** The approve buttons: which task is being approved, and why it failed. */
+export const approving = $state({ busy: null as string | null, error: null as Problem | null });
+
+export async function approveTask(taskId: string): Promise<void> {
+  approving.busy = taskId;
+  approving.error = null;
+  try {
+    await unwrap(commands.roomsApprove(taskId));
+    if (rooms.announced?.task_id === taskId) rooms.announced = null;
+    await refreshRooms();
+  } catch (e) {
+    approving.error = describe(e);
+  } finally {
+    approving.busy = null;
+  }
+}
+
+/** The invite form: the invitation it made (hex text), and where it was saved. */
+export const inviting = $state({
+  busy: false,
+  error: null as Problem | null,
+  made: null as { roomId: string; peerId: string; invitation: string } | null,
+  saved: null as string | null,
+});
+
+export async function invitePeer(roomId: string, draft: InviteDraft): Promise<boolean> {
+  inviting.error = null;
+  inviting.made = null;
+  inviting.saved = null;
+  const checked = inviteRequest(draft);
+  if ("problem" in checked) {
+    inviting.error = checked.problem;
+    return false;
+  }
+  const { peerId, roles, validDays } = checked.request;
+  inviting.busy = true;
+  try {
+    const invitation = await unwrap(commands.roomsInvite(roomId, peerId, roles, validDays));
+    inviting.made = { roomId, peerId, invitation };
+    return true;
+  } catch (e) {
+    inviting.error = describe(e);
+    return false;
+  } finally {
+    inviting.busy = false;
+  }
+}
+
+/** Saves the invitation just made to a new file (the bytes conclavectl reads). */
+export async function saveInvitation(path: string): Promise<void> {
+  const made = inviting.made;
+  inviting.error = null;
+  inviting.saved = null;
+  if (!made) return;
+  if (!path.trim()) {
+    inviting.error = { message: "Give the file a path.", hint: "For example /home/you/invitation.bin; an existing file is never overwritten." };
+    return;
+  }
+  inviting.busy = true;
+  try {
+    inviting.saved = await unwrap(commands.roomsSaveInvitation(made.invitation, path.trim()));
+  } catch (e) {
+    inviting.error = describe(e);
+  } finally {
+    inviting.busy = false;
+  }
+}
+
+/** The revoke buttons: which member is being revoked, and why it failed. */
+export const revoking = $state({ busy: null as string | null, error: null as Problem | null });
+
+export async function revokeMember(roomId: string, peerId: string): Promise<void> {
+  revoking.busy = peerId;
+  revoking.error = null;
+  try {
+    await unwrap(commands.roomsRevoke(roomId, peerId));
+    await refreshRooms();
+  } catch (e) {
+    revoking.error = describe(e);
+  } finally {
+    revoking.busy = null;
   }
 }

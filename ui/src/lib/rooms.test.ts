@@ -1,6 +1,21 @@
 import { describe, expect, it } from "vitest";
-import type { AgentSummary, TaskSummary } from "./bindings";
-import { cancellable, MAX_WINDOW_MS, proposeRequest, roomIdProblem, skillsOffered, stateLabel, stateTone, type ProposeDraft } from "./rooms";
+import type { AgentSummary, ApprovalSummary, TaskSummary } from "./bindings";
+import {
+  approvalToAnnounce,
+  cancellable,
+  inviteRequest,
+  MAX_INVITATION_DAYS,
+  MAX_WINDOW_MS,
+  ownedBy,
+  proposeRequest,
+  roomIdProblem,
+  skillsOffered,
+  sourceState,
+  stateLabel,
+  stateTone,
+  type InviteDraft,
+  type ProposeDraft,
+} from "./rooms";
 
 const draft = (over: Partial<ProposeDraft> = {}): ProposeDraft => ({
   skill: "shell.greet",
@@ -95,5 +110,79 @@ describe("skills offered", () => {
     });
     expect(skillsOffered([agent("a", ["shell.b", "mcp.x.echo"]), agent("b", ["shell.b"])])).toEqual(["mcp.x.echo", "shell.b"]);
     expect(skillsOffered([])).toEqual([]);
+  });
+});
+
+const PEER = "12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN";
+
+describe("the invite form", () => {
+  const invite = (over: Partial<InviteDraft> = {}): InviteDraft => ({
+    peerText: ` ${PEER} `,
+    propose: true,
+    execute: true,
+    observe: false,
+    daysText: "",
+    ...over,
+  });
+
+  it("accepts a peer id with roles and the default validity", () => {
+    expect(inviteRequest(invite())).toEqual({
+      request: { peerId: PEER, roles: { propose: true, execute: true, observe: false }, validDays: null },
+    });
+    expect(inviteRequest(invite({ daysText: "7" }))).toMatchObject({ request: { validDays: 7 } });
+  });
+
+  it("refuses what would not make an invitation, saying why", () => {
+    const problemOf = (d: InviteDraft) => {
+      const r = inviteRequest(d);
+      if (!("problem" in r)) throw new Error("accepted");
+      return r.problem.message;
+    };
+    expect(problemOf(invite({ peerText: "" }))).toMatch(/peer id/);
+    expect(problemOf(invite({ peerText: "not a peer" }))).toMatch(/not a peer id/);
+    expect(problemOf(invite({ peerText: PEER.replace("W", "0") }))).toMatch(/not a peer id/);
+    expect(problemOf(invite({ propose: false, execute: false }))).toMatch(/at least one role/);
+    expect(problemOf(invite({ daysText: "0" }))).toMatch(/days/);
+    expect(problemOf(invite({ daysText: String(MAX_INVITATION_DAYS + 1) }))).toMatch(/days/);
+    expect(problemOf(invite({ daysText: "1.5" }))).toMatch(/whole number/);
+  });
+
+  it("is the owner's", () => {
+    expect(ownedBy({ owner: PEER }, PEER)).toBe(true);
+    expect(ownedBy({ owner: PEER }, "12D3KooWother")).toBe(false);
+    expect(ownedBy({ owner: PEER }, null)).toBe(false);
+  });
+});
+
+describe("approvals", () => {
+  const approval = (task_id: string, proposed_at_ms: number): ApprovalSummary => ({
+    task_id,
+    room_id: "cd".repeat(32),
+    room_name: "lab",
+    proposer: PEER,
+    skill: "mcp.files.write_file",
+    server: "files",
+    tool: "write_file",
+    input: "{}",
+    attempt: 1,
+    proposed_at_ms,
+  });
+
+  it("announces the newest one not announced yet, and none when all were", () => {
+    const list = [approval("a", 10), approval("b", 30), approval("c", 20)];
+    expect(approvalToAnnounce(list, new Set())?.task_id).toBe("b");
+    expect(approvalToAnnounce(list, new Set(["b"]))?.task_id).toBe("c");
+    expect(approvalToAnnounce(list, new Set(["a", "b", "c"]))).toBeNull();
+    expect(approvalToAnnounce([], new Set())).toBeNull();
+  });
+});
+
+describe("tool sources", () => {
+  it("say whether an MCP server runs, and how often it restarted", () => {
+    expect(sourceState({ kind: "mcp", pid: 41, starts: 1 })).toEqual({ label: "running (pid 41)", tone: "ok" });
+    expect(sourceState({ kind: "mcp", pid: 41, starts: 3 }).label).toBe("running (pid 41, restarted 2×)");
+    expect(sourceState({ kind: "mcp", pid: null, starts: 0 })).toEqual({ label: "starting", tone: "accent" });
+    expect(sourceState({ kind: "mcp", pid: null, starts: 2 }).tone).toBe("bad");
+    expect(sourceState({ kind: "shell", pid: null, starts: 0 }).tone).toBe("ok");
   });
 });

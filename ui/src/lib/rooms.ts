@@ -1,7 +1,8 @@
 // The Rooms view's pure logic: checking what a person typed (room ids, a
-// proposal's skill, JSON input and bid window) and the words and tones of
-// task states. No calls to the app here, so it is all tested by vitest.
-import type { AgentSummary, TaskSummary } from "./bindings";
+// proposal's skill, JSON input and bid window, an invitation) and the words
+// and tones of task states, tool sources and approvals. No calls to the
+// app here, so it is all tested by vitest.
+import type { AgentSummary, ApprovalSummary, RoomSummary, TaskSummary, ToolSourceSummary } from "./bindings";
 import type { Problem } from "./api";
 
 /** Longest bid window the app accepts (ms); the Rust side checks it too. */
@@ -91,4 +92,65 @@ export function cancellable(task: Pick<TaskSummary, "proposer" | "finished">, ou
 /** Every skill the room's agents offer, each once, sorted: the propose form's choices. */
 export function skillsOffered(agents: AgentSummary[]): string[] {
   return [...new Set(agents.flatMap((a) => a.skills.map((s) => s.id)))].sort();
+}
+
+/** What the invite form holds, as typed. */
+export type InviteDraft = { peerText: string; propose: boolean; execute: boolean; observe: boolean; daysText: string };
+
+/** An invitation ready for `roomsInvite`. */
+export type InviteRequest = {
+  peerId: string;
+  roles: { propose: boolean; execute: boolean; observe: boolean };
+  validDays: number | null;
+};
+
+/** Longest an invitation from the app may be valid (days); the Rust side checks it too. */
+export const MAX_INVITATION_DAYS = 365;
+
+/**
+ * Checks an invitation: a peer id (base58, as its Identity view shows it),
+ * at least one role, and an optional validity in whole days.
+ */
+export function inviteRequest(draft: InviteDraft): { request: InviteRequest } | { problem: Problem } {
+  const peerId = draft.peerText.trim();
+  if (!peerId) return problem("Paste the peer id of the peer to invite.", "It is shown on that peer's Identity view, or by conclavectl id.");
+  if (!/^[1-9A-HJ-NP-Za-km-z]{40,100}$/.test(peerId)) {
+    return problem("That is not a peer id.", "A peer id is base58 text like 12D3KooW…; copy it whole.");
+  }
+  const { propose, execute, observe } = draft;
+  if (!propose && !execute && !observe) return problem("Give the invitation at least one role.", "Tick propose, execute or observe.");
+  const daysText = draft.daysText.trim();
+  let validDays: number | null = null;
+  if (daysText) {
+    validDays = Number(daysText);
+    if (!/^\d+$/.test(daysText) || validDays < 1 || validDays > MAX_INVITATION_DAYS) {
+      return problem(`The validity must be a whole number of days from 1 to ${MAX_INVITATION_DAYS}.`, "Leave it empty for 30 days.");
+    }
+  }
+  return { request: { peerId, roles: { propose, execute, observe }, validDays } };
+}
+
+/** A room's owner may invite (invite-only rooms) and revoke members. */
+export function ownedBy(room: Pick<RoomSummary, "owner">, ourPeerId: string | null): boolean {
+  return ourPeerId !== null && room.owner === ourPeerId;
+}
+
+/**
+ * The approval to announce: the newest one not yet announced, or null.
+ * `seen` holds the task ids already announced (or looked at).
+ */
+export function approvalToAnnounce(list: ApprovalSummary[], seen: ReadonlySet<string>): ApprovalSummary | null {
+  const fresh = list.filter((a) => !seen.has(a.task_id));
+  if (fresh.length === 0) return null;
+  return fresh.reduce((a, b) => (b.proposed_at_ms > a.proposed_at_ms ? b : a));
+}
+
+/** A configured tool source's state for people. */
+export function sourceState(source: Pick<ToolSourceSummary, "kind" | "pid" | "starts">): { label: string; tone: "ok" | "bad" | "accent" } {
+  if (source.kind !== "mcp") return { label: "runs per task", tone: "ok" };
+  if (source.pid !== null) {
+    const restarts = source.starts > 1 ? `, restarted ${source.starts - 1}×` : "";
+    return { label: `running (pid ${source.pid}${restarts})`, tone: "ok" };
+  }
+  return source.starts === 0 ? { label: "starting", tone: "accent" } : { label: "not running", tone: "bad" };
 }

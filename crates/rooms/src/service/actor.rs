@@ -23,8 +23,8 @@ use super::{
     store::{RoomsStore, StoredRoom},
     tools::{self, card_of, LocalTools, ToolInfo},
     wire::{self, CardAnnouncement, Gossip, Invitation, Reply as WireReply, Request},
-    AgentInfo, LogLine, Proposal, Reply, RoomInfo, RoomsConfig, RoomsError, RoomsHandle, TaskView,
-    CARD_RESOURCE, DHT_TTL, ROOM_RESOURCE, SKILL_RESOURCE_PREFIX,
+    AgentInfo, LogLine, PendingApproval, Proposal, Reply, RoomInfo, RoomsConfig, RoomsError,
+    RoomsHandle, TaskView, CARD_RESOURCE, DHT_TTL, ROOM_RESOURCE, SKILL_RESOURCE_PREFIX,
 };
 use crate::{
     a2a::{AgentCard, Artifact, JsonBytes, Message, Part, Role as A2aRole},
@@ -118,6 +118,12 @@ pub(crate) enum Command {
     },
     Servers {
         reply: Reply<Vec<tools::ServerInfo>>,
+    },
+    Inventory {
+        reply: Reply<Vec<tools::ToolSource>>,
+    },
+    Approvals {
+        reply: Reply<Vec<PendingApproval>>,
     },
     StartCall {
         peer: PeerId,
@@ -1247,6 +1253,8 @@ impl Actor {
             }
             tracing::info!(%task, skill = %exec.tool.skill, "waiting for approval (rooms approve)");
             self.run_actions(room, task, actions);
+            // The owner's prompt shows from the list of approvals.
+            self.changed();
             return;
         }
         self.start_run(task, attempt, input, actions);
@@ -1332,6 +1340,40 @@ impl Actor {
         }
     }
 
+    /// The tasks of ours whose tool waits for approval, oldest first.
+    fn approvals(&self) -> Vec<PendingApproval> {
+        let mut out: Vec<PendingApproval> = self
+            .executing
+            .iter()
+            .filter(|(_, e)| e.machine.phase() == ExecutorPhase::AwaitingApproval)
+            .map(|(task, e)| {
+                let spec = e.machine.spec();
+                let input = match spec.input.decode::<Message>("input message") {
+                    Ok(message) => tools::tool_input(&e.tool.skill, &message),
+                    Err(err) => format!("(the input does not decode: {err})"),
+                };
+                PendingApproval {
+                    task_id: task.to_string(),
+                    room_id: e.room.to_string(),
+                    room_name: self
+                        .rooms
+                        .get(&e.room)
+                        .map(|r| r.membership.descriptor().name.clone())
+                        .unwrap_or_default(),
+                    proposer: spec.proposer.to_string(),
+                    skill: e.tool.skill.clone(),
+                    server: e.tool.server.clone(),
+                    tool: e.tool.name.clone(),
+                    input,
+                    attempt: e.machine.attempt(),
+                    proposed_at_ms: spec.created_at_ms,
+                }
+            })
+            .collect();
+        out.sort_by_key(|a| a.proposed_at_ms);
+        out
+    }
+
     fn approve(&mut self, task: TaskId) -> Result<(), RoomsError> {
         let now = unix_ms();
         let exec = self
@@ -1352,6 +1394,7 @@ impl Actor {
             .decode("input message")
             .map_err(|e| RoomsError::Invalid(e.to_string()))?;
         self.start_run(task, attempt, input, actions);
+        self.changed();
         Ok(())
     }
 
@@ -1979,6 +2022,16 @@ impl Actor {
             }
             Command::Servers { reply } => {
                 let _ = reply.send(Ok(self.tools.servers()));
+            }
+            Command::Inventory { reply } => {
+                let _ = reply.send(Ok(tools::inventory(
+                    &self.config.exec,
+                    &self.tools.servers(),
+                    &self.tool_list,
+                )));
+            }
+            Command::Approvals { reply } => {
+                let _ = reply.send(Ok(self.approvals()));
             }
             Command::StartCall {
                 peer,

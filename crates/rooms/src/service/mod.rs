@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-pub use tools::{ServerInfo, ToolInfo};
+pub use tools::{OwnTool, ServerInfo, ToolInfo, ToolSource};
 
 use crate::{
     a2a::AgentCard,
@@ -272,6 +272,33 @@ pub struct TaskView {
     pub verified: bool,
     /// The record's entries.
     pub log: Vec<LogLine>,
+}
+
+/// A task awarded to this node whose tool waits for its owner's approval
+/// (A2A `TASK_STATE_AUTH_REQUIRED`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingApproval {
+    /// The task.
+    pub task_id: String,
+    /// Its room.
+    pub room_id: String,
+    /// The room's name.
+    pub room_name: String,
+    /// Who proposed it.
+    pub proposer: String,
+    /// The skill (`mcp.<server>.<tool>`).
+    pub skill: String,
+    /// The server (or command) that would run.
+    pub server: String,
+    /// The tool that would run.
+    pub tool: String,
+    /// Exactly what the tool would receive (its arguments as JSON, or a
+    /// command's stdin).
+    pub input: String,
+    /// The attempt waiting.
+    pub attempt: u8,
+    /// When the task was proposed (the proposer's clock, ms).
+    pub proposed_at_ms: u64,
 }
 
 type Reply<T> = oneshot::Sender<Result<T, RoomsError>>;
@@ -576,6 +603,17 @@ impl RoomsHandle {
     /// This node's MCP server processes (pid, restarts, protocol).
     pub async fn servers(&self) -> Result<Vec<ServerInfo>, RoomsError> {
         self.ask(|reply| actor::Command::Servers { reply }).await
+    }
+
+    /// This profile's configured servers and commands, each with its
+    /// process and its tools (exposed or why not, needing approval or not).
+    pub async fn inventory(&self) -> Result<Vec<ToolSource>, RoomsError> {
+        self.ask(|reply| actor::Command::Inventory { reply }).await
+    }
+
+    /// Tasks awarded to this node waiting for its owner's approval.
+    pub async fn approvals(&self) -> Result<Vec<PendingApproval>, RoomsError> {
+        self.ask(|reply| actor::Command::Approvals { reply }).await
     }
 
     /// Proposes a task in a room.

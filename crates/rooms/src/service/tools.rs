@@ -16,7 +16,7 @@ use crate::{
     exec::{
         mcp::{McpError, McpServer, Progress},
         shell::ShellExecutor,
-        ExecConfig,
+        Approve, ExecConfig,
     },
 };
 
@@ -57,6 +57,147 @@ pub struct ServerInfo {
     pub generation: u64,
     /// The MCP protocol version it speaks.
     pub protocol: Option<String>,
+}
+
+/// One configured MCP server or shell command and its tools, as this
+/// profile's owner sees them (the app's "Your tools").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolSource {
+    /// Its configured name.
+    pub name: String,
+    /// `mcp` or `shell`.
+    pub kind: String,
+    /// The program and its arguments.
+    pub command: Vec<String>,
+    /// MCP: `destructive` (destructive tools wait for approval) or `never`.
+    pub approve: Option<String>,
+    /// MCP: the server's process id while it runs.
+    pub pid: Option<u32>,
+    /// MCP: how many times it was started (0: not yet).
+    pub generation: u64,
+    /// MCP: the protocol version it speaks.
+    pub protocol: Option<String>,
+    /// Its tools: every name in `expose` (MCP) or the command itself.
+    pub tools: Vec<OwnTool>,
+}
+
+/// A tool of [`ToolSource`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OwnTool {
+    /// The tool's name.
+    pub name: String,
+    /// Its skill id.
+    pub skill: String,
+    /// Other peers may call it: configured and listed by its server.
+    pub exposed: bool,
+    /// Why it is not exposed, when it is not.
+    pub why_not: Option<String>,
+    /// A run waits for the owner's approval.
+    pub needs_approval: bool,
+    /// It declares itself idempotent.
+    pub idempotent: bool,
+    /// What it does.
+    pub description: Option<String>,
+}
+
+/// This profile's tool sources from its config, its servers' processes
+/// and the tools they listed (`listed`: what the card offers).
+pub fn inventory(
+    config: &ExecConfig,
+    servers: &[ServerInfo],
+    listed: &[ToolInfo],
+) -> Vec<ToolSource> {
+    let mut out = Vec::new();
+    for m in &config.mcp {
+        let process = servers.iter().find(|s| s.name == m.name);
+        let tools = m
+            .expose
+            .iter()
+            .map(|name| {
+                let skill = format!("mcp.{}.{name}", m.name);
+                match listed.iter().find(|t| t.skill == skill) {
+                    Some(t) => OwnTool {
+                        name: name.clone(),
+                        skill,
+                        exposed: true,
+                        why_not: None,
+                        needs_approval: t.needs_approval,
+                        idempotent: t.idempotent,
+                        description: t.description.clone(),
+                    },
+                    None => OwnTool {
+                        name: name.clone(),
+                        skill,
+                        exposed: false,
+                        why_not: Some(if process.is_some_and(|p| p.pid.is_some()) {
+                            format!("server {:?} does not list a tool {name:?}; check the name in expose", m.name)
+                        } else {
+                            format!("server {:?} is not running (yet); its log says why", m.name)
+                        }),
+                        needs_approval: false,
+                        idempotent: false,
+                        description: None,
+                    },
+                }
+            })
+            .collect();
+        out.push(ToolSource {
+            name: m.name.clone(),
+            kind: "mcp".into(),
+            command: std::iter::once(m.command.clone())
+                .chain(m.args.iter().cloned())
+                .collect(),
+            approve: Some(
+                match m.approve {
+                    Approve::Destructive => "destructive",
+                    Approve::Never => "never",
+                }
+                .into(),
+            ),
+            pid: process.and_then(|p| p.pid),
+            generation: process.map_or(0, |p| p.generation),
+            protocol: process.and_then(|p| p.protocol.clone()),
+            tools,
+        });
+    }
+    for s in &config.shell {
+        let skill = format!("shell.{}", s.name);
+        let tool = listed.iter().find(|t| t.skill == skill);
+        out.push(ToolSource {
+            name: s.name.clone(),
+            kind: "shell".into(),
+            command: s.argv.clone(),
+            approve: None,
+            pid: None,
+            generation: 0,
+            protocol: None,
+            tools: vec![OwnTool {
+                name: s.name.clone(),
+                skill,
+                exposed: tool.is_some(),
+                why_not: tool
+                    .is_none()
+                    .then(|| "not listed yet: the service is starting".into()),
+                needs_approval: false,
+                idempotent: s.idempotent,
+                description: tool.and_then(|t| t.description.clone()),
+            }],
+        });
+    }
+    out
+}
+
+/// Exactly what `skill`'s tool receives from a task's `input`: an MCP
+/// tool its arguments (JSON), a shell command its stdin (text).
+pub fn tool_input(skill: &str, input: &Message) -> String {
+    if skill.starts_with("mcp.") {
+        return match arguments_of(input) {
+            Ok(Some(arguments)) => serde_json::to_string_pretty(&arguments).unwrap_or_default(),
+            Ok(None) => "{}".into(),
+            Err(e) => e,
+        };
+    }
+    String::from_utf8_lossy(&stdin_of(input)).into_owned()
 }
 
 /// The configured tools.
@@ -289,3 +430,104 @@ pub fn by_skill(tools: &[ToolInfo]) -> BTreeMap<String, ToolInfo> {
 
 /// Shared so spawned calls outlive no one.
 pub type Tools = Arc<LocalTools>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::a2a::Role;
+
+    fn config() -> ExecConfig {
+        ExecConfig::from_toml(
+            r#"
+            [[mcp]]
+            name = "files"
+            command = "mcp-server-filesystem"
+            args = ["/tmp/x"]
+            expose = ["write_file", "read_text_file", "no_such_tool"]
+
+            [[shell]]
+            name = "upper"
+            argv = ["/usr/bin/tr", "a-z", "A-Z"]
+            idempotent = true
+            "#,
+        )
+        .unwrap()
+    }
+
+    fn listed(server: &str, name: &str, needs_approval: bool) -> ToolInfo {
+        ToolInfo {
+            skill: format!("mcp.{server}.{name}"),
+            kind: "mcp".into(),
+            server: server.into(),
+            name: name.into(),
+            description: Some(format!("{name} does things")),
+            input_schema: None,
+            idempotent: false,
+            needs_approval,
+        }
+    }
+
+    #[test]
+    fn the_inventory_names_every_configured_tool_and_why_one_is_not_exposed() {
+        let servers = [ServerInfo {
+            name: "files".into(),
+            pid: Some(42),
+            generation: 1,
+            protocol: Some("2025-06-18".into()),
+        }];
+        let tools = [
+            listed("files", "write_file", true),
+            listed("files", "read_text_file", false),
+        ];
+        let listed_here = inventory(&config(), &servers, &tools);
+        assert_eq!(listed_here.len(), 2);
+        let files = &listed_here[0];
+        assert_eq!(files.kind, "mcp");
+        assert_eq!(files.pid, Some(42));
+        assert_eq!(files.approve.as_deref(), Some("destructive"));
+        assert_eq!(files.command, ["mcp-server-filesystem", "/tmp/x"]);
+        let by_name = |n: &str| files.tools.iter().find(|t| t.name == n).unwrap();
+        assert!(by_name("write_file").exposed && by_name("write_file").needs_approval);
+        assert!(by_name("read_text_file").exposed && !by_name("read_text_file").needs_approval);
+        let missing = by_name("no_such_tool");
+        assert!(!missing.exposed);
+        assert!(
+            missing
+                .why_not
+                .as_deref()
+                .unwrap()
+                .contains("does not list"),
+            "{missing:?}"
+        );
+
+        let upper = &listed_here[1];
+        assert_eq!(upper.kind, "shell");
+        assert!(upper.tools[0].idempotent);
+        assert!(!upper.tools[0].exposed, "not listed yet");
+
+        // A server that is not running: its tools say so.
+        let down = inventory(&config(), &[], &[]);
+        assert!(down[0].tools[0]
+            .why_not
+            .as_deref()
+            .unwrap()
+            .contains("not running"));
+    }
+
+    #[test]
+    fn the_input_shown_is_what_the_tool_receives() {
+        let data = Message::new(
+            "m",
+            Role::User,
+            vec![Part::data(
+                serde_json::json!({"path": "/tmp/a", "content": "hi"}),
+            )],
+        );
+        let shown = tool_input("mcp.files.write_file", &data);
+        let back: serde_json::Value = serde_json::from_str(&shown).unwrap();
+        assert_eq!(back, serde_json::json!({"path": "/tmp/a", "content": "hi"}));
+        let text = Message::new("m", Role::User, vec![Part::text("hello")]);
+        assert_eq!(tool_input("shell.upper", &text), "hello");
+        assert_eq!(tool_input("mcp.files.list", &text), "{}");
+    }
+}
