@@ -11,7 +11,8 @@
 //!
 //! Figures, not a timed test:
 //! `cargo bench -p conclave-coinjoin --bench network_round`
-//! (`-- --sessions 100` for the success rate). The wallets' seeds are held
+//! (`-- --sessions 100` for the success rate, `-- --peers N --rounds R`
+//! for clean rounds of one size). The wallets' seeds are held
 //! in memory (`MemorySeed`): the keychain is tested in service_round.
 
 #[path = "../tests/support/mod.rs"]
@@ -245,8 +246,17 @@ async fn scenario(
     let mut failed = Vec::new();
     for _ in 0..rounds {
         match round(&peers, chain, disruptor.map(|(i, _)| i), 150_000).await {
-            Ok(result) => done.push(result),
-            Err(why) => failed.push(why),
+            Ok(result) => {
+                eprintln!(
+                    "    {what}, {n} peers: a round in {:.0} ms",
+                    ms(result.tick_to_chain)
+                );
+                done.push(result);
+            }
+            Err(why) => {
+                eprintln!("    {what}, {n} peers: a round failed: {why}");
+                failed.push(why);
+            }
         }
     }
     report(what, n, &done, &failed);
@@ -283,6 +293,16 @@ async fn main() {
             ", one round as a check (cargo bench for the figures)"
         }
     );
+    let number = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .map(|s| s.parse::<usize>().unwrap_or_else(|_| panic!("{flag} N")))
+    };
+    if let (Some(n), Some(rounds)) = (number("--peers"), number("--rounds")) {
+        scenario(&chain, "clean", n, rounds, None).await;
+        return;
+    }
     if let Some(count) = sessions {
         scenario(
             &chain,
@@ -299,23 +319,19 @@ async fn main() {
         assert_eq!(failed, 0, "the check round completes");
         return;
     }
+    // Clean rounds at every size first, then the disruptors.
     for n in [5, 10, 20] {
         scenario(&chain, "clean", n, 20, None).await;
-        scenario(
-            &chain,
+    }
+    for (what, disruption) in [
+        (
             "one withholding disruptor",
-            n,
-            5,
-            Some(Disruption::Withhold(Phase::DcNet)),
-        )
-        .await;
-        scenario(
-            &chain,
-            "one DC-net disruptor",
-            n,
-            5,
-            Some(Disruption::DcGarbage),
-        )
-        .await;
+            Disruption::Withhold(Phase::DcNet),
+        ),
+        ("one DC-net disruptor", Disruption::DcGarbage),
+    ] {
+        for n in [5, 10, 20] {
+            scenario(&chain, what, n, 5, Some(disruption)).await;
+        }
     }
 }
