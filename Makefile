@@ -6,6 +6,12 @@ export CARGO_TERM_COLOR ?= never
 PROFILE ?= default
 # Where setup installs cargo tools (tauri-driver, cargo-deny).
 TOOLS ?= $(or $(CONCLAVE_TOOLS),$(HOME)/.cache/conclave/cargo-bin)
+# Clippy rides on the build: its driver compiles the workspace's own crates
+# (as `cargo clippy` does on `cargo check`) and fails on any warning, so the
+# lints and the build are one compile, not two. Every cargo command below
+# that builds the workspace in debug passes it, so they share artifacts.
+CLIPPY = RUSTC_WORKSPACE_WRAPPER="$$(rustc --print sysroot)/bin/clippy-driver" \
+	CLIPPY_ARGS=-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__
 
 .PHONY: run test setup build ui lint unit ui-test bench daemon nat-test chain-test package package-test service-test metrics-test screenshots
 
@@ -16,12 +22,12 @@ setup:
 ui: setup
 	cd ui && npm run --silent build -- --logLevel warn
 
-## Every target of the workspace, with the features `cargo test` uses: the
-## test targets below build this way, so nothing is compiled twice with
-## other feature sets. `cargo test` alone builds examples without their
-## plain names, which the example tests run: unit and test build first.
+## Every target of the workspace, with the features `cargo test` uses and
+## clippy's lints (-D warnings): the test targets below build this way, so
+## nothing is compiled twice. `cargo test` alone builds examples without
+## their plain names, which the example tests run: unit and test build first.
 build: setup ui
-	cargo build --workspace --all-targets
+	$(CLIPPY) cargo build --workspace --all-targets
 
 ## Starts the desktop app on the PROFILE profile (its window closes it). The
 ## app is built with tauri's custom-protocol feature (on by default in
@@ -35,9 +41,10 @@ daemon: setup
 	cargo build --release -p conclave-daemon --bins
 	$(CARGO_TARGET_DIR)/release/conclaved --profile $(PROFILE)
 
+## Formatting, licences and sources, the UI's type check; clippy's lints
+## run with the build (see CLIPPY).
 lint: setup ui
 	cargo fmt --all --check
-	cargo clippy --workspace --all-targets -- -D warnings
 	$(TOOLS)/bin/cargo-deny --log-level error check bans licenses sources
 	cd ui && npm run --silent check
 
@@ -45,7 +52,7 @@ lint: setup ui
 ## so keychain tests use a real Secret Service.
 unit: build
 	cd ui && npm run --silent test
-	scripts/with-keyring.sh cargo test --workspace --all-targets
+	$(CLIPPY) scripts/with-keyring.sh cargo test --workspace --all-targets
 
 ## The desktop UI tests, headless (screenshots in tests/ui/screenshots/).
 ui-test: build
@@ -102,7 +109,7 @@ chain-test: setup
 ## desktop UI tests and the Debian package.
 test: setup lint build
 	cd ui && npm run --silent test
-	scripts/with-keyring.sh cargo test --workspace --all-targets
+	$(CLIPPY) scripts/with-keyring.sh cargo test --workspace --all-targets
 	$(MAKE) --no-print-directory chain-test
 	$(MAKE) --no-print-directory nat-test
 	$(MAKE) --no-print-directory service-test
