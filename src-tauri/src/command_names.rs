@@ -49,6 +49,7 @@
     "rooms_cancel",
     "rooms_approvals",
     "rooms_approve",
+    "rooms_decline",
     "rooms_own_tools",
     "rooms_invite",
     "rooms_save_invitation",

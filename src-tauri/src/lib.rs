@@ -45,7 +45,7 @@ pub const BINDINGS_PATH: &str = "ui/src/lib/bindings.ts";
 /// Every command the UI may call (`command_names.rs`, which `build.rs` also
 /// includes). The window's capability lists the same names (a test checks
 /// it).
-pub const COMMANDS: [&str; 52] = include!("command_names.rs");
+pub const COMMANDS: [&str; 53] = include!("command_names.rs");
 
 /// The commands and events, as tauri-specta sees them.
 pub fn specta_builder() -> Builder<tauri::Wry> {
@@ -102,6 +102,7 @@ pub fn specta_builder() -> Builder<tauri::Wry> {
             rooms::rooms_cancel,
             rooms::rooms_approvals,
             rooms::rooms_approve,
+            rooms::rooms_decline,
             rooms::rooms_own_tools,
             rooms::rooms_invite,
             rooms::rooms_save_invitation,

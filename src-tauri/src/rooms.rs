@@ -2,8 +2,11 @@
 //! the tools of the profile's config.toml, as `conclaved` runs it), the
 //! typed commands of the Rooms view, and the event that keeps it live.
 //!
-//! The view's shapes are projections of the rooms crate's own (its
-//! `RoomInfo`, `AgentInfo` and `TaskView`), flattened for TypeScript.
+//! Rooms, approvals and the profile's tools cross as the rooms crate's own
+//! types (its `specta` feature). Agents and tasks cross as projections:
+//! the card's skills with this node's reputation beside each, and a task's
+//! result as text with its phase and finality, which the crate's
+//! `AgentInfo` and `TaskView` keep as the A2A shapes.
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
@@ -13,7 +16,7 @@ use conclave_rooms::{
     room::{Policy, Roles},
     service::{
         supervisor::{self, RoomsSupervisor},
-        AgentInfo, OwnTool, PendingApproval, Proposal, RoomInfo, RoomsHandle, TaskView, ToolSource,
+        AgentInfo, PendingApproval, Proposal, RoomInfo, RoomsHandle, TaskView, ToolSource,
     },
     RoomId, TaskId,
 };
@@ -124,39 +127,6 @@ fn next_event(seen: u64, now: u64) -> RoomsChanged {
         RoomsChanged::Changed
     } else {
         RoomsChanged::Resync
-    }
-}
-
-/// A room this node is in.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
-pub struct RoomSummary {
-    /// Its id (what others join with).
-    pub room_id: String,
-    /// Its name.
-    pub name: String,
-    /// Its owner's PeerId.
-    pub owner: String,
-    /// Whether only invited peers take part.
-    pub invite_only: bool,
-    /// Other agents whose cards were seen.
-    pub agents: u32,
-    /// What this node may do there.
-    pub can_propose: bool,
-    /// Whether this node may bid and execute there.
-    pub can_execute: bool,
-}
-
-impl From<RoomInfo> for RoomSummary {
-    fn from(r: RoomInfo) -> Self {
-        Self {
-            room_id: r.room_id,
-            name: r.name,
-            owner: r.owner,
-            invite_only: r.policy == Policy::InviteOnly,
-            agents: u32::try_from(r.agents).unwrap_or(u32::MAX),
-            can_propose: r.roles.propose,
-            can_execute: r.roles.execute,
-        }
     }
 }
 
@@ -286,141 +256,13 @@ fn result_text(result: &serde_json::Value) -> String {
     }
 }
 
-/// A task awarded to this node whose destructive tool waits for a click.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
-pub struct ApprovalSummary {
-    /// The task.
-    pub task_id: String,
-    /// Its room.
-    pub room_id: String,
-    /// The room's name.
-    pub room_name: String,
-    /// Who proposed it (who asks for the run).
-    pub proposer: String,
-    /// The skill asked for.
-    pub skill: String,
-    /// The MCP server (or shell command) that would run.
-    pub server: String,
-    /// The tool that would run.
-    pub tool: String,
-    /// Exactly what the tool would receive.
-    pub input: String,
-    /// The attempt waiting.
-    pub attempt: u8,
-    /// When it was proposed (the proposer's clock, ms since the epoch); a
-    /// plain `number` in TypeScript, as in [`TaskSummary`].
-    #[specta(type = u32)]
-    pub proposed_at_ms: u64,
-}
-
-impl From<PendingApproval> for ApprovalSummary {
-    fn from(a: PendingApproval) -> Self {
-        Self {
-            task_id: a.task_id,
-            room_id: a.room_id,
-            room_name: a.room_name,
-            proposer: a.proposer,
-            skill: a.skill,
-            server: a.server,
-            tool: a.tool,
-            input: a.input,
-            attempt: a.attempt,
-            proposed_at_ms: a.proposed_at_ms,
-        }
-    }
-}
-
-/// One of this profile's tools.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
-pub struct OwnToolSummary {
-    /// The tool's name.
-    pub name: String,
-    /// Its skill id.
-    pub skill: String,
-    /// Other peers may call it.
-    pub exposed: bool,
-    /// Why it is not exposed.
-    pub why_not: Option<String>,
-    /// A run waits for this profile's owner's approval.
-    pub needs_approval: bool,
-    /// It declares itself idempotent.
-    pub idempotent: bool,
-    /// What it does.
-    pub description: Option<String>,
-}
-
-impl From<OwnTool> for OwnToolSummary {
-    fn from(t: OwnTool) -> Self {
-        Self {
-            name: t.name,
-            skill: t.skill,
-            exposed: t.exposed,
-            why_not: t.why_not,
-            needs_approval: t.needs_approval,
-            idempotent: t.idempotent,
-            description: t.description,
-        }
-    }
-}
-
-/// A configured MCP server or shell command of this profile.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
-pub struct ToolSourceSummary {
-    /// Its configured name.
-    pub name: String,
-    /// `mcp` or `shell`.
-    pub kind: String,
-    /// The program and its arguments.
-    pub command: Vec<String>,
-    /// MCP: `destructive` or `never`.
-    pub approve: Option<String>,
-    /// MCP: its process id while it runs.
-    pub pid: Option<u32>,
-    /// MCP: how many times it was started.
-    pub starts: u32,
-    /// MCP: the protocol version it speaks.
-    pub protocol: Option<String>,
-    /// Its tools.
-    pub tools: Vec<OwnToolSummary>,
-}
-
-impl From<ToolSource> for ToolSourceSummary {
-    fn from(s: ToolSource) -> Self {
-        Self {
-            name: s.name,
-            kind: s.kind,
-            command: s.command,
-            approve: s.approve,
-            pid: s.pid,
-            starts: u32::try_from(s.generation).unwrap_or(u32::MAX),
-            protocol: s.protocol,
-            tools: s.tools.into_iter().map(OwnToolSummary::from).collect(),
-        }
-    }
-}
-
-/// The roles an invitation grants.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Type)]
-pub struct RoleChoice {
-    /// Propose tasks.
-    pub propose: bool,
-    /// Bid on and execute tasks.
-    pub execute: bool,
-    /// Follow tasks and fetch records.
-    pub observe: bool,
-}
-
-fn roles(choice: RoleChoice) -> CommandResult<Roles> {
-    if !(choice.propose || choice.execute || choice.observe) {
+fn roles(roles: Roles) -> CommandResult<Roles> {
+    if !(roles.propose || roles.execute || roles.observe) {
         return Err(invalid(
             "an invitation without a role lets the peer do nothing: tick propose, execute or observe".into(),
         ));
     }
-    Ok(Roles {
-        propose: choice.propose,
-        execute: choice.execute,
-        observe: choice.observe,
-    })
+    Ok(roles)
 }
 
 fn valid_for(days: Option<u32>) -> CommandResult<Duration> {
@@ -496,9 +338,8 @@ type RoomsState<'a> = State<'a, Arc<Rooms>>;
 /// The rooms this node is in.
 #[tauri::command]
 #[specta::specta]
-pub async fn rooms_list(rooms: RoomsState<'_>) -> CommandResult<Vec<RoomSummary>> {
-    let list = rooms.handle().await?.rooms().await?;
-    Ok(list.into_iter().map(RoomSummary::from).collect())
+pub async fn rooms_list(rooms: RoomsState<'_>) -> CommandResult<Vec<RoomInfo>> {
+    Ok(rooms.handle().await?.rooms().await?)
 }
 
 /// Creates a room owned by this node and joins it; returns its id.
@@ -531,14 +372,14 @@ pub async fn rooms_join(
     rooms: RoomsState<'_>,
     room_id: String,
     invitation: Option<String>,
-) -> CommandResult<RoomSummary> {
+) -> CommandResult<RoomInfo> {
     let room = self::room_id(&room_id)?;
     let token = invitation
         .as_deref()
         .filter(|t| !t.trim().is_empty())
         .map(self::invitation)
         .transpose()?;
-    Ok(rooms.handle().await?.join_room(room, token).await?.into())
+    Ok(rooms.handle().await?.join_room(room, token).await?)
 }
 
 /// The agents seen in a room, with their cards' skills.
@@ -630,9 +471,8 @@ pub async fn rooms_cancel(rooms: RoomsState<'_>, task_id: String) -> CommandResu
 /// Tasks awarded to this node whose destructive tool waits for approval.
 #[tauri::command]
 #[specta::specta]
-pub async fn rooms_approvals(rooms: RoomsState<'_>) -> CommandResult<Vec<ApprovalSummary>> {
-    let list = rooms.handle().await?.approvals().await?;
-    Ok(list.into_iter().map(ApprovalSummary::from).collect())
+pub async fn rooms_approvals(rooms: RoomsState<'_>) -> CommandResult<Vec<PendingApproval>> {
+    Ok(rooms.handle().await?.approvals().await?)
 }
 
 /// Approves the waiting run of a task awarded to this node: the tool runs.
@@ -643,14 +483,22 @@ pub async fn rooms_approve(rooms: RoomsState<'_>, task_id: String) -> CommandRes
     Ok(rooms.handle().await?.approve(task).await?)
 }
 
+/// Refuses the waiting run of a task awarded to this node: the tool does
+/// not run and the proposer awards the task to its next bidder.
+#[tauri::command]
+#[specta::specta]
+pub async fn rooms_decline(rooms: RoomsState<'_>, task_id: String) -> CommandResult<()> {
+    let task = self::task_id(&task_id)?;
+    Ok(rooms.handle().await?.decline_run(task).await?)
+}
+
 /// This profile's MCP servers and shell commands (from its config.toml),
 /// each with its process and its tools: exposed or why not, and whether a
 /// run waits for approval.
 #[tauri::command]
 #[specta::specta]
-pub async fn rooms_own_tools(rooms: RoomsState<'_>) -> CommandResult<Vec<ToolSourceSummary>> {
-    let list = rooms.handle().await?.inventory().await?;
-    Ok(list.into_iter().map(ToolSourceSummary::from).collect())
+pub async fn rooms_own_tools(rooms: RoomsState<'_>) -> CommandResult<Vec<ToolSource>> {
+    Ok(rooms.handle().await?.inventory().await?)
 }
 
 /// As the owner of an invite-only room: an invitation for `peer_id` with
@@ -662,7 +510,7 @@ pub async fn rooms_invite(
     rooms: RoomsState<'_>,
     room_id: String,
     peer_id: String,
-    roles: RoleChoice,
+    roles: Roles,
     valid_days: Option<u32>,
 ) -> CommandResult<String> {
     let room = self::room_id(&room_id)?;
@@ -787,13 +635,13 @@ mod tests {
 
     #[test]
     fn an_invitation_grants_some_role_for_a_bounded_time() {
-        let none = RoleChoice {
+        let none = Roles {
             propose: false,
             execute: false,
             observe: false,
         };
         assert!(roles(none).unwrap_err().message.contains("tick propose"));
-        let some = roles(RoleChoice {
+        let some = roles(Roles {
             execute: true,
             ..none
         })

@@ -133,6 +133,12 @@ pub enum RoomsAction {
         /// The task's id.
         task_id: String,
     },
+    /// Refuse that run instead: the tool does not run and the proposer
+    /// awards the task to its next bidder.
+    Decline {
+        /// The task's id.
+        task_id: String,
+    },
     /// Export a task's record to a file.
     Log {
         /// The task's id.
@@ -229,6 +235,7 @@ pub fn request(action: &RoomsAction) -> Result<(&'static str, Value)> {
         ),
         RoomsAction::Cancel { task_id } => ("rooms.cancel", json!({ "task_id": task_id })),
         RoomsAction::Approve { task_id } => ("rooms.approve", json!({ "task_id": task_id })),
+        RoomsAction::Decline { task_id } => ("rooms.decline", json!({ "task_id": task_id })),
         RoomsAction::Log { task_id, .. } => ("rooms.log", json!({ "task_id": task_id })),
         RoomsAction::VerifyLog { .. } => bail!("verify-log runs offline"),
     })

@@ -322,6 +322,14 @@ async fn dispatch(handle: &RoomsHandle, method: &str, p: Value) -> Result<Value,
                 .map_err(service_error)?;
             Ok(json!({ "approved": p.task_id }))
         }
+        "decline" => {
+            let p: TaskParams = params(p)?;
+            handle
+                .decline_run(task_id(&p.task_id)?)
+                .await
+                .map_err(service_error)?;
+            Ok(json!({ "declined": p.task_id }))
+        }
         "log" => {
             let p: TaskParams = params(p)?;
             let record = handle

@@ -31,6 +31,7 @@ const ROOM_ID_CONTEXT: &str = "conclave rooms room id v1";
 /// Who may join a room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub enum Policy {
     /// Anyone may take part (the owner may still revoke a peer).
     Open,
@@ -40,6 +41,7 @@ pub enum Policy {
 
 /// What a member may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct Roles {
     /// Propose tasks.
     pub propose: bool,

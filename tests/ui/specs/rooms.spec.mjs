@@ -5,7 +5,7 @@
 // app's own profile has an MCP filesystem server whose write_file is
 // destructive: the app lists it as exposed and asking approval, a task the
 // daemon proposes for it waits for a click on the app's prompt, and runs
-// after it. An invite-only room of the app's: the daemon joins with the
+// after it; one declined never runs. An invite-only room of the app's: the daemon joins with the
 // invitation the app saved to a file, and the app revokes it.
 import fs from "node:fs";
 import os from "node:os";
@@ -237,6 +237,27 @@ describe("Rooms", () => {
     expect(theirs.state).toBe("TASK_STATE_COMPLETED");
     expect(theirs.verified).toBe(true);
     expect(theirs.executor).toBe(await byTestId("header-peer-id").getAttribute("title"));
+  });
+
+  it("declines a destructive run: the tool never runs and the proposer's task moves on", async () => {
+    await open("rooms");
+    const target = path.join(files, "declined.txt");
+    const args = { path: target, content: "never written" };
+    const { task_id: taskId } = await agent.ctl([
+      "rooms", "propose", roomId, "--skill", WRITE, "--input", JSON.stringify(args), "--window-ms", "2000", "--lease-ms", "120000",
+    ]);
+    const prompt = $(`[data-testid="room-approval"][data-task-id="${taskId}"]`);
+    await prompt.waitForDisplayed({ timeout: 30000, timeoutMsg: "no approval prompt for the second write" });
+    await (await reveal(prompt.$('[data-testid="approval-decline"]'))).click();
+    await expect(prompt).not.toExist();
+    await expect(byTestId("nav-rooms-badge")).not.toExist();
+    // The app was the only bidder: declined, the task has nobody left and fails.
+    const theirs = await agent.ctl(["rooms", "task", taskId, "--wait", "30"]);
+    expect(theirs.state).toBe("TASK_STATE_FAILED");
+    expect(theirs.verified).toBe(true);
+    expect(theirs.log.some((l) => l.report === "declined")).toBe(true);
+    expect(fs.existsSync(target)).toBe(false);
+    await expect(byTestId("rooms-approve-error")).not.toExist();
   });
 
   it("invites a daemon into an invite-only room with a saved invitation, and revokes it", async () => {

@@ -114,7 +114,7 @@ export const commands = {
 	/**  Cancels a request: it joins no further session. */
 	coinjoinCancel: (requestId: string) => typedError<RequestStatus, CommandError>(__TAURI_INVOKE("coinjoin_cancel", { requestId })),
 	/**  The rooms this node is in. */
-	roomsList: () => typedError<RoomSummary[], CommandError>(__TAURI_INVOKE("rooms_list")),
+	roomsList: () => typedError<RoomInfo[], CommandError>(__TAURI_INVOKE("rooms_list")),
 	/**  Creates a room owned by this node and joins it; returns its id. */
 	roomsCreate: (name: string, inviteOnly: boolean) => typedError<string, CommandError>(__TAURI_INVOKE("rooms_create", { name, inviteOnly })),
 	/**
@@ -122,7 +122,7 @@ export const commands = {
 	 *  the DHT, or, with `invitation` (its hex text or its file's path), an
 	 *  invite-only one.
 	 */
-	roomsJoin: (roomId: string, invitation: string | null) => typedError<RoomSummary, CommandError>(__TAURI_INVOKE("rooms_join", { roomId, invitation })),
+	roomsJoin: (roomId: string, invitation: string | null) => typedError<RoomInfo, CommandError>(__TAURI_INVOKE("rooms_join", { roomId, invitation })),
 	/**  The agents seen in a room, with their cards' skills. */
 	roomsAgents: (roomId: string) => typedError<AgentSummary[], CommandError>(__TAURI_INVOKE("rooms_agents", { roomId })),
 	/**
@@ -137,21 +137,26 @@ export const commands = {
 	/**  Cancels a task this node proposed. */
 	roomsCancel: (taskId: string) => typedError<TaskSummary, CommandError>(__TAURI_INVOKE("rooms_cancel", { taskId })),
 	/**  Tasks awarded to this node whose destructive tool waits for approval. */
-	roomsApprovals: () => typedError<ApprovalSummary[], CommandError>(__TAURI_INVOKE("rooms_approvals")),
+	roomsApprovals: () => typedError<PendingApproval[], CommandError>(__TAURI_INVOKE("rooms_approvals")),
 	/**  Approves the waiting run of a task awarded to this node: the tool runs. */
 	roomsApprove: (taskId: string) => typedError<null, CommandError>(__TAURI_INVOKE("rooms_approve", { taskId })),
+	/**
+	 *  Refuses the waiting run of a task awarded to this node: the tool does
+	 *  not run and the proposer awards the task to its next bidder.
+	 */
+	roomsDecline: (taskId: string) => typedError<null, CommandError>(__TAURI_INVOKE("rooms_decline", { taskId })),
 	/**
 	 *  This profile's MCP servers and shell commands (from its config.toml),
 	 *  each with its process and its tools: exposed or why not, and whether a
 	 *  run waits for approval.
 	 */
-	roomsOwnTools: () => typedError<ToolSourceSummary[], CommandError>(__TAURI_INVOKE("rooms_own_tools")),
+	roomsOwnTools: () => typedError<ToolSource[], CommandError>(__TAURI_INVOKE("rooms_own_tools")),
 	/**
 	 *  As the owner of an invite-only room: an invitation for `peer_id` with
 	 *  `roles`, valid for `valid_days` (default 30), as hex text to hand over
 	 *  (sealed to that peer, so only it can use it).
 	 */
-	roomsInvite: (roomId: string, peerId: string, roles: RoleChoice, validDays: number | null) => typedError<string, CommandError>(__TAURI_INVOKE("rooms_invite", { roomId, peerId, roles, validDays })),
+	roomsInvite: (roomId: string, peerId: string, roles: Roles, validDays: number | null) => typedError<string, CommandError>(__TAURI_INVOKE("rooms_invite", { roomId, peerId, roles, validDays })),
 	/**
 	 *  Writes an invitation (its hex text) to a new file at `path` as the bytes
 	 *  `conclavectl rooms join --token` reads; never overwrites a file.
@@ -199,33 +204,6 @@ export type AppInfo = {
 	data_dir: string,
 	/**  The profile's log folder. */
 	log_dir: string,
-};
-
-/**  A task awarded to this node whose destructive tool waits for a click. */
-export type ApprovalSummary = {
-	/**  The task. */
-	task_id: string,
-	/**  Its room. */
-	room_id: string,
-	/**  The room's name. */
-	room_name: string,
-	/**  Who proposed it (who asks for the run). */
-	proposer: string,
-	/**  The skill asked for. */
-	skill: string,
-	/**  The MCP server (or shell command) that would run. */
-	server: string,
-	/**  The tool that would run. */
-	tool: string,
-	/**  Exactly what the tool would receive. */
-	input: string,
-	/**  The attempt waiting. */
-	attempt: number,
-	/**
-	 *  When it was proposed (the proposer's clock, ms since the epoch); a
-	 *  plain `number` in TypeScript, as in [`TaskSummary`].
-	 */
-	proposed_at_ms: number,
 };
 
 /**  Whether CoinJoin can be used now, and if not, why. */
@@ -545,17 +523,17 @@ export type OwnOutput = {
 	mixed: boolean,
 };
 
-/**  One of this profile's tools. */
-export type OwnToolSummary = {
+/**  A tool of [`ToolSource`]. */
+export type OwnTool = {
 	/**  The tool's name. */
 	name: string,
 	/**  Its skill id. */
 	skill: string,
-	/**  Other peers may call it. */
+	/**  Other peers may call it: configured and listed by its server. */
 	exposed: boolean,
-	/**  Why it is not exposed. */
+	/**  Why it is not exposed, when it is not. */
 	why_not: string | null,
-	/**  A run waits for this profile's owner's approval. */
+	/**  A run waits for the owner's approval. */
 	needs_approval: boolean,
 	/**  It declares itself idempotent. */
 	idempotent: boolean,
@@ -622,6 +600,36 @@ export type PeerInfo = {
 	connections: ConnectionInfo[],
 };
 
+/**
+ *  A task awarded to this node whose tool waits for its owner's approval
+ *  (A2A `TASK_STATE_AUTH_REQUIRED`).
+ */
+export type PendingApproval = {
+	/**  The task. */
+	task_id: string,
+	/**  Its room. */
+	room_id: string,
+	/**  The room's name. */
+	room_name: string,
+	/**  Who proposed it. */
+	proposer: string,
+	/**  The skill (`mcp.<server>.<tool>`). */
+	skill: string,
+	/**  The server (or command) that would run. */
+	server: string,
+	/**  The tool that would run. */
+	tool: string,
+	/**
+	 *  Exactly what the tool would receive (its arguments as JSON, or a
+	 *  command's stdin).
+	 */
+	input: string,
+	/**  The attempt waiting. */
+	attempt: number,
+	/**  When the task was proposed (the proposer's clock, ms). */
+	proposed_at_ms: number,
+};
+
 /**  Where a session stands. */
 export type Phase = 
 /**  A signer holds an invitation it has not joined. */
@@ -648,6 +656,13 @@ export type PhaseChange = {
 	/**  When (Unix milliseconds). */
 	at_ms: number | null,
 };
+
+/**  Who may join a room. */
+export type Policy = 
+/**  Anyone may take part (the owner may still revoke a peer). */
+"open" | 
+/**  Only holders of an owner-signed membership token. */
+"invite_only";
 
 /**  Who may connect, as the node's connection gate enforces it. */
 export type PolicyView = {
@@ -800,8 +815,8 @@ export type Role =
 /**  This node signs in a session another node runs. */
 "signer";
 
-/**  The roles an invitation grants. */
-export type RoleChoice = {
+/**  What a member may do. */
+export type Roles = {
 	/**  Propose tasks. */
 	propose: boolean,
 	/**  Bid on and execute tasks. */
@@ -811,21 +826,19 @@ export type RoleChoice = {
 };
 
 /**  A room this node is in. */
-export type RoomSummary = {
-	/**  Its id (what others join with). */
+export type RoomInfo = {
+	/**  Its id. */
 	room_id: string,
 	/**  Its name. */
 	name: string,
-	/**  Its owner's PeerId. */
+	/**  Its owner. */
 	owner: string,
-	/**  Whether only invited peers take part. */
-	invite_only: boolean,
-	/**  Other agents whose cards were seen. */
+	/**  `open` or `invite_only`. */
+	policy: Policy,
+	/**  Agents whose cards were seen (not counting this node). */
 	agents: number,
 	/**  What this node may do there. */
-	can_propose: boolean,
-	/**  Whether this node may bid and execute there. */
-	can_execute: boolean,
+	roles: Roles,
 };
 
 /**
@@ -1075,24 +1088,27 @@ export type TimelineEntry = {
 	holdouts: string[],
 };
 
-/**  A configured MCP server or shell command of this profile. */
-export type ToolSourceSummary = {
+/**
+ *  One configured MCP server or shell command and its tools, as this
+ *  profile's owner sees them (the app's "Your tools").
+ */
+export type ToolSource = {
 	/**  Its configured name. */
 	name: string,
 	/**  `mcp` or `shell`. */
 	kind: string,
 	/**  The program and its arguments. */
 	command: string[],
-	/**  MCP: `destructive` or `never`. */
+	/**  MCP: `destructive` (destructive tools wait for approval) or `never`. */
 	approve: string | null,
-	/**  MCP: its process id while it runs. */
+	/**  MCP: the server's process id while it runs. */
 	pid: number | null,
-	/**  MCP: how many times it was started. */
-	starts: number,
+	/**  MCP: how many times it was started (0: not yet). */
+	generation: number,
 	/**  MCP: the protocol version it speaks. */
 	protocol: string | null,
-	/**  Its tools. */
-	tools: OwnToolSummary[],
+	/**  Its tools: every name in `expose` (MCP) or the command itself. */
+	tools: OwnTool[],
 };
 
 /**  Gossip figures for one subscribed topic. */

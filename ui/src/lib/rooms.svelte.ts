@@ -1,32 +1,32 @@
 // Live state of the agent-task rooms: the rooms this node is in, the
 // selected room's agents and tasks, the runs waiting for this owner's
 // approval, this profile's own tools, and what a person does with them:
-// create, join (with an invitation), propose, cancel, approve, invite,
-// revoke. Every `RoomsChanged` event fetches again.
+// create, join (with an invitation), propose, cancel, approve or decline
+// a run, invite, revoke. Every `RoomsChanged` event fetches again.
 import {
   commands,
   events,
   type AgentSummary,
-  type ApprovalSummary,
-  type RoomSummary,
+  type PendingApproval,
+  type RoomInfo,
   type TaskSummary,
-  type ToolSourceSummary,
+  type ToolSource,
 } from "./bindings";
 import { describe, unwrap, type Problem } from "./api";
 import { coalesced } from "./refresh";
 import { approvalToAnnounce, inviteRequest, proposeRequest, roomIdProblem, type InviteDraft, type ProposeDraft } from "./rooms";
 
 export const rooms = $state({
-  list: [] as RoomSummary[],
+  list: [] as RoomInfo[],
   selected: null as string | null,
   agents: [] as AgentSummary[],
   tasks: [] as TaskSummary[],
   /** Runs of ours waiting for a click, in every room. */
-  approvals: [] as ApprovalSummary[],
+  approvals: [] as PendingApproval[],
   /** The newest approval not yet announced, for the banner in other views. */
-  announced: null as ApprovalSummary | null,
+  announced: null as PendingApproval | null,
   /** This profile's MCP servers and shell commands with their tools. */
-  tools: [] as ToolSourceSummary[],
+  tools: [] as ToolSource[],
   loaded: false,
   error: null as Problem | null,
 });
@@ -34,7 +34,7 @@ export const rooms = $state({
 /** Approvals already announced (or dismissed): each is announced once. */
 const announcedIds = new Set<string>();
 
-function takeApprovals(list: ApprovalSummary[]): void {
+function takeApprovals(list: PendingApproval[]): void {
   rooms.approvals = list;
   // An approval that went (approved, or the task moved on) takes its banner along.
   if (rooms.announced && !list.some((a) => a.task_id === rooms.announced?.task_id)) rooms.announced = null;
@@ -191,20 +191,27 @@ export async function cancelTask(taskId: string): Promise<void> {
   }
 }
 
-/** The approve buttons: which task is being approved, and why it failed. */
-export const approving = $state({ busy: null as string | null, error: null as Problem | null });
+/** The approve and decline buttons: which task is being answered, how, and why it failed. */
+export const approving = $state({
+  busy: null as string | null,
+  answer: null as "approve" | "decline" | null,
+  error: null as Problem | null,
+});
 
-export async function approveTask(taskId: string): Promise<void> {
+/** Answers a run waiting for approval: run it, or decline it (the proposer awards the next bidder). */
+export async function answerApproval(taskId: string, answer: "approve" | "decline"): Promise<void> {
   approving.busy = taskId;
+  approving.answer = answer;
   approving.error = null;
   try {
-    await unwrap(commands.roomsApprove(taskId));
+    await unwrap(answer === "approve" ? commands.roomsApprove(taskId) : commands.roomsDecline(taskId));
     if (rooms.announced?.task_id === taskId) rooms.announced = null;
     await refreshRooms();
   } catch (e) {
     approving.error = describe(e);
   } finally {
     approving.busy = null;
+    approving.answer = null;
   }
 }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { AgentSummary, ApprovalSummary, TaskSummary } from "./bindings";
+import type { AgentSummary, PendingApproval, TaskSummary } from "./bindings";
 import {
   approvalToAnnounce,
   cancellable,
@@ -155,7 +155,7 @@ describe("the invite form", () => {
 });
 
 describe("approvals", () => {
-  const approval = (task_id: string, proposed_at_ms: number): ApprovalSummary => ({
+  const approval = (task_id: string, proposed_at_ms: number): PendingApproval => ({
     task_id,
     room_id: "cd".repeat(32),
     room_name: "lab",
@@ -179,10 +179,10 @@ describe("approvals", () => {
 
 describe("tool sources", () => {
   it("say whether an MCP server runs, and how often it restarted", () => {
-    expect(sourceState({ kind: "mcp", pid: 41, starts: 1 })).toEqual({ label: "running (pid 41)", tone: "ok" });
-    expect(sourceState({ kind: "mcp", pid: 41, starts: 3 }).label).toBe("running (pid 41, restarted 2×)");
-    expect(sourceState({ kind: "mcp", pid: null, starts: 0 })).toEqual({ label: "starting", tone: "accent" });
-    expect(sourceState({ kind: "mcp", pid: null, starts: 2 }).tone).toBe("bad");
-    expect(sourceState({ kind: "shell", pid: null, starts: 0 }).tone).toBe("ok");
+    expect(sourceState({ kind: "mcp", pid: 41, generation: 1 })).toEqual({ label: "running (pid 41)", tone: "ok" });
+    expect(sourceState({ kind: "mcp", pid: 41, generation: 3 }).label).toBe("running (pid 41, restarted 2×)");
+    expect(sourceState({ kind: "mcp", pid: null, generation: 0 })).toEqual({ label: "starting", tone: "accent" });
+    expect(sourceState({ kind: "mcp", pid: null, generation: 2 }).tone).toBe("bad");
+    expect(sourceState({ kind: "shell", pid: null, generation: 0 }).tone).toBe("ok");
   });
 });

@@ -2,7 +2,7 @@
 // proposal's skill, JSON input and bid window, an invitation) and the words
 // and tones of task states, tool sources and approvals. No calls to the
 // app here, so it is all tested by vitest.
-import type { AgentSummary, ApprovalSummary, RoomSummary, TaskSummary, ToolSourceSummary } from "./bindings";
+import type { AgentSummary, PendingApproval, RoomInfo, TaskSummary, ToolSource } from "./bindings";
 import type { Problem } from "./api";
 
 /** Longest bid window the app accepts (ms); the Rust side checks it too. */
@@ -131,7 +131,7 @@ export function inviteRequest(draft: InviteDraft): { request: InviteRequest } | 
 }
 
 /** A room's owner may invite (invite-only rooms) and revoke members. */
-export function ownedBy(room: Pick<RoomSummary, "owner">, ourPeerId: string | null): boolean {
+export function ownedBy(room: Pick<RoomInfo, "owner">, ourPeerId: string | null): boolean {
   return ourPeerId !== null && room.owner === ourPeerId;
 }
 
@@ -139,18 +139,18 @@ export function ownedBy(room: Pick<RoomSummary, "owner">, ourPeerId: string | nu
  * The approval to announce: the newest one not yet announced, or null.
  * `seen` holds the task ids already announced (or looked at).
  */
-export function approvalToAnnounce(list: ApprovalSummary[], seen: ReadonlySet<string>): ApprovalSummary | null {
+export function approvalToAnnounce(list: PendingApproval[], seen: ReadonlySet<string>): PendingApproval | null {
   const fresh = list.filter((a) => !seen.has(a.task_id));
   if (fresh.length === 0) return null;
   return fresh.reduce((a, b) => (b.proposed_at_ms > a.proposed_at_ms ? b : a));
 }
 
 /** A configured tool source's state for people. */
-export function sourceState(source: Pick<ToolSourceSummary, "kind" | "pid" | "starts">): { label: string; tone: "ok" | "bad" | "accent" } {
+export function sourceState(source: Pick<ToolSource, "kind" | "pid" | "generation">): { label: string; tone: "ok" | "bad" | "accent" } {
   if (source.kind !== "mcp") return { label: "runs per task", tone: "ok" };
   if (source.pid !== null) {
-    const restarts = source.starts > 1 ? `, restarted ${source.starts - 1}×` : "";
+    const restarts = source.generation > 1 ? `, restarted ${source.generation - 1}×` : "";
     return { label: `running (pid ${source.pid}${restarts})`, tone: "ok" };
   }
-  return source.starts === 0 ? { label: "starting", tone: "accent" } : { label: "not running", tone: "bad" };
+  return source.generation === 0 ? { label: "starting", tone: "accent" } : { label: "not running", tone: "bad" };
 }

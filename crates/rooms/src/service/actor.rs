@@ -64,6 +64,9 @@ pub const MAX_CALLS_PER_PEER: usize = 8;
 pub const MAX_CALLS_IN: usize = 64;
 /// Per-peer send queues kept.
 const MAX_PEER_QUEUES: usize = 4096;
+/// Most members a proposal is also sent to directly (those whose cards
+/// offer its skill, best reputation first); the rest hear it on gossip.
+const MAX_DIRECT_OFFERS: usize = 64;
 /// How often DHT announcements are renewed.
 const DHT_RENEW: Duration = Duration::from_secs(600);
 /// How long a tool's progress may be silent before the machine hears of it
@@ -163,6 +166,10 @@ pub(crate) enum Command {
         reply: Reply<TaskView>,
     },
     Approve {
+        task: TaskId,
+        reply: Reply<()>,
+    },
+    DeclineRun {
         task: TaskId,
         reply: Reply<()>,
     },
@@ -1163,7 +1170,12 @@ impl Actor {
         for action in actions {
             match action {
                 Action::Send { to, message } => self.send(to, Request::Task { room, message }),
-                Action::Broadcast(message) => self.publish(&room, &Gossip::Task(message)),
+                Action::Broadcast(message) => {
+                    if let TaskMessage::Proposal(statement) = &message {
+                        self.offer_directly(room, statement);
+                    }
+                    self.publish(&room, &Gossip::Task(message));
+                }
                 Action::Record(entry) => {
                     if let Some(store) = &self.store {
                         let seq = entry.body::<Entry>().map(|e| e.seq).unwrap_or(0);
@@ -1187,6 +1199,36 @@ impl Actor {
             }
         }
         self.after_proposer_step(task);
+    }
+
+    /// Sends our proposal straight to the members whose cards offer its
+    /// skill, as well as on the topic: gossip takes a hop per mesh link, and
+    /// a bid window of a second is too short for a proposal that reaches
+    /// an executor three hops away late.
+    fn offer_directly(&mut self, room: RoomId, proposal: &Statement) {
+        let Ok(spec) = proposal.body::<TaskSpec>() else {
+            return;
+        };
+        let Some(state) = self.rooms.get(&room) else {
+            return;
+        };
+        let now = unix_ms();
+        let mut offered: Vec<PeerId> = state
+            .cards
+            .with_skill(&spec.skill)
+            .filter(|p| **p != self.me && state.takes_part(p, now))
+            .copied()
+            .collect();
+        offered.sort_by_key(|p| std::cmp::Reverse(self.reputation.score(p, &spec.skill)));
+        for peer in offered.into_iter().take(MAX_DIRECT_OFFERS) {
+            self.send(
+                peer,
+                Request::Task {
+                    room,
+                    message: TaskMessage::Proposal(proposal.clone()),
+                },
+            );
+        }
     }
 
     /// The proposer accepts a result whose hash the record checked, and
@@ -1374,8 +1416,8 @@ impl Actor {
         out
     }
 
-    fn approve(&mut self, task: TaskId) -> Result<(), RoomsError> {
-        let now = unix_ms();
+    /// The run of `task` that waits for our owner's approval.
+    fn awaiting_approval(&mut self, task: TaskId) -> Result<&mut ExecTask, RoomsError> {
         let exec = self
             .executing
             .get_mut(&task)
@@ -1385,6 +1427,12 @@ impl Actor {
                 "task {task} waits for no approval here"
             )));
         }
+        Ok(exec)
+    }
+
+    fn approve(&mut self, task: TaskId) -> Result<(), RoomsError> {
+        let now = unix_ms();
+        let exec = self.awaiting_approval(task)?;
         let actions = exec.machine.approved(now)?;
         let attempt = exec.machine.attempt();
         let input: Message = exec
@@ -1398,26 +1446,53 @@ impl Actor {
         Ok(())
     }
 
-    /// A proposal on a room's topic: bid if we have the skill.
-    fn on_proposal(&mut self, room: RoomId, from: PeerId, statement: Statement) {
+    /// Our owner refuses the run: the tool never runs and the award is
+    /// declined, so the proposer gives it to the next bidder (a decline
+    /// does not count against our reputation).
+    fn decline_run(&mut self, task: TaskId) -> Result<(), RoomsError> {
+        let now = unix_ms();
+        let exec = self.awaiting_approval(task)?;
+        let room = exec.room;
+        let actions = exec.machine.decline("its owner declined to run it", now)?;
+        tracing::info!(%task, "run declined by the owner");
+        self.run_actions(room, task, actions);
+        self.changed();
+        Ok(())
+    }
+
+    /// A proposal heard on the topic or sent to us directly: we bid if we
+    /// may execute and have the tool. The error says why the proposal
+    /// itself is refused (its signer or its room); not bidding is no error.
+    fn on_proposal(
+        &mut self,
+        room: RoomId,
+        from: PeerId,
+        statement: Statement,
+    ) -> Result<(), String> {
         if statement.signer != from {
-            return;
+            return Err(
+                "refused: a proposal signed by another peer; only its proposer sends it".into(),
+            );
         }
-        let Ok(spec) = statement.body::<TaskSpec>() else {
-            return;
-        };
-        if spec.room != room || from == self.me {
-            return;
+        let spec = statement
+            .body::<TaskSpec>()
+            .map_err(|e| format!("refused: the proposal does not decode ({e})"))?;
+        if spec.room != room {
+            return Err("refused: the proposal is of another room".into());
         }
         let task = spec.id();
-        if self.executing.contains_key(&task) {
-            return;
+        // Its other copy (direct or gossip) already came: nothing to check.
+        if from == self.me || self.executing.contains_key(&task) {
+            return Ok(());
         }
+        statement
+            .verify(PROPOSAL_DOMAIN)
+            .map_err(|e| format!("refused: {e}"))?;
         let Some(tool) = self.skills.get(&spec.skill).cloned() else {
-            return;
+            return Ok(());
         };
         let Some(state) = self.rooms.get(&room) else {
-            return;
+            return Ok(());
         };
         let now = unix_ms();
         if state
@@ -1425,7 +1500,7 @@ impl Actor {
             .check(&self.me, Role::Execute, now)
             .is_err()
         {
-            return;
+            return Ok(());
         }
         let view = View {
             membership: &state.membership,
@@ -1454,6 +1529,7 @@ impl Actor {
             }
             Err(e) => tracing::debug!(%task, %e, "no bid"),
         }
+        Ok(())
     }
 
     /// A record entry seen on the topic (or sent to us): kept with the
@@ -1584,13 +1660,25 @@ impl Actor {
         let Some(state) = self.rooms.get(&room) else {
             return Err(format!("this node is not in room {room}"));
         };
-        if let TaskMessage::Entry(statement) = message {
-            state
-                .membership
-                .check(&from, Role::Observe, unix_ms())
-                .map_err(|e| e.to_string())?;
-            self.on_entry(room, from, statement);
-            return Ok(WireReply::Ok);
+        match message {
+            TaskMessage::Entry(statement) => {
+                state
+                    .membership
+                    .check(&from, Role::Observe, unix_ms())
+                    .map_err(|e| e.to_string())?;
+                self.on_entry(room, from, statement);
+                return Ok(WireReply::Ok);
+            }
+            // A proposer offers its task to us directly (see offer_directly).
+            TaskMessage::Proposal(statement) => {
+                state
+                    .membership
+                    .check(&from, Role::Propose, unix_ms())
+                    .map_err(|e| e.to_string())?;
+                self.on_proposal(room, from, statement)?;
+                return Ok(WireReply::Ok);
+            }
+            _ => {}
         }
         let Some(p) = self.proposed.get_mut(&task) else {
             return Err(format!("this node proposed no task {task}"));
@@ -1875,8 +1963,8 @@ impl Actor {
                 }
                 match message {
                     TaskMessage::Proposal(statement) => {
-                        if statement.verify(PROPOSAL_DOMAIN).is_ok() {
-                            self.on_proposal(room, from, statement)
+                        if let Err(e) = self.on_proposal(room, from, statement) {
+                            tracing::debug!(%from, %e, "proposal on the topic ignored");
                         }
                     }
                     TaskMessage::Entry(statement) => self.on_entry(room, from, statement),
@@ -2067,6 +2155,9 @@ impl Actor {
             }
             Command::Approve { task, reply } => {
                 let _ = reply.send(self.approve(task));
+            }
+            Command::DeclineRun { task, reply } => {
+                let _ = reply.send(self.decline_run(task));
             }
             Command::Inbound {
                 from,

@@ -13,7 +13,9 @@
 //!   messages, so it may take longer than one request's timeout; a cancel
 //!   goes to the server as MCP's cancellation.
 //! - Tasks: proposals and record entries on the topic, bids and reports
-//!   directly to the proposer; executors with the skill bid, run the tool
+//!   directly to the proposer; a proposal also goes directly to the
+//!   members whose cards offer its skill (up to 64), so a short bid window
+//!   is not spent on gossip hops; executors with the skill bid, run the tool
 //!   and report; every member keeps the entries it sees and verifies the
 //!   record ([`RoomsHandle::task`]).
 //! - State that must survive a restart goes to the profile's database
@@ -166,6 +168,7 @@ impl From<store::StoreError> for RoomsError {
 
 /// A room this node is in.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct RoomInfo {
     /// Its id.
     pub room_id: String,
@@ -176,6 +179,7 @@ pub struct RoomInfo {
     /// `open` or `invite_only`.
     pub policy: Policy,
     /// Agents whose cards were seen (not counting this node).
+    #[cfg_attr(feature = "specta", specta(type = u32))]
     pub agents: usize,
     /// What this node may do there.
     pub roles: Roles,
@@ -277,6 +281,7 @@ pub struct TaskView {
 /// A task awarded to this node whose tool waits for its owner's approval
 /// (A2A `TASK_STATE_AUTH_REQUIRED`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct PendingApproval {
     /// The task.
     pub task_id: String,
@@ -298,6 +303,7 @@ pub struct PendingApproval {
     /// The attempt waiting.
     pub attempt: u8,
     /// When the task was proposed (the proposer's clock, ms).
+    #[cfg_attr(feature = "specta", specta(type = u32))]
     pub proposed_at_ms: u64,
 }
 
@@ -695,6 +701,13 @@ impl RoomsHandle {
     /// Approves a destructive tool's run for a task awarded to this node.
     pub async fn approve(&self, task: TaskId) -> Result<(), RoomsError> {
         self.ask(|reply| actor::Command::Approve { task, reply })
+            .await
+    }
+
+    /// Refuses a destructive tool's run for a task awarded to this node:
+    /// the tool does not run and the award goes back to its proposer.
+    pub async fn decline_run(&self, task: TaskId) -> Result<(), RoomsError> {
+        self.ask(|reply| actor::Command::DeclineRun { task, reply })
             .await
     }
 }

@@ -62,6 +62,7 @@ pub struct ServerInfo {
 /// One configured MCP server or shell command and its tools, as this
 /// profile's owner sees them (the app's "Your tools").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct ToolSource {
     /// Its configured name.
     pub name: String,
@@ -74,6 +75,7 @@ pub struct ToolSource {
     /// MCP: the server's process id while it runs.
     pub pid: Option<u32>,
     /// MCP: how many times it was started (0: not yet).
+    #[cfg_attr(feature = "specta", specta(type = u32))]
     pub generation: u64,
     /// MCP: the protocol version it speaks.
     pub protocol: Option<String>,
@@ -83,6 +85,7 @@ pub struct ToolSource {
 
 /// A tool of [`ToolSource`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct OwnTool {
     /// The tool's name.
     pub name: String,

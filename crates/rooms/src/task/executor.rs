@@ -265,12 +265,13 @@ impl Executor {
         self.step(&[Awarded], Acknowledged, ReportKind::Acknowledged, now_ms)
     }
 
-    /// Refuses the award.
+    /// Refuses the award (before the tool runs; also when our owner
+    /// refuses the run it waits for).
     pub fn decline(&mut self, reason: &str, now_ms: u64) -> Result<Vec<Action>, TaskError> {
         use ExecutorPhase::*;
         let reason = clip(reason);
         self.step(
-            &[Awarded, Acknowledged],
+            &[Awarded, Acknowledged, AwaitingApproval],
             Done,
             ReportKind::Declined { reason },
             now_ms,

@@ -630,6 +630,38 @@ fn input_and_approval_pause_the_task_and_cancel_stops_it() {
 }
 
 #[test]
+fn a_run_its_owner_declines_goes_to_the_next_bid_and_costs_no_reputation() {
+    let mut net = Net::new(3, Policy::Open);
+    net.bid(0, 1, false);
+    net.bid(1, 2, false);
+    net.close_window();
+    let first = net.executor();
+    assert_eq!(first, net.peer(0));
+    net.act(first, |t, now| t.acknowledge(now).unwrap());
+    net.act(first, |t, now| {
+        t.approval_required("writes files", now).unwrap()
+    });
+    assert_eq!(net.proposer.state(), TaskState::AuthRequired);
+    net.act(first, |t, now| {
+        t.decline("its owner declined to run it", now).unwrap()
+    });
+    // The tool never ran, so even a non-idempotent one goes to the next bid.
+    assert_eq!(net.executor(), net.peer(1));
+    net.complete_by_current("done by the second");
+    net.proposer_act(|p, now| p.accept(now).unwrap());
+    let verified = net.record().verify().unwrap();
+    assert_eq!(verified.attempts[0].outcome, AttemptOutcome::Declined);
+    assert_eq!(verified.state, TaskState::Completed);
+    let mut reputation = Reputation::new();
+    reputation.count_own(&verified);
+    assert_eq!(
+        reputation.score(&first, SKILL),
+        Reputation::new().score(&first, SKILL),
+        "a declined run leaves the first executor's score as it was"
+    );
+}
+
+#[test]
 fn a_rejected_result_moves_an_idempotent_task_to_the_next_bid() {
     let mut net = Net::new(3, Policy::Open);
     net.bid(0, 1, true);

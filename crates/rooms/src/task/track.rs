@@ -562,7 +562,11 @@ impl Track {
         }
         let next = match (&report.kind, self.phase) {
             (ReportKind::Acknowledged, Phase::Awarded) => Phase::Acknowledged,
-            (ReportKind::Declined { reason }, Phase::Awarded | Phase::Acknowledged) => {
+            // Before the tool ran: also when its owner refuses the run.
+            (
+                ReportKind::Declined { reason },
+                Phase::Awarded | Phase::Acknowledged | Phase::AwaitingApproval,
+            ) => {
                 check_text(reason).map_err(|e| self.illegal(entry, e))?;
                 self.end_attempt(AttemptOutcome::Declined);
                 return Ok(());
