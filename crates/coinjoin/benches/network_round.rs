@@ -91,9 +91,6 @@ async fn network(
         .enumerate()
         .map(|(i, node)| {
             let mut config = CoinJoinConfig::quick(EPOCH, PHASE_TIMEOUT);
-            // Once per epoch, as the default config's 60 s is one tenth of
-            // its 600 s epoch; the tests' epoch/8 only hurries convergence.
-            config.announce_every = EPOCH;
             if let Some((index, disruption)) = disruptor {
                 if index == i {
                     config.disruption = Some(disruption);

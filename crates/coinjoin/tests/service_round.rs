@@ -7,7 +7,7 @@
 //! request cancelled before its epoch is withdrawn from the others' views;
 //! a withdrawal published by anyone but the request's author changes
 //! nothing; requests announced either side of a tick wait for the next
-//! one together.
+//! one together; an announcement that reached nobody is soon tried again.
 
 mod support;
 
@@ -458,6 +458,38 @@ async fn requests_announced_either_side_of_a_tick_mix_at_the_next_one_and_nobody
             "not at the tick the late ones missed"
         );
     }
+    for peer in &peers {
+        peer.coinjoin.stop().await;
+        peer.node.stop().await.expect("stop");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_announcement_that_reached_nobody_is_tried_again_soon() {
+    let test = "an_announcement_that_reached_nobody_is_tried_again_soon";
+    if !keychain_available(test) {
+        return;
+    }
+    let Some(chain) = Regtest::start(test) else {
+        return;
+    };
+    // No tick during the test, and announcements a minute apart.
+    let mut config = CoinJoinConfig::quick(Duration::from_secs(600), Duration::from_secs(5));
+    config.announce_every = Duration::from_secs(60);
+    let peers = start_peers(2, "coinjoin-unheard", &chain, &config).await;
+    // The first request is announced while no other peer is on its topic:
+    // that announcement reaches nobody.
+    let first = join(&peers[0]).await;
+    let second = join(&peers[1]).await;
+    // The second request reaches the first peer at once; the first is
+    // tried again within a second or two, not a minute later.
+    let soon = Duration::from_secs(15);
+    tokio::time::timeout(soon, wait_for_peer_count(&peers[0].coinjoin, &first, 2))
+        .await
+        .expect("the first peer sees the second request");
+    tokio::time::timeout(soon, wait_for_peer_count(&peers[1].coinjoin, &second, 2))
+        .await
+        .expect("the second peer sees the first request well before its next announcement");
     for peer in &peers {
         peer.coinjoin.stop().await;
         peer.node.stop().await.expect("stop");

@@ -48,6 +48,17 @@ const MAX_EXCLUDED_LISTED: usize = 256;
 const MAX_LOCAL_IN_A_ROW: usize = 64;
 /// Our messages waiting for the sender task.
 const PUBLISH_QUEUE: usize = 256;
+/// How soon an announcement that reached no peer is first tried again;
+/// the wait doubles with each miss, up to `announce_every`.
+const ANNOUNCE_RETRY: Duration = Duration::from_millis(250);
+
+/// A message for the sender task: its topic, its bytes, and the request
+/// it announces (whose outcome comes back as [`Internal::Announced`]).
+struct Outgoing {
+    topic: String,
+    bytes: Vec<u8>,
+    announces: Option<RequestId>,
+}
 
 /// What blocking work reports back.
 enum Internal {
@@ -65,6 +76,9 @@ enum Internal {
         id: RequestId,
         tx: Option<Transaction>,
     },
+    /// An announcement of our request reached the network (at `at_ms`) or
+    /// no peer at all (`None`).
+    Announced { id: RequestId, at_ms: Option<u64> },
 }
 
 /// One of our requests.
@@ -75,8 +89,13 @@ struct Own {
     output_seed: Zeroizing<[u8; 32]>,
     max_fee: Option<u64>,
     change_script: ScriptBuf,
-    announced_ms: u64,
+    /// When an announcement of it first reached a peer: a tick takes it in
+    /// only `settle` after that, as the peers' own rule does, never after
+    /// an announcement that reached nobody.
+    announced_ms: Option<u64>,
     next_announce: Instant,
+    /// The wait before the next try of an announcement that reached nobody.
+    announce_retry: Duration,
     /// The session it is in.
     session: Option<[u8; 32]>,
     /// Whether a validation for it is under way.
@@ -107,7 +126,7 @@ pub(crate) struct Actor {
     commands: mpsc::Receiver<Command>,
     internal: mpsc::Receiver<Internal>,
     internal_tx: mpsc::Sender<Internal>,
-    publisher: mpsc::Sender<(String, Vec<u8>)>,
+    publisher: mpsc::Sender<Outgoing>,
     own: BTreeMap<RequestId, Own>,
     /// Our request ids in the order they were made.
     order: Vec<RequestId>,
@@ -129,7 +148,7 @@ impl Actor {
     ) -> Self {
         let (internal_tx, internal) = mpsc::channel(64);
         let (publisher, queue) = mpsc::channel(PUBLISH_QUEUE);
-        tokio::spawn(publish(shared.node.clone(), queue));
+        tokio::spawn(publish(shared.node.clone(), queue, internal_tx.clone()));
         // A session someone formed starts here by our next tick, or within
         // a phase if its view differs from ours.
         let early = EarlyMessages::new(shared.config.epoch + shared.config.timeouts.phase);
@@ -373,8 +392,6 @@ impl Actor {
         (self.shared.config.epoch.as_secs().max(1)) * 1000
     }
 
-    /// The first tick a request announced at `announced_ms` takes part in:
-    /// the first epoch boundary at least `settle` later.
     /// Our request `join` as (re)announced at `now_ms`, in no session yet.
     fn fresh_own(&self, join: PreparedJoin, status: RequestStatus, now_ms: u64) -> Own {
         Own {
@@ -384,8 +401,9 @@ impl Actor {
             output_seed: join.output_seed,
             max_fee: join.max_fee,
             change_script: join.change_script,
-            announced_ms: now_ms,
+            announced_ms: None,
             next_announce: Instant::now(),
+            announce_retry: ANNOUNCE_RETRY,
             session: None,
             validating: false,
             next_tick_ms: self.first_tick_ms(now_ms),
@@ -395,6 +413,8 @@ impl Actor {
         }
     }
 
+    /// The first tick a request announced at `announced_ms` takes part in:
+    /// the first epoch boundary at least `settle` later.
     fn first_tick_ms(&self, announced_ms: u64) -> u64 {
         let epoch = self.epoch_ms();
         let earliest = announced_ms + self.shared.config.settle.as_millis() as u64;
@@ -418,7 +438,11 @@ impl Actor {
         let bytes = TopicMessage::Withdraw(id).encode();
         if self
             .publisher
-            .try_send((own.pairing.topic(), bytes))
+            .try_send(Outgoing {
+                topic: own.pairing.topic(),
+                bytes,
+                announces: None,
+            })
             .is_err()
         {
             tracing::warn!("coinjoin: the publish queue is full; withdrawal dropped");
@@ -435,7 +459,12 @@ impl Actor {
         own.next_announce = Instant::now() + self.shared.config.announce_every;
         let bytes = TopicMessage::Request(own.request.encode()).encode();
         let topic = own.pairing.topic();
-        if self.publisher.try_send((topic, bytes)).is_err() {
+        let outgoing = Outgoing {
+            topic,
+            bytes,
+            announces: Some(*id),
+        };
+        if self.publisher.try_send(outgoing).is_err() {
             tracing::warn!("coinjoin: the publish queue is full; announcement dropped");
         }
     }
@@ -562,6 +591,24 @@ impl Actor {
                     self.find_signed_earlier(id);
                 }
             },
+            Internal::Announced { id, at_ms } => {
+                let Some(own) = self.own.get_mut(&id) else {
+                    return;
+                };
+                match at_ms {
+                    Some(at) => {
+                        own.announced_ms.get_or_insert(at);
+                        own.announce_retry = ANNOUNCE_RETRY;
+                    }
+                    // Nobody heard it (no peer on the topic yet): again
+                    // soon, not an `announce_every` later.
+                    None => {
+                        let retry = own.announce_retry;
+                        own.next_announce = own.next_announce.min(Instant::now() + retry);
+                        own.announce_retry = (retry * 2).min(self.shared.config.announce_every);
+                    }
+                }
+            }
             Internal::SignedEarlier { id, tx: None } => {
                 self.set_phase(&id, RequestPhase::Failed, self.run_of(&id), Vec::new());
             }
@@ -661,8 +708,10 @@ impl Actor {
                 return;
             }
         };
-        let settled =
-            own.announced_ms + self.shared.config.settle.as_millis() as u64 <= epoch * 1000;
+        let settle_ms = self.shared.config.settle.as_millis() as u64;
+        let settled = own
+            .announced_ms
+            .is_some_and(|at| at + settle_ms <= epoch * 1000);
         if let Some(e) = refused
             .iter()
             .find(|e| own.request.outpoints() == e.outpoints)
@@ -863,7 +912,12 @@ impl Actor {
                         message,
                     }
                     .encode();
-                    if self.publisher.try_send((pairing.topic(), bytes)).is_err() {
+                    let outgoing = Outgoing {
+                        topic: pairing.topic(),
+                        bytes,
+                        announces: None,
+                    };
+                    if self.publisher.try_send(outgoing).is_err() {
                         tracing::warn!("coinjoin: the publish queue is full; run message dropped");
                     }
                 }
@@ -1164,14 +1218,29 @@ fn remember_finished(finished: &mut VecDeque<[u8; 32]>, id: [u8; 32]) {
     finished.push_back(id);
 }
 
-/// Publishes our messages one at a time, in the order they were made.
-async fn publish(node: conclave_node::NodeHandle, mut queue: mpsc::Receiver<(String, Vec<u8>)>) {
-    while let Some((topic, bytes)) = queue.recv().await {
-        if let Err(e) = node.broadcast(&topic, bytes).await {
+/// Publishes our messages one at a time, in the order they were made, and
+/// tells the actor whether each announcement reached the network.
+async fn publish(
+    node: conclave_node::NodeHandle,
+    mut queue: mpsc::Receiver<Outgoing>,
+    report: mpsc::Sender<Internal>,
+) {
+    while let Some(Outgoing {
+        topic,
+        bytes,
+        announces,
+    }) = queue.recv().await
+    {
+        let result = node.broadcast(&topic, bytes).await;
+        if let Err(e) = &result {
             tracing::debug!(%topic, %e, "coinjoin: publish failed");
             if matches!(e, conclave_node::NodeError::Stopped) {
                 return;
             }
+        }
+        if let Some(id) = announces {
+            let at_ms = result.is_ok().then(unix_ms);
+            let _ = report.send(Internal::Announced { id, at_ms }).await;
         }
     }
 }
