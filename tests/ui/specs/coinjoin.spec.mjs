@@ -175,6 +175,12 @@ describe("CoinJoin", () => {
     // three), so the round that forms is the one with the app in it.
     const [aliceCoin, bobCoin] = await Promise.all([daemonCoin(alice, 151000), daemonCoin(bob, 152000)]);
     const [{ request_id: aliceId }, { request_id: bobId }] = await Promise.all([daemonJoin(alice, aliceCoin), daemonJoin(bob, bobCoin)]);
+    // The app joins right after a tick: its request then reaches everyone
+    // far from the next tick's cutoff. One announced within a tenth of the
+    // settle time of the cutoff is taken in by its author but not yet by
+    // the others, and those two views cannot form one session (a known
+    // gap of the service, to be closed there).
+    await browser.waitUntil(async () => Date.now() % (EPOCH_SECS * 1000) < 300, { timeout: EPOCH_SECS * 1000 + 1000, interval: 50 });
     const id = await appJoin();
     await expect(request(id).$('[data-testid="coinjoin-peers"]')).toHaveText(/peer/);
 
