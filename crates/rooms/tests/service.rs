@@ -2,19 +2,15 @@
 //! from npm: a remote MCP call between two members, and a small room
 //! where a task is proposed, bid on, awarded, completed and its record
 //! verified by every member; bids forged, relayed or sent late by a peer
-//! speaking the rooms protocol directly are refused and change nothing;
-//! a proposal its proposer sends directly is bid on with no gossip at all.
+//! speaking the rooms protocol directly are refused and change nothing.
 
 mod common;
 
 use std::time::Duration;
 
 use common::*;
-use std::sync::Arc;
-
-use conclave_node::{clock::unix_ms, HandlerError, NodeHandle, ProtocolHandler};
+use conclave_node::{clock::unix_ms, NodeHandle};
 use conclave_rooms::{
-    a2a::{JsonBytes, Message, Part, Role as A2aRole},
     ids::TaskId,
     room::Policy,
     service::{
@@ -23,7 +19,7 @@ use conclave_rooms::{
         Proposal, RoomsHandle,
     },
     statement::{LocalSigner, Statement, StatementSigner},
-    task::{Bid, TaskMessage, TaskSpec, BID_DOMAIN, PROPOSAL_DOMAIN},
+    task::{Bid, TaskMessage, BID_DOMAIN},
     PeerId, RoomId,
 };
 use tokio::sync::mpsc;
@@ -395,121 +391,4 @@ async fn forged_relayed_and_late_bids_over_the_wire_are_refused_and_change_nothi
         "the record never names the forger: {:#?}",
         done.log
     );
-}
-
-/// A bare node's end of the rooms protocol: every request it receives.
-struct Capture(mpsc::Sender<(PeerId, Request)>);
-
-impl ProtocolHandler for Capture {
-    fn name(&self) -> &str {
-        "captured rooms requests"
-    }
-
-    fn protocol_id(&self) -> &str {
-        wire::PROTOCOL
-    }
-
-    fn handle_message(
-        &self,
-        from: PeerId,
-        payload: Vec<u8>,
-    ) -> futures::future::BoxFuture<'static, Result<Vec<u8>, HandlerError>> {
-        if let Ok(request) = wire::decode::<Request>(&payload) {
-            let _ = self.0.try_send((from, request));
-        }
-        Box::pin(async { Ok(wire::encode(&wire::Reply::Ok)) })
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_proposal_sent_directly_by_its_proposer_is_bid_on_without_gossip() {
-    init_logging();
-    let (proposer, executor) = (loopback_node().await, loopback_node().await);
-    connect(&proposer, &executor).await;
-    let (captured_tx, mut captured) = mpsc::channel(16);
-    proposer
-        .register_handler(Arc::new(Capture(captured_tx)))
-        .await
-        .unwrap();
-    let re = rooms(&executor, everything(&["echo"])).await;
-    let room = re.create_room("direct offers", Policy::Open).await.unwrap();
-    let skill = "mcp.everything.echo";
-    until(&re, "the echo tool listed", || async {
-        re.inventory()
-            .await
-            .unwrap()
-            .iter()
-            .any(|s| s.tools.iter().any(|t| t.skill == skill && t.exposed))
-    })
-    .await;
-    // The bare proposer never joins the topic: only the direct path is open.
-    let input = Message::new(
-        "direct-1",
-        A2aRole::User,
-        vec![Part::text("offered directly")],
-    );
-    let spec = TaskSpec {
-        room,
-        proposer: proposer.peer_id(),
-        created_at_ms: unix_ms(),
-        nonce: [7; 16],
-        skill: skill.into(),
-        input: JsonBytes::encode(&input),
-        bid_window_ms: 10_000,
-        max_price: 10,
-        min_reputation: 0,
-        execution_timeout_ms: 30_000,
-        lease_ms: 10_000,
-        attempts: 1,
-    };
-    let offer = |statement: Statement| Request::Task {
-        room,
-        message: TaskMessage::Proposal(statement),
-    };
-
-    // A proposal relayed by a peer that did not sign it is refused.
-    let someone = LocalSigner::generate();
-    let relayed = Statement::sign(&someone, PROPOSAL_DOMAIN, &spec, unix_ms()).unwrap();
-    let why = proposer
-        .send_to(
-            executor.peer_id(),
-            wire::PROTOCOL,
-            wire::encode(&offer(relayed)),
-        )
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(why.contains("signed by another peer"), "{why}");
-
-    // Its proposer's own is taken, and the executor bids back directly.
-    let own = NodeSigner::new(proposer.identity());
-    let proposal = Statement::sign(&own, PROPOSAL_DOMAIN, &spec, unix_ms()).unwrap();
-    let reply = proposer
-        .send_to(
-            executor.peer_id(),
-            wire::PROTOCOL,
-            wire::encode(&offer(proposal)),
-        )
-        .await
-        .expect("the executor takes a proposal sent directly");
-    assert_eq!(
-        wire::decode::<wire::Reply>(&reply).unwrap(),
-        wire::Reply::Ok
-    );
-    let (from, request) = within("the executor's bid", captured.recv())
-        .await
-        .expect("a request");
-    assert_eq!(from, executor.peer_id());
-    let (bid_room, bid) = match request {
-        Request::Task {
-            room,
-            message: TaskMessage::Bid(bid),
-        } => (room, bid),
-        other => panic!("not a bid: {other:?}"),
-    };
-    assert_eq!(bid_room, room);
-    assert_eq!(bid.signer, executor.peer_id());
-    let bid: Bid = bid.body().unwrap();
-    assert_eq!(bid.task, spec.id());
-    assert_eq!(bid.skill, skill);
 }

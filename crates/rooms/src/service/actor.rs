@@ -64,9 +64,6 @@ pub const MAX_CALLS_PER_PEER: usize = 8;
 pub const MAX_CALLS_IN: usize = 64;
 /// Per-peer send queues kept.
 const MAX_PEER_QUEUES: usize = 4096;
-/// Most members a proposal is also sent to directly (those whose cards
-/// offer its skill, best reputation first); the rest hear it on gossip.
-const MAX_DIRECT_OFFERS: usize = 64;
 /// How often DHT announcements are renewed.
 const DHT_RENEW: Duration = Duration::from_secs(600);
 /// How long a tool's progress may be silent before the machine hears of it
@@ -1170,12 +1167,7 @@ impl Actor {
         for action in actions {
             match action {
                 Action::Send { to, message } => self.send(to, Request::Task { room, message }),
-                Action::Broadcast(message) => {
-                    if let TaskMessage::Proposal(statement) = &message {
-                        self.offer_directly(room, statement);
-                    }
-                    self.publish(&room, &Gossip::Task(message));
-                }
+                Action::Broadcast(message) => self.publish(&room, &Gossip::Task(message)),
                 Action::Record(entry) => {
                     if let Some(store) = &self.store {
                         let seq = entry.body::<Entry>().map(|e| e.seq).unwrap_or(0);
@@ -1199,36 +1191,6 @@ impl Actor {
             }
         }
         self.after_proposer_step(task);
-    }
-
-    /// Sends our proposal straight to the members whose cards offer its
-    /// skill, as well as on the topic: gossip takes a hop per mesh link, and
-    /// a bid window of a second is too short for a proposal that reaches
-    /// an executor three hops away late.
-    fn offer_directly(&mut self, room: RoomId, proposal: &Statement) {
-        let Ok(spec) = proposal.body::<TaskSpec>() else {
-            return;
-        };
-        let Some(state) = self.rooms.get(&room) else {
-            return;
-        };
-        let now = unix_ms();
-        let mut offered: Vec<PeerId> = state
-            .cards
-            .with_skill(&spec.skill)
-            .filter(|p| **p != self.me && state.takes_part(p, now))
-            .copied()
-            .collect();
-        offered.sort_by_key(|p| std::cmp::Reverse(self.reputation.score(p, &spec.skill)));
-        for peer in offered.into_iter().take(MAX_DIRECT_OFFERS) {
-            self.send(
-                peer,
-                Request::Task {
-                    room,
-                    message: TaskMessage::Proposal(proposal.clone()),
-                },
-            );
-        }
     }
 
     /// The proposer accepts a result whose hash the record checked, and
@@ -1460,9 +1422,9 @@ impl Actor {
         Ok(())
     }
 
-    /// A proposal heard on the topic or sent to us directly: we bid if we
-    /// may execute and have the tool. The error says why the proposal
-    /// itself is refused (its signer or its room); not bidding is no error.
+    /// A proposal heard on the topic: we bid if we may execute and have
+    /// the tool. The error says why the proposal itself is refused (its
+    /// signer or its room); not bidding is no error.
     fn on_proposal(
         &mut self,
         room: RoomId,
@@ -1660,25 +1622,13 @@ impl Actor {
         let Some(state) = self.rooms.get(&room) else {
             return Err(format!("this node is not in room {room}"));
         };
-        match message {
-            TaskMessage::Entry(statement) => {
-                state
-                    .membership
-                    .check(&from, Role::Observe, unix_ms())
-                    .map_err(|e| e.to_string())?;
-                self.on_entry(room, from, statement);
-                return Ok(WireReply::Ok);
-            }
-            // A proposer offers its task to us directly (see offer_directly).
-            TaskMessage::Proposal(statement) => {
-                state
-                    .membership
-                    .check(&from, Role::Propose, unix_ms())
-                    .map_err(|e| e.to_string())?;
-                self.on_proposal(room, from, statement)?;
-                return Ok(WireReply::Ok);
-            }
-            _ => {}
+        if let TaskMessage::Entry(statement) = message {
+            state
+                .membership
+                .check(&from, Role::Observe, unix_ms())
+                .map_err(|e| e.to_string())?;
+            self.on_entry(room, from, statement);
+            return Ok(WireReply::Ok);
         }
         let Some(p) = self.proposed.get_mut(&task) else {
             return Err(format!("this node proposed no task {task}"));

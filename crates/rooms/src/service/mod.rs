@@ -13,9 +13,7 @@
 //!   messages, so it may take longer than one request's timeout; a cancel
 //!   goes to the server as MCP's cancellation.
 //! - Tasks: proposals and record entries on the topic, bids and reports
-//!   directly to the proposer; a proposal also goes directly to the
-//!   members whose cards offer its skill (up to 64), so a short bid window
-//!   is not spent on gossip hops; executors with the skill bid, run the tool
+//!   directly to the proposer; executors with the skill bid, run the tool
 //!   and report; every member keeps the entries it sees and verifies the
 //!   record ([`RoomsHandle::task`]).
 //! - State that must survive a restart goes to the profile's database
