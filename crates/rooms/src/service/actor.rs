@@ -1422,39 +1422,26 @@ impl Actor {
         Ok(())
     }
 
-    /// A proposal heard on the topic: we bid if we may execute and have
-    /// the tool. The error says why the proposal itself is refused (its
-    /// signer or its room); not bidding is no error.
-    fn on_proposal(
-        &mut self,
-        room: RoomId,
-        from: PeerId,
-        statement: Statement,
-    ) -> Result<(), String> {
+    /// A proposal on a room's topic: bid if we have the skill.
+    fn on_proposal(&mut self, room: RoomId, from: PeerId, statement: Statement) {
         if statement.signer != from {
-            return Err(
-                "refused: a proposal signed by another peer; only its proposer sends it".into(),
-            );
+            return;
         }
-        let spec = statement
-            .body::<TaskSpec>()
-            .map_err(|e| format!("refused: the proposal does not decode ({e})"))?;
-        if spec.room != room {
-            return Err("refused: the proposal is of another room".into());
+        let Ok(spec) = statement.body::<TaskSpec>() else {
+            return;
+        };
+        if spec.room != room || from == self.me {
+            return;
         }
         let task = spec.id();
-        // Its other copy (direct or gossip) already came: nothing to check.
-        if from == self.me || self.executing.contains_key(&task) {
-            return Ok(());
+        if self.executing.contains_key(&task) {
+            return;
         }
-        statement
-            .verify(PROPOSAL_DOMAIN)
-            .map_err(|e| format!("refused: {e}"))?;
         let Some(tool) = self.skills.get(&spec.skill).cloned() else {
-            return Ok(());
+            return;
         };
         let Some(state) = self.rooms.get(&room) else {
-            return Ok(());
+            return;
         };
         let now = unix_ms();
         if state
@@ -1462,7 +1449,7 @@ impl Actor {
             .check(&self.me, Role::Execute, now)
             .is_err()
         {
-            return Ok(());
+            return;
         }
         let view = View {
             membership: &state.membership,
@@ -1491,7 +1478,6 @@ impl Actor {
             }
             Err(e) => tracing::debug!(%task, %e, "no bid"),
         }
-        Ok(())
     }
 
     /// A record entry seen on the topic (or sent to us): kept with the
@@ -1913,8 +1899,8 @@ impl Actor {
                 }
                 match message {
                     TaskMessage::Proposal(statement) => {
-                        if let Err(e) = self.on_proposal(room, from, statement) {
-                            tracing::debug!(%from, %e, "proposal on the topic ignored");
+                        if statement.verify(PROPOSAL_DOMAIN).is_ok() {
+                            self.on_proposal(room, from, statement)
                         }
                     }
                     TaskMessage::Entry(statement) => self.on_entry(room, from, statement),
