@@ -133,8 +133,9 @@ pub enum RoomsAction {
         /// The task's id.
         task_id: String,
     },
-    /// Refuse that run instead: the tool does not run and the proposer
-    /// awards the task to its next bidder.
+    /// Decline a destructive tool's run for a task awarded to this daemon:
+    /// the tool does not run and the proposer awards the task to its next
+    /// bidder.
     Decline {
         /// The task's id.
         task_id: String,
